@@ -1,0 +1,33 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.setup-done
+
+.PHONY: setup run test test-fast bench clean
+
+setup: $(STAMP)
+
+# Rebuilt only when the dependencies change. torch is pinned first: the CPU wheel of
+# 2.13.0 is on disk, while a looser requirement would pull gigabytes of CUDA packages.
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: setup
+	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/domaintune train
+
+test: setup
+	WANDB_MODE=offline $(BIN)/python -m pytest
+
+test-fast: setup
+	WANDB_MODE=offline $(BIN)/python -m pytest -m "not slow"
+
+bench: setup
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf $(VENV) outputs/runs outputs/multiruns outputs/cache

@@ -1,0 +1,5 @@
+"""Legal: label a contract or terms-of-service clause by what it does."""
+
+from .datamodule import LegalDataModule
+
+DATAMODULES = {"legal": LegalDataModule}

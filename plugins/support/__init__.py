@@ -1,0 +1,5 @@
+"""Customer support: route a customer's message to its intent."""
+
+from .datamodule import SupportDataModule
+
+DATAMODULES = {"support": SupportDataModule}

@@ -1,0 +1,41 @@
+"""Callbacks every run uses: fail fast on a metric that is never logged, and keep the epoch history."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+
+from domaintune.errors import UserError
+
+
+class MetricGuard(pl.Callback):
+    """After the first validation (the sanity check included), `optimized_metric` must exist:
+    checkpointing, early stopping, pruning and the sweep objective all read it."""
+
+    def __init__(self, monitor: str):
+        self.monitor = monitor
+        self.checked = False
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.checked:
+            return
+        self.checked = True
+        logged = sorted(k for k in trainer.callback_metrics if k.startswith("val/"))
+        if self.monitor not in trainer.callback_metrics:
+            raise UserError(
+                f"optimized_metric '{self.monitor}' is not logged by {type(pl_module).__name__}; "
+                f"it logs {', '.join(logged)}; set optimized_metric=<one of them>"
+            )
+
+
+class EpochHistory(pl.Callback):
+    """Per-epoch train and validation metrics, for metrics.json and the learning curve."""
+
+    def __init__(self):
+        self.epochs: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        row = {"epoch": trainer.current_epoch}
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith(("train/", "val/")) and not key.endswith("_step"):
+                row[key.removesuffix("_epoch")] = round(float(value), 6)
+        self.epochs.append(row)

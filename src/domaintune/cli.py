@@ -1,0 +1,72 @@
+"""`domaintune` command line. Nothing heavy is imported at module level: `--help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from domaintune.errors import UserError, exit_with
+
+TRAIN_HELP = """Fine-tune with Hydra overrides, e.g. `domaintune train task=legal peft=none trainer.max_epochs=3`.
+Add -m for a multirun (`-m task=legal,support,marketing`); `domaintune train --help` shows Hydra's help
+and `domaintune train --cfg job` prints the composed config."""
+
+
+def run_train(overrides: list[str]) -> None:
+    import __main__
+
+    from domaintune import config, hydra_app
+
+    config.check_group_choices(overrides)
+    # Hydra reads sys.argv; Lightning's DDP launcher re-runs sys.argv[0] as a script for the
+    # other ranks, so point it at the Hydra app itself rather than at this CLI.
+    sys.argv = [hydra_app.__file__, *overrides]
+    __main__.__spec__ = None
+    hydra_app.main()
+
+
+def list_plugins(_: argparse.Namespace) -> None:
+    from domaintune import registry
+
+    plugins = sorted(registry.discover().values(), key=lambda p: (p.kind, p.name))
+    rows = [("NAME", "KIND", "TARGET", "SOURCE")] + [(p.name, p.kind, p.target, p.source) for p in plugins]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+
+
+def new_plugin(args: argparse.Namespace) -> None:
+    from domaintune.scaffold import write_plugin
+
+    for path in write_plugin(args.name, args.dir):
+        print(f"wrote {path}")
+    print(f"train it: domaintune train task={args.name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="domaintune",
+        description="Fine-tune pre-trained models on a domain and find their best hyperparameters.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("train", help="fine-tune (Hydra overrides; -m for multirun and sweeps)", description=TRAIN_HELP,
+                   add_help=False)
+    plugins = sub.add_parser("plugins", help="list registered LightningModule and LightningDataModule plugins")
+    plugins.set_defaults(handler=list_plugins)
+    scaffold = sub.add_parser("new-plugin", help="write a working domain plugin and its task config")
+    scaffold.add_argument("name", help="domain name: lower-case letters, digits and '_' (e.g. insurance)")
+    scaffold.add_argument("--dir", default=".", help="project folder that holds plugins/ and conf/ (default: .)")
+    scaffold.set_defaults(handler=new_plugin)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv[:1] == ["train"]:
+            run_train(argv[1:])
+            return
+        args = build_parser().parse_args(argv)
+        args.handler(args)
+    except UserError as error:
+        exit_with(error)

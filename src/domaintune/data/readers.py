@@ -1,0 +1,105 @@
+"""Read one data file (CSV, TSV, JSONL, JSON, Parquet, text lines; optionally gzipped) into a DataFrame."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from domaintune.errors import DataError
+
+log = logging.getLogger(__name__)
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".txt": "txt"}
+ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+
+
+def data_format(path: Path) -> str | None:
+    """Format from the name: `x.csv`, `x.csv.gz`; a bare `x.gz` holds text lines."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+        if not suffixes or suffixes[-1] not in FORMATS:
+            return "txt"
+    return FORMATS.get(suffixes[-1]) if suffixes else None
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    for encoding in ENCODINGS:
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if encoding != ENCODINGS[0]:
+            log.warning("%s is not UTF-8; read it as %s", path, encoding)
+        return text
+    raise DataError(f"{path}: cannot decode the bytes as text; save it as UTF-8")  # latin-1 decodes anything
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """The file's rows as a DataFrame; a `txt` file gives one `text` row per non-blank line."""
+    fmt = data_format(path)
+    if fmt is None:
+        raise DataError(f"{path}: unknown data format; use .csv, .tsv, .jsonl, .json, .parquet or .txt (optionally .gz)")
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; set data.path to an existing file or folder")
+    raw = path.read_bytes()
+    if path.suffix.lower() == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path}: not a valid gzip file ({exc})") from None
+    if not raw.strip():
+        raise DataError(f"{path}: the file is empty; it needs rows of text and labels")
+    if fmt == "parquet":
+        try:
+            return pd.read_parquet(io.BytesIO(raw))
+        except Exception as exc:
+            raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+    if b"\x00" in raw[:8192]:
+        raise DataError(f"{path}: looks like a binary file, not {fmt} text")
+    text = _decode(path, raw)
+    try:
+        if fmt == "csv":
+            return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        if fmt == "tsv":
+            return pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+        if fmt == "txt":
+            return pd.DataFrame({"text": [line for line in text.splitlines() if line.strip()]})
+        if fmt == "jsonl":
+            return pd.DataFrame(_json_lines(path, text))
+        return pd.DataFrame(_json_records(path, text))
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: {str(exc).strip()}; fix the row or quote fields that contain the separator") from None
+
+
+def _json_lines(path: Path, text: str) -> list[dict]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: line {number} is not valid JSON ({exc.msg}); one JSON object per line") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: line {number} is a JSON {type(row).__name__}, not an object with named fields")
+        rows.append(row)
+    return rows
+
+
+def _json_records(path: Path, text: str) -> list[dict]:
+    """A JSON list of records, or an object whose values are records (keyed by id)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    records = list(data.values()) if isinstance(data, dict) else data
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise DataError(f"{path}: expected a list of objects (or an object of objects), one per example")
+    return records

@@ -1,0 +1,142 @@
+"""Turn `data.path` (one file, a folder of split files, or a folder of one file per label)
+into train/val/test frames with `text` and `label` columns."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import pandas as pd
+
+from domaintune.data.readers import data_format, read_table
+from domaintune.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAMES = {"train": ("train",), "val": ("val", "valid", "validation", "dev"), "test": ("test",)}
+TEXT_COLUMNS = ("text", "sentence", "content", "utterance", "query", "question", "review", "headline",
+                "title", "body", "document", "clause", "message", "input", "prompt")
+LABEL_COLUMNS = ("label", "labels", "category", "intent", "class", "target", "topic", "sentiment", "answer", "y")
+
+
+def _stem(path: Path) -> str:
+    return path.name.split(".")[0].lower()
+
+
+def find_split_files(folder: Path) -> dict[str, Path]:
+    """Files named as people name splits (train.csv, dev.jsonl, validation.parquet, test.tsv.gz, ...)."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or data_format(path) is None:
+            continue
+        for split, stems in SPLIT_NAMES.items():
+            if _stem(path) in stems:
+                if split in found:
+                    raise DataError(f"{folder}: both {found[split].name} and {path.name} look like the {split} split; keep one")
+                found[split] = path
+    return found
+
+
+def _column(frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, ...], role: str, source: Path) -> str:
+    if wanted is not None:
+        if wanted not in frame.columns:
+            raise DataError(f"{source}: no column '{wanted}' (data.{role}_column); columns are {list(frame.columns)}")
+        return wanted
+    by_lower = {str(c).lower(): c for c in frame.columns}
+    for name in candidates:
+        if name in by_lower:
+            return by_lower[name]
+    raise DataError(
+        f"{source}: cannot tell which column holds the {role}; columns are {list(frame.columns)}; "
+        f"set data.{role}_column=<name>"
+    )
+
+
+def canonical(frame: pd.DataFrame, source: Path, text_column: str | None, label_column: str | None) -> pd.DataFrame:
+    """Keep `text` and `label` as clean strings; drop rows with no text or no label, saying how many."""
+    text = _column(frame, text_column, TEXT_COLUMNS, "text", source)
+    label = _column(frame, label_column, LABEL_COLUMNS, "label", source)
+    out = pd.DataFrame({
+        "text": frame[text].map(lambda v: " ".join(str(v).split()) if pd.notna(v) else ""),
+        "label": frame[label].map(lambda v: str(v).strip() if pd.notna(v) else ""),
+    })
+    keep = (out.text != "") & (out.label != "")
+    if not keep.all():
+        log.warning("%s: dropped %d of %d rows with an empty text or label", source, (~keep).sum(), len(out))
+    out = out[keep].reset_index(drop=True)
+    if out.empty:
+        raise DataError(f"{source}: no row has both a text ('{text}') and a label ('{label}')")
+    return out
+
+
+def stratified_split(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off `fraction` of every label (at least one row of labels that have two or more)."""
+    rng = random.Random(seed)
+    rest, held = [], []
+    for _, rows in frame.groupby("label", sort=True):
+        index = list(rows.index)
+        rng.shuffle(index)
+        take = round(len(index) * fraction) if len(index) > 1 else 0
+        take = max(take, 1) if len(index) > 1 and fraction > 0 else take
+        held += index[:take]
+        rest += index[take:]
+    return frame.loc[sorted(rest)].reset_index(drop=True), frame.loc[sorted(held)].reset_index(drop=True)
+
+
+def _label_files(folder: Path) -> pd.DataFrame | None:
+    """A folder of text-line files, one per label (the file name is the label), as one frame."""
+    files = [p for p in sorted(folder.iterdir()) if p.is_file() and data_format(p) is not None]
+    if len(files) < 2 or any(data_format(p) != "txt" for p in files):
+        return None
+    return pd.concat([read_table(p).assign(label=_stem(p)) for p in files], ignore_index=True)
+
+
+def load_splits(path: Path, text_column: str | None, label_column: str | None,
+                val_fraction: float, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
+    """Train/val/test frames; the splits the data lacks are carved out of train, stratified and seeded."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder; set data.path to your data")
+    if path.is_dir():
+        files = find_split_files(path)
+        if files and "train" not in files:
+            raise DataError(
+                f"{path}: has {', '.join(p.name for p in files.values())} but no train file (train.csv, train.jsonl, ...); "
+                "add one, or pass a single file as data.path to have it split"
+            )
+        if files:
+            splits = {s: canonical(read_table(p), p, text_column, label_column) for s, p in files.items()}
+        else:
+            merged = _label_files(path)
+            if merged is None:
+                names = [p.name for p in path.iterdir()][:8]
+                raise DataError(
+                    f"{path}: no data files found (train/val/test files, or one .txt file per label); it holds {names}"
+                )
+            splits = {"train": canonical(merged, path, "text", "label")}
+    else:
+        splits = {"train": canonical(read_table(path), path, text_column, label_column)}
+    carved_test = "test" not in splits
+    if carved_test:
+        splits["train"], splits["test"] = stratified_split(splits["train"], test_fraction, seed)
+    if "val" not in splits:
+        # fractions are of all the rows we split, so rescale once test has been taken out
+        fraction = val_fraction / (1 - test_fraction) if carved_test else val_fraction
+        splits["train"], splits["val"] = stratified_split(splits["train"], fraction, seed + 1)
+    _check_labels(path, splits)
+    return splits
+
+
+def _check_labels(path: Path, splits: dict[str, pd.DataFrame]) -> None:
+    train_labels = set(splits["train"].label)
+    if len(train_labels) < 2:
+        raise DataError(
+            f"{path}: the label column has one class ({next(iter(train_labels))!r}) in train; "
+            "a classifier needs at least two"
+        )
+    for split in ("val", "test"):
+        unseen = sorted(set(splits[split].label) - train_labels)
+        if unseen:
+            raise DataError(
+                f"{path}: {split} has labels that never occur in train: {unseen[:5]}; add train rows for them or drop those rows"
+            )

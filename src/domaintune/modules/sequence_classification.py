@@ -1,0 +1,201 @@
+"""Encoder + pooling + linear head for text classification, trained fully or through a peft adapter."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+from domaintune.models import Backbone
+
+log = logging.getLogger(__name__)
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str, pooler_output=None) -> torch.Tensor:
+    """Sentence vector the way the encoder was pre-trained: mean of real tokens, [CLS], or BERT's pooler."""
+    if pooling == "mean":
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    if pooling == "cls":
+        return hidden[:, 0]
+    return pooler_output
+
+
+class SequenceClassificationModule(pl.LightningModule):
+    """Fine-tunes `encoder` with a fresh head. With `peft_config` only the adapter and head train.
+
+    `head_init="probe"` fits the head as a logistic regression on frozen features before
+    fine-tuning (linear-probe-then-fine-tune); its validation accuracy is the base model's
+    score, logged as `probe/val_acc` so every run says whether fine-tuning paid off.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_labels: int,
+        labels: list[str] | None = None,
+        peft_config=None,
+        pooling: str = "mean",
+        dropout: float = 0.1,
+        lr: float = 1e-4,
+        head_lr: float = 2e-3,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        schedule: str = "linear",
+        label_smoothing: float = 0.0,
+        head_init: str = "random",
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone", "peft_config"], logger=False)
+        encoder = backbone.load_encoder()
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            encoder = get_peft_model(encoder, peft_config)
+        self.encoder = encoder
+        self.labels = labels or [str(i) for i in range(num_labels)]
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder.config.hidden_size, num_labels))
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        summary = MetricCollection({
+            "acc": MulticlassAccuracy(num_labels, average="micro"),
+            "macro_f1": MulticlassF1Score(num_labels, average="macro"),
+        })
+        self.val_metrics, self.test_metrics = summary.clone(prefix="val/"), summary.clone(prefix="test/")
+        self.per_class = MetricCollection({
+            "precision": MulticlassPrecision(num_labels, average=None),
+            "recall": MulticlassRecall(num_labels, average=None),
+            "f1": MulticlassF1Score(num_labels, average=None),
+            "confusion": MulticlassConfusionMatrix(num_labels),
+        })
+        self.test_report: dict = {}
+        self.probe_val_acc: float | None = None
+        # Checkpoints keep only what trains (adapter/head or the whole encoder): frozen base weights
+        # are loaded from the model anyway, so leave them out and load the rest non-strictly.
+        self.strict_loading = peft_config is None
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        return pool(out.last_hidden_state, attention_mask, self.hparams.pooling, getattr(out, "pooler_output", None))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(input_ids, attention_mask))
+
+    def _step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        return self.loss_fn(logits, batch["labels"]), logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, _ = self._step(batch)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        loss, logits = self._step(batch)
+        self.val_metrics.update(logits, batch["labels"])
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]), sync_dist=True)
+        self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        loss, logits = self._step(batch)
+        self.test_metrics.update(logits, batch["labels"])
+        self.per_class.update(logits, batch["labels"])
+        self.log("test/loss", loss, on_epoch=True, batch_size=len(batch["labels"]), sync_dist=True)
+        self.log_dict(self.test_metrics, on_epoch=True)
+
+    def on_test_epoch_end(self) -> None:
+        values = self.per_class.compute()
+        support = values["confusion"].sum(1)
+        self.test_report = {
+            "per_class": {
+                label: {
+                    "precision": round(values["precision"][i].item(), 4),
+                    "recall": round(values["recall"][i].item(), 4),
+                    "f1": round(values["f1"][i].item(), 4),
+                    "support": int(support[i].item()),
+                }
+                for i, label in enumerate(self.labels)
+            },
+            "confusion_matrix": values["confusion"].tolist(),
+        }
+        self.per_class.reset()
+
+    def on_fit_start(self) -> None:
+        if self.hparams.head_init == "probe":
+            self._fit_probe_head()
+
+    @torch.no_grad()
+    def _features(self, loader) -> tuple[torch.Tensor, torch.Tensor]:
+        was_training = self.training
+        self.eval()
+        feats, labels = [], []
+        for batch in loader:
+            batch = self.transfer_batch_to_device(batch, self.device, 0)
+            feats.append(self.embed(batch["input_ids"], batch["attention_mask"]).float().cpu())
+            labels.append(batch["labels"].cpu())
+        self.train(was_training)
+        return torch.cat(feats), torch.cat(labels)
+
+    def _fit_probe_head(self) -> None:
+        """Logistic regression on frozen base features -> head weights; its val accuracy is logged."""
+        from sklearn.linear_model import LogisticRegression
+
+        datamodule = self.trainer.datamodule
+        x_train, y_train = self._features(datamodule.train_dataloader())
+        probe = LogisticRegression(max_iter=1000).fit(x_train.numpy(), y_train.numpy())
+        x_val, y_val = self._features(datamodule.val_dataloader())
+        probe_acc = float((probe.predict(x_val.numpy()) == y_val.numpy()).mean())
+        linear = self.head[-1]
+        weight = torch.zeros_like(linear.weight)
+        bias = torch.zeros_like(linear.bias)
+        seen = torch.as_tensor(probe.classes_)
+        if len(seen) == 2 and linear.out_features == 2:  # sklearn stores one row for binary problems
+            weight[1], bias[1] = torch.as_tensor(probe.coef_[0]), float(probe.intercept_[0])
+        else:
+            weight[seen] = torch.as_tensor(probe.coef_, dtype=weight.dtype)
+            bias[seen] = torch.as_tensor(probe.intercept_, dtype=bias.dtype)
+        linear.weight.data.copy_(weight)
+        linear.bias.data.copy_(bias)
+        self.probe_val_acc = probe_acc
+        log.info("linear probe on the frozen base model: val acc %.4f", probe_acc)
+
+    def configure_optimizers(self):
+        from transformers import get_scheduler
+
+        encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW([
+            {"params": encoder_params, "lr": self.hparams.lr, "weight_decay": self.hparams.weight_decay},
+            {"params": self.head.parameters(), "lr": self.hparams.head_lr, "weight_decay": 0.0},
+        ])
+        total = self.trainer.estimated_stepping_batches
+        scheduler = get_scheduler(
+            self.hparams.schedule, optimizer,
+            num_warmup_steps=int(self.hparams.warmup_ratio * total), num_training_steps=total,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        frozen = {name for name, p in self.named_parameters() if not p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
+
+    def report(self) -> dict:
+        """What this module adds to metrics.json: the test per-class report and the probe baseline."""
+        baseline = {"baseline": {"kind": "linear probe on the frozen base encoder", "val/acc": self.probe_val_acc}}
+        return {**self.test_report, **(baseline if self.probe_val_acc is not None else {})}
+
+    def save_artifacts(self, folder: Path) -> None:
+        """Best weights in safetensors: the peft adapter (or the whole encoder) and the head."""
+        from safetensors.torch import save_file
+
+        self.encoder.save_pretrained(folder / ("adapter" if hasattr(self.encoder, "peft_config") else "encoder"))
+        save_file({k: v.detach().contiguous() for k, v in self.head.state_dict().items()}, folder / "head.safetensors")

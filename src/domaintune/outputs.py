@@ -1,0 +1,63 @@
+"""What a finished run leaves in its folder: metrics.json, learning curve, summary text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def best_epoch(history: list[dict], metric: str, mode: str) -> dict | None:
+    rows = [row for row in history if metric in row]
+    if not rows:
+        return None
+    return (max if mode == "max" else min)(rows, key=lambda row: row[metric])
+
+
+def write_json(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    return path
+
+
+def plot_learning_curve(history: list[dict], metric: str, path: Path) -> Path | None:
+    """Train and validation loss, and the optimized metric, per epoch."""
+    if not history:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in ("train/loss", "val/loss"):
+        if all(key in row for row in history):
+            loss_axis.plot(epochs, [row[key] for row in history], marker="o", label=key)
+    loss_axis.set(xlabel="epoch", ylabel="loss", title="loss")
+    loss_axis.legend()
+    if all(metric in row for row in history):
+        metric_axis.plot(epochs, [row[metric] for row in history], marker="o", color="tab:green")
+    metric_axis.set(xlabel="epoch", ylabel=metric, title=metric)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def summary_text(metrics: dict) -> str:
+    """The few lines a user reads after a run: best epoch, test scores, baseline, where things are."""
+    best, test = metrics["best"], metrics.get("test", {})
+    lines = [f"domaintune: {metrics['task']} finished in {metrics['time_s']:.0f}s, {metrics['epochs_run']} epoch(s)"]
+    if best["value"] is not None:
+        lines.append(f"  best {best['metric']} = {best['value']:.4f} at epoch {best['epoch']}")
+    if test:
+        lines.append("  test (best checkpoint): " + "  ".join(f"{k.removeprefix('test/')} {v:.4f}" for k, v in test.items()))
+    baseline = metrics.get("baseline")
+    if baseline:
+        gain = (best["value"] or 0.0) - baseline["val/acc"] if best["metric"] == "val/acc" else None
+        verdict = ""
+        if gain is not None:
+            verdict = (f"; fine-tuning gained {gain * 100:+.1f} points" if gain > 0
+                       else f"; fine-tuning did NOT beat the base model ({gain * 100:+.1f} points): use the probe")
+        lines.append(f"  base model + linear head (probe): val/acc {baseline['val/acc']:.4f}{verdict}")
+    lines.append(f"  outputs: {metrics['run_dir']}")
+    return "\n".join(lines)

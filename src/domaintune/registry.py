@@ -1,0 +1,153 @@
+"""Plugin registry: LightningModules and LightningDataModules by name.
+
+Two sources produce the same `Plugin` records: the entry-point groups
+`domaintune.modules` / `domaintune.datamodules` of installed packages, and local plugin
+folders (`plugins/<name>/__init__.py` exposing `MODULES` / `DATAMODULES` dicts of
+name -> class). Configs still build objects by `_target_`; the registry is for names,
+listing, checks and scaffolding.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from domaintune.errors import PluginError
+
+KINDS = {"module": "domaintune.modules", "datamodule": "domaintune.datamodules"}
+LOCAL_ATTRIBUTE = {"module": "MODULES", "datamodule": "DATAMODULES"}
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+CHECKOUT_PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+
+
+@dataclass(frozen=True)
+class Plugin:
+    name: str
+    kind: str
+    obj: type
+    source: str
+
+    @property
+    def target(self) -> str:
+        """The dotted path a config's `_target_` uses for this plugin."""
+        return f"{self.obj.__module__}.{self.obj.__qualname__}"
+
+
+def plugin_dirs() -> list[Path]:
+    """Local plugin folders: $DOMAINTUNE_PLUGINS (path list), ./plugins, then the checkout's plugins/."""
+    candidates = [Path(p) for p in os.environ.get("DOMAINTUNE_PLUGINS", "").split(os.pathsep) if p]
+    candidates += [Path.cwd() / "plugins", CHECKOUT_PLUGINS]
+    seen, dirs = set(), []
+    for path in candidates:
+        resolved = path.resolve()
+        if resolved.is_dir() and resolved not in seen:
+            seen.add(resolved)
+            dirs.append(resolved)
+    return dirs
+
+
+def _base_class(kind: str) -> type:
+    import lightning.pytorch as pl
+
+    return pl.LightningModule if kind == "module" else pl.LightningDataModule
+
+
+def _check(kind: str, name: str, obj: object, source: str) -> Plugin:
+    if not NAME_PATTERN.match(name):
+        raise PluginError(f"{kind} plugin '{name}' from {source}: names are lower-case letters, digits and '_'")
+    if not (isinstance(obj, type) and issubclass(obj, _base_class(kind))):
+        raise PluginError(
+            f"{kind} plugin '{name}' from {source} is {obj!r}, not a {_base_class(kind).__name__} subclass"
+        )
+    return Plugin(name=name, kind=kind, obj=obj, source=source)
+
+
+def _from_entry_points() -> list[Plugin]:
+    plugins = []
+    for kind, group in KINDS.items():
+        for ep in entry_points(group=group):
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "unknown package"
+            source = f"entry point {ep.value} ({dist})"
+            try:
+                obj = ep.load()
+            except Exception as exc:  # a broken third-party plugin must not hide the others' names
+                raise PluginError(
+                    f"{kind} plugin '{ep.name}' from {source} failed to import: {type(exc).__name__}: {exc}"
+                ) from exc
+            plugins.append(_check(kind, ep.name, obj, source))
+    return plugins
+
+
+def _from_folder(root: Path) -> list[Plugin]:
+    """Import every `root/<name>/__init__.py` as `<root name>.<name>` and read its name -> class dicts."""
+    if str(root.parent) not in sys.path:
+        sys.path.insert(0, str(root.parent))
+    plugins = []
+    for folder in sorted(p for p in root.iterdir() if (p / "__init__.py").is_file()):
+        source = f"plugin folder {folder}"
+        module_name = f"{root.name}.{folder.name}"
+        try:
+            package = importlib.import_module(module_name)
+        except Exception as exc:
+            raise PluginError(
+                f"plugin folder {folder} failed to import: {type(exc).__name__}: {exc} (fix it or move it out of {root})"
+            ) from exc
+        if Path(package.__file__).resolve().parent != folder:
+            raise PluginError(
+                f"plugin folder {folder} is shadowed by {Path(package.__file__).parent} of the same name; rename one"
+            )
+        for kind, attribute in LOCAL_ATTRIBUTE.items():
+            for name, obj in getattr(package, attribute, {}).items():
+                plugins.append(_check(kind, name, obj, source))
+    return plugins
+
+
+@cache
+def discover() -> dict[tuple[str, str], Plugin]:
+    """All plugins keyed by (kind, name); two different classes under one name is an error."""
+    found: dict[tuple[str, str], Plugin] = {}
+    candidates = _from_entry_points()
+    for root in plugin_dirs():
+        candidates += _from_folder(root)
+    for plugin in candidates:
+        key = (plugin.kind, plugin.name)
+        if key in found and found[key].obj is not plugin.obj:
+            raise PluginError(
+                f"{plugin.kind} plugin name '{plugin.name}' is registered twice: by {found[key].source} "
+                f"and by {plugin.source}; rename one of them"
+            )
+        found.setdefault(key, plugin)
+    return found
+
+
+def names(kind: str) -> list[str]:
+    return sorted(name for k, name in discover() if k == kind)
+
+
+def get(kind: str, name: str) -> Plugin:
+    """The plugin of that kind and name, or an error listing the names that exist."""
+    try:
+        return discover()[(kind, name)]
+    except KeyError:
+        raise PluginError(f"unknown {kind} plugin '{name}'; available: {', '.join(names(kind)) or 'none'}") from None
+
+
+def check_target(kind: str, target: str, key: str) -> None:
+    """Fail early, in one line, when a config's `_target_` cannot be imported."""
+    discover()  # puts local plugin folders on the import path
+    module_name, _, attribute = target.rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError, ValueError) as exc:
+        registered = ", ".join(f"{p.name} ({p.target})" for (k, _), p in sorted(discover().items()) if k == kind)
+        raise PluginError(
+            f"{key}._target_ '{target}' cannot be imported ({type(exc).__name__}: {exc}); registered {kind}s: {registered}"
+        ) from None
+    if not (isinstance(obj, type) and issubclass(obj, _base_class(kind))):
+        raise PluginError(f"{key}._target_ '{target}' is not a {_base_class(kind).__name__} subclass")

@@ -1,0 +1,93 @@
+"""One fine-tuning run, top to bottom: data -> model -> fit with early stopping on
+`optimized_metric` -> test the best checkpoint -> write the run folder -> return the best value."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from domaintune import outputs, registry
+from domaintune.callbacks import EpochHistory, MetricGuard
+from domaintune.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def _finish_wandb(loggers: list, exit_code: int) -> None:
+    """Close the W&B run with the run's real outcome, also when it failed."""
+    if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+        import wandb
+
+        wandb.finish(exit_code=exit_code)
+
+
+def train(cfg: DictConfig) -> float | None:
+    started = time.time()
+    run_dir = Path(cfg.paths.run_dir)
+    if (run_dir / "metrics.json").exists():
+        raise UserError(f"{run_dir} already holds a finished run; run folders are never overwritten")
+    registry.check_target("datamodule", cfg.data._target_, "data")
+    registry.check_target("module", cfg.module._target_, "module")
+    pl.seed_everything(cfg.seed, workers=True)
+
+    # Data and model: the datamodule tokenizes with the backbone's tokenizer and tells the
+    # module what it needs from the data (number of labels, label names).
+    backbone = instantiate(cfg.model)
+    datamodule = instantiate(cfg.data, _partial_=True)(tokenizer=backbone.load_tokenizer())
+    datamodule.setup("fit")
+    peft_config = instantiate(cfg.peft) if cfg.get("peft") else None
+    build_module = instantiate(cfg.module, _partial_=True)  # objects go in as call arguments, not config
+    module = build_module(backbone=backbone, peft_config=peft_config, **datamodule.module_inputs())
+
+    # Trainer: checkpointing and early stopping (in cfg.callbacks) watch `optimized_metric`.
+    history = EpochHistory()
+    callbacks = [MetricGuard(cfg.optimized_metric), history]
+    callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for lg in loggers:
+        lg.log_hyperparams({**resolved, "data_fingerprint": datamodule.fingerprint})
+
+    try:
+        trainer.fit(module, datamodule=datamodule)
+        checkpoint = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        test_results = trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint or None) if cfg.test else [{}]
+    except BaseException:
+        _finish_wandb(loggers, exit_code=1)
+        raise
+    if not trainer.is_global_zero:
+        return None
+
+    # The run folder: best weights (safetensors), label map, metrics.json, learning curve.
+    best = outputs.best_epoch(history.epochs, cfg.optimized_metric, cfg.mode) or {}
+    metrics = {
+        "task": cfg.task_name,
+        "run_dir": str(run_dir),
+        "best": {"metric": cfg.optimized_metric, "value": best.get(cfg.optimized_metric), "epoch": best.get("epoch")},
+        "epochs_run": len(history.epochs),
+        "time_s": round(time.time() - started, 1),
+        "test": {k: round(float(v), 6) for k, v in test_results[0].items()},
+        "data": {"path": str(datamodule.path), "fingerprint": datamodule.fingerprint,
+                 **{f"{split}_rows": len(ds) for split, ds in datamodule.datasets.items()}},
+        "history": history.epochs,
+        **module.report(),
+    }
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    datamodule.save_artifacts(run_dir)
+    module.save_artifacts(run_dir)
+    if checkpoint:  # the safetensors above hold the same weights; don't keep them twice
+        Path(checkpoint).unlink(missing_ok=True)
+    outputs.plot_learning_curve(history.epochs, cfg.optimized_metric, run_dir / "learning_curve.png")
+    outputs.write_json(run_dir / "metrics.json", metrics)
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger":
+            lg.experiment.summary.update({"best/value": metrics["best"]["value"], "best/epoch": metrics["best"]["epoch"]})
+    _finish_wandb(loggers, exit_code=0)
+    print(outputs.summary_text(metrics), flush=True)
+    return metrics["best"]["value"]
