@@ -83,6 +83,8 @@ def train(cfg: DictConfig) -> float | None:
     module.save_artifacts(run_dir)
     if checkpoint:  # the safetensors above hold the same weights; don't keep them twice
         Path(checkpoint).unlink(missing_ok=True)
+        if not any(Path(checkpoint).parent.iterdir()):
+            Path(checkpoint).parent.rmdir()
     outputs.plot_learning_curve(history.epochs, cfg.optimized_metric, run_dir / "learning_curve.png")
     outputs.write_json(run_dir / "metrics.json", metrics)
     for lg in loggers:

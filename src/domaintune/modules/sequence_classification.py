@@ -59,6 +59,8 @@ class SequenceClassificationModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "peft_config"], logger=False)
         encoder = backbone.load_encoder()
+        if pooling != "pooler" and getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # unused: would waste compute and leave DDP with gradient-less weights
         if peft_config is not None:
             from peft import get_peft_model
 

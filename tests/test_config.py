@@ -1,0 +1,70 @@
+import itertools
+
+import pytest
+from hydra.utils import instantiate
+
+from domaintune.config import check_group_choices, group_options
+from domaintune.errors import UserError
+
+TASKS = group_options("task")
+MODELS = [m for m in group_options("model") if m != "hf"]  # hf needs a name_or_path
+PEFTS = group_options("peft")
+TRAINERS = group_options("trainer")
+LOGGERS = group_options("logger")
+
+
+def test_groups_offer_what_users_expect():
+    assert {"legal", "support", "marketing"} <= set(TASKS)
+    assert {"lora", "ia3", "none"} <= set(PEFTS)
+    assert {"cpu", "gpu", "ddp", "debug"} <= set(TRAINERS)
+    assert {"wandb", "csv", "none"} <= set(LOGGERS)
+    assert {"minilm", "hf", "tiny"} <= set(group_options("model"))
+
+
+@pytest.mark.parametrize("task,model,peft", list(itertools.product(TASKS, MODELS, PEFTS)))
+def test_every_task_model_peft_combination_composes(make_cfg, task, model, peft):
+    cfg = make_cfg(f"task={task}", f"model={model}", f"peft={peft}")
+    assert cfg.task_name == task
+    assert cfg.data._target_.startswith("plugins.")
+    assert cfg.module.pooling == cfg.model.pooling
+    assert (cfg.peft is None) == (peft == "none")
+    for key in ("model_checkpoint", "early_stopping"):
+        assert cfg.callbacks[key].monitor == cfg.optimized_metric
+        assert cfg.callbacks[key].mode == cfg.mode
+
+
+@pytest.mark.parametrize("trainer,logger", list(itertools.product(TRAINERS, LOGGERS)))
+def test_every_trainer_logger_combination_composes(make_cfg, trainer, logger):
+    cfg = make_cfg(f"trainer={trainer}", f"logger={logger}")
+    assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
+    assert (cfg.logger is None) == (logger == "none")
+
+
+def test_experiments_and_debug_configs_compose(make_cfg):
+    for name in group_options("experiment"):
+        assert make_cfg(f"experiment={name}").task_name
+    for name in group_options("debug"):
+        assert make_cfg(f"debug={name}").logger is None
+
+
+def test_legal_optimizes_macro_f1(make_cfg):
+    assert make_cfg("task=legal").optimized_metric == "val/macro_f1"
+
+
+def test_peft_configs_instantiate(make_cfg):
+    assert type(instantiate(make_cfg("peft=lora").peft)).__name__ == "LoraConfig"
+    assert type(instantiate(make_cfg("peft=ia3").peft)).__name__ == "IA3Config"
+
+
+def test_minilm_resolves_to_the_packaged_weights(make_cfg):
+    from pathlib import Path
+
+    assert (Path(make_cfg().model.name_or_path) / "model.safetensors").is_file()
+
+
+def test_unknown_group_choice_is_one_line_with_options():
+    with pytest.raises(UserError, match=r"unknown task 'nope'; available: legal, marketing, support"):
+        check_group_choices(["task=nope"])
+    with pytest.raises(UserError, match=r"unknown model 'bert9'"):
+        check_group_choices(["task=legal,support", "model=tiny,bert9"])
+    check_group_choices(["task=legal,support", "trainer.max_epochs=3", "peft=null"])

@@ -1,0 +1,117 @@
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from safetensors.torch import load_file
+
+from conftest import BIN, FAST
+from domaintune.errors import UserError
+from domaintune.train import train
+
+
+def test_run_writes_a_complete_run_folder(make_cfg):
+    cfg = make_cfg(*FAST, "task=legal", "trainer.max_epochs=3", "trainer.limit_train_batches=3",
+                   "callbacks.early_stopping.patience=5")
+    best = train(cfg)
+    run = Path(cfg.paths.run_dir)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["task"] == "legal" and metrics["best"]["metric"] == "val/macro_f1"
+    history = [row["val/macro_f1"] for row in metrics["history"]]
+    assert len(history) == metrics["epochs_run"] == 3
+    assert best == metrics["best"]["value"] == max(history)
+    assert metrics["best"]["epoch"] == history.index(max(history))
+    assert set(metrics["test"]) == {"test/loss", "test/acc", "test/macro_f1"}
+    labels = json.loads((run / "label_map.json").read_text())
+    assert set(metrics["per_class"]) == set(labels) and len(labels) == 7
+    assert sum(c["support"] for c in metrics["per_class"].values()) == metrics["data"]["test_rows"]
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+    assert load_file(run / "head.safetensors")["1.weight"].shape == (7, 32)
+    assert (run / "learning_curve.png").stat().st_size > 1000
+    assert "task_name: legal" in (run / "config.yaml").read_text()
+    assert not (run / "checkpoints").exists()  # the safetensors replace the Lightning checkpoint
+
+
+def test_saved_weights_are_the_best_checkpoint_not_the_last_epoch(make_cfg):
+    """Validation accuracy peaks then falls under a huge learning rate; the saved head must be the peak's."""
+    cfg = make_cfg(*FAST, "peft=none", "module.lr=0.05", "module.head_lr=0.5", "module.warmup_ratio=0",
+                   "module.schedule=constant", "trainer.max_epochs=4", "trainer.limit_train_batches=6",
+                   "trainer.limit_val_batches=1.0", "callbacks.early_stopping.patience=10", "optimized_metric=val/loss", "mode=min")
+    train(cfg)
+    run = Path(cfg.paths.run_dir)
+    metrics = json.loads((run / "metrics.json").read_text())
+    losses = [row["val/loss"] for row in metrics["history"]]
+    assert metrics["best"]["value"] == min(losses)
+    # Rebuild the module from the saved encoder + head and re-validate: it must score the best epoch.
+    backbone = instantiate(cfg.model)
+    datamodule = instantiate(cfg.data, _partial_=True)(tokenizer=backbone.load_tokenizer())
+    datamodule.setup()
+    module = instantiate(cfg.module, _partial_=True)(backbone=backbone, peft_config=None, **datamodule.module_inputs())
+    from transformers import AutoModel
+
+    module.encoder = AutoModel.from_pretrained(run / "encoder")
+    module.head.load_state_dict(load_file(run / "head.safetensors"))
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_progress_bar=False)
+    (result,) = trainer.validate(module, datamodule=datamodule, verbose=False)
+    assert result["val/loss"] == pytest.approx(metrics["best"]["value"], abs=1e-4)
+
+
+@pytest.mark.parametrize("peft", ["none", "ia3"])
+def test_other_peft_methods_train(make_cfg, peft):
+    cfg = make_cfg(*FAST, f"peft={peft}")
+    assert train(cfg) is not None
+    folder = "encoder" if peft == "none" else "adapter"
+    assert any((Path(cfg.paths.run_dir) / folder).glob("*.safetensors"))
+
+
+def test_probe_head_init_reports_the_base_model_baseline(make_cfg):
+    cfg = make_cfg(*FAST, "module.head_init=probe", "trainer.limit_train_batches=2")
+    train(cfg)
+    metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
+    assert 0.0 <= metrics["baseline"]["val/acc"] <= 1.0
+
+
+def test_unknown_optimized_metric_fails_after_first_validation(make_cfg):
+    with pytest.raises(UserError, match=r"optimized_metric 'val/nope' is not logged.*val/acc, val/loss, val/macro_f1"):
+        train(make_cfg(*FAST, "optimized_metric=val/nope"))
+
+
+def test_finished_run_folder_is_never_overwritten(make_cfg):
+    cfg = make_cfg(*FAST)
+    train(cfg)
+    before = (Path(cfg.paths.run_dir) / "metrics.json").read_text()
+    with pytest.raises(UserError, match="already holds a finished run"):
+        train(cfg)
+    assert (Path(cfg.paths.run_dir) / "metrics.json").read_text() == before
+
+
+def read_wandb(run_dir: Path) -> dict:
+    """The offline run as W&B's own reader sees it."""
+    (folder,) = (run_dir / "wandb").glob("offline-run-*")
+    out = subprocess.run([str(BIN / "wandb"), "leet", "inspect", "--summary", "--json", str(folder)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_wandb_offline_run_holds_config_and_metrics(make_cfg):
+    cfg = make_cfg("model=tiny", "trainer=debug", "logger=wandb", "task=marketing")
+    train(cfg)
+    record = read_wandb(Path(cfg.paths.run_dir))
+    assert record["state"] == "finished" and record["exit_code"] == 0
+    assert record["project"] == "domaintune" and record["tags"] == ["marketing"]
+    assert record["config"]["task_name"] == "marketing"
+    assert record["config"]["data"]["max_length"] == 64 and record["config"]["data_fingerprint"]
+    metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
+    assert record["summary"]["test/acc"] == pytest.approx(metrics["test"]["test/acc"], abs=1e-5)
+    assert record["summary"]["best/value"] == pytest.approx(metrics["best"]["value"], abs=1e-5)
+    assert "val/macro_f1" in record["summary"]
+
+
+def test_failed_run_is_closed_in_wandb_with_a_failure_exit_code(make_cfg):
+    cfg = make_cfg("model=tiny", "trainer=debug", "logger=wandb", "optimized_metric=val/nope")
+    with pytest.raises(UserError):
+        train(cfg)
+    record = read_wandb(Path(cfg.paths.run_dir))
+    assert record["exit_code"] == 1 and record["state"] == "failed"
