@@ -196,3 +196,15 @@ def test_collate_pads_to_the_longest_row():
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [1, 0]
+
+
+def test_evaluation_rows_are_sharded_so_every_process_gets_some(monkeypatch):
+    lengths = [3, 9, 1, 7, 5]
+    seen = []
+    for rank in (0, 1):
+        monkeypatch.setattr(batching, "_world", lambda rank=rank: (rank, 2))
+        sampler = LengthGroupedBatchSampler(lengths, 128, shuffle=False)
+        batches = list(sampler)
+        assert len(batches) == len(sampler) == 1
+        seen += batches[0]
+    assert sorted(seen) == list(range(5))

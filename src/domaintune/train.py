@@ -71,6 +71,7 @@ def train(cfg: DictConfig) -> float | None:
         "run_dir": str(run_dir),
         "best": {"metric": cfg.optimized_metric, "value": best.get(cfg.optimized_metric), "epoch": best.get("epoch")},
         "epochs_run": len(history.epochs),
+        "world_size": trainer.world_size,
         "time_s": round(time.time() - started, 1),
         "test": {k: round(float(v), 6) for k, v in test_results[0].items()},
         "data": {"path": str(datamodule.path), "fingerprint": datamodule.fingerprint,

@@ -33,11 +33,12 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         self.lengths, self.batch_size, self.shuffle, self.seed, self.window = lengths, batch_size, shuffle, seed, window
         self.epoch = 0
 
-    def _batches(self) -> list[list[int]]:
+    def _eval_rows(self, rank: int, world: int) -> list[int]:
+        """Evaluation shards rows, not batches, so every process gets some even from a tiny split."""
+        return sorted(range(len(self.lengths)), key=self.lengths.__getitem__)[rank::world]
+
+    def _train_batches(self) -> list[list[int]]:
         n, size = len(self.lengths), self.batch_size
-        if not self.shuffle:
-            order = sorted(range(n), key=self.lengths.__getitem__)
-            return [order[i:i + size] for i in range(0, n, size)]
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(n, generator=generator).tolist()
         span = size * self.window
@@ -47,18 +48,20 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
     def __iter__(self):
         rank, world = _world()
-        batches = self._batches()
-        if self.shuffle:
-            self.epoch += 1
-            batches = batches[: len(batches) - len(batches) % world] if world > 1 else batches
-        yield from batches[rank::world]
+        if not self.shuffle:
+            rows = self._eval_rows(rank, world)
+            yield from (rows[i:i + self.batch_size] for i in range(0, len(rows), self.batch_size))
+            return
+        batches = self._train_batches()
+        self.epoch += 1
+        # every process must take the same number of optimizer steps
+        yield from batches[: len(batches) - len(batches) % world][rank::world]
 
     def __len__(self) -> int:
         rank, world = _world()
-        total = -(-len(self.lengths) // self.batch_size)
-        if self.shuffle:
-            return total // world
-        return len(range(rank, total, world))
+        if not self.shuffle:
+            return -(-len(range(rank, len(self.lengths), world)) // self.batch_size)
+        return -(-len(self.lengths) // self.batch_size) // world
 
 
 def pad_collate(pad_id: int):

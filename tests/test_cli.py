@@ -1,0 +1,91 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, domaintune
+
+TINY = ["model=tiny", "debug=default"]
+
+
+def finished_runs(output_dir):
+    return sorted(output_dir.glob("**/metrics.json"))
+
+
+def test_help_does_not_import_heavy_libraries():
+    code = "import sys, domaintune.cli; print(sorted(m for m in ('torch','lightning','transformers','hydra') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    result = domaintune("--help")
+    assert result.returncode == 0 and "new-plugin" in result.stdout and "plugins" in result.stdout
+
+
+def test_plugins_lists_name_kind_and_source():
+    result = domaintune("plugins")
+    assert result.returncode == 0
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert {"sequence_classification", "text_classification", "legal", "support", "marketing"} <= set(lines)
+    assert "module" in lines["sequence_classification"] and "entry point" in lines["sequence_classification"]
+    assert "datamodule" in lines["support"] and str(ROOT / "plugins" / "support") in lines["support"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["task=nope"], "unknown task 'nope'; available: legal, marketing, support"),
+    (["model=bert9"], "unknown model 'bert9'"),
+    (["data.path=/no/such/data.csv"], "/no/such/data.csv: no such file or folder"),
+    (["data.path=README.md"], "README.md: unknown data format"),
+    (["data.label_column=nope"], "no column 'nope' (data.label_column)"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
+    result = domaintune("train", *TINY, *args, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("domaintune: error:")]
+    assert len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not finished_runs(tmp_path)
+
+
+def test_train_prints_a_summary_and_writes_its_run_folder(tmp_path):
+    result = domaintune("train", *TINY, "task=legal", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (metrics_file,) = finished_runs(tmp_path)
+    assert metrics_file.parent.parent.parent.name == "runs" and metrics_file.parent.name.endswith("_legal")
+    assert "best val/macro_f1" in result.stdout and f"outputs: {metrics_file.parent}" in result.stdout
+
+
+def test_multirun_over_tasks_gives_each_run_its_own_folder(tmp_path):
+    result = domaintune("train", "-m", "task=legal,support,marketing", *TINY, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = finished_runs(tmp_path / "multiruns")
+    assert sorted(json.loads(p.read_text())["task"] for p in runs) == ["legal", "marketing", "support"]
+    assert len({p.parent for p in runs}) == 3
+
+
+def test_new_plugin_trains_at_once_and_is_never_overwritten(tmp_path):
+    result = domaintune("new-plugin", "insurance", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    task = tmp_path / "conf" / "task" / "insurance.yaml"
+    assert (tmp_path / "plugins" / "insurance" / "__init__.py").is_file() and task.is_file()
+    listed = domaintune("plugins", cwd=tmp_path)
+    assert any(line.startswith("insurance ") and "plugins/insurance" in line for line in listed.stdout.splitlines())
+    trained = domaintune("train", "task=insurance", *TINY, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    (metrics_file,) = finished_runs(tmp_path / "outputs")
+    assert json.loads(metrics_file.read_text())["data"]["train_rows"] > 50
+    before = task.read_text()
+    again = domaintune("new-plugin", "insurance", cwd=tmp_path)
+    assert again.returncode == 2 and "exists already" in again.stderr and task.read_text() == before
+    taken = domaintune("new-plugin", "legal", cwd=tmp_path)
+    assert taken.returncode == 2 and "exists already" in taken.stderr
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(tmp_path):
+    result = domaintune("train", "model=tiny", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                        "trainer.max_epochs=2", "logger=csv", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (metrics_file,) = finished_runs(tmp_path / "runs")
+    metrics = json.loads(metrics_file.read_text())
+    assert metrics["world_size"] == 2 and metrics["epochs_run"] == 2
+    assert metrics["test"]["test/acc"] >= 0.0
