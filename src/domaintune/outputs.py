@@ -55,13 +55,11 @@ def summary_text(metrics: dict) -> str:
         lines.append(f"  best {best['metric']} = {best['value']:.4f} at epoch {best['epoch']}")
     if test:
         lines.append("  test (best checkpoint): " + "  ".join(f"{k.removeprefix('test/')} {v:.4f}" for k, v in test.items()))
-    baseline = metrics.get("baseline")
-    if baseline:
-        gain = (best["value"] or 0.0) - baseline["val/acc"] if best["metric"] == "val/acc" else None
-        verdict = ""
-        if gain is not None:
-            verdict = (f"; fine-tuning gained {gain * 100:+.1f} points" if gain > 0
-                       else f"; fine-tuning did NOT beat the base model ({gain * 100:+.1f} points): use the probe")
-        lines.append(f"  base model + linear head (probe): val/acc {baseline['val/acc']:.4f}{verdict}")
+    baseline, metric = metrics.get("baseline", {}), best["metric"]
+    if metric in baseline and best["value"] is not None:
+        gain = (best["value"] - baseline[metric]) * (1 if metrics.get("mode", "max") == "max" else -1)
+        verdict = (f"fine-tuning improved {metric} by {abs(best['value'] - baseline[metric]):.4f}" if gain > 0 else
+                   "fine-tuning did NOT beat the base model: the frozen encoder with a linear head is the better choice")
+        lines.append(f"  base model + linear head (probe): {metric} {baseline[metric]:.4f}; {verdict}")
     lines.append(f"  outputs: {metrics['run_dir']}")
     return "\n".join(lines)

@@ -71,6 +71,7 @@ def train(cfg: DictConfig) -> float | None:
     best = outputs.best_epoch(history.epochs, cfg.optimized_metric, cfg.mode) or {}
     metrics = {
         "task": cfg.task_name,
+        "mode": cfg.mode,
         "run_dir": str(run_dir),
         "best": {"metric": cfg.optimized_metric, "value": best.get(cfg.optimized_metric), "epoch": best.get("epoch")},
         "epochs_run": len(history.epochs),
@@ -94,7 +95,10 @@ def train(cfg: DictConfig) -> float | None:
     outputs.write_json(run_dir / "metrics.json", metrics)
     for lg in loggers:
         if type(lg).__name__ == "WandbLogger":
-            lg.experiment.summary.update({"best/value": metrics["best"]["value"], "best/epoch": metrics["best"]["epoch"]})
+            lg.experiment.summary.update({
+                "best/value": metrics["best"]["value"], "best/epoch": metrics["best"]["epoch"],
+                **{f"baseline/{k}": v for k, v in metrics.get("baseline", {}).items() if k != "kind"},
+            })
     _finish_wandb(loggers, exit_code=0)
     print(outputs.summary_text(metrics), flush=True)
     return metrics["best"]["value"]

@@ -36,8 +36,8 @@ class SequenceClassificationModule(pl.LightningModule):
     """Fine-tunes `encoder` with a fresh head. With `peft_config` only the adapter and head train.
 
     `head_init="probe"` fits the head as a logistic regression on frozen features before
-    fine-tuning (linear-probe-then-fine-tune); its validation accuracy is the base model's
-    score, logged as `probe/val_acc` so every run says whether fine-tuning paid off.
+    fine-tuning (linear-probe-then-fine-tune); its validation scores are the base model's,
+    reported as the run's baseline so every run says whether fine-tuning paid off.
     """
 
     def __init__(
@@ -81,7 +81,7 @@ class SequenceClassificationModule(pl.LightningModule):
             "confusion": MulticlassConfusionMatrix(num_labels),
         })
         self.test_report: dict = {}
-        self.probe_val_acc: float | None = None
+        self.probe_scores: dict[str, float] = {}
         # Checkpoints keep only what trains (adapter/head or the whole encoder): frozen base weights
         # are loaded from the model anyway, so leave them out and load the rest non-strictly.
         self.strict_loading = peft_config is None
@@ -149,27 +149,31 @@ class SequenceClassificationModule(pl.LightningModule):
         return torch.cat(feats), torch.cat(labels)
 
     def _fit_probe_head(self) -> None:
-        """Logistic regression on frozen base features -> head weights; its val accuracy is logged."""
+        """Logistic regression on frozen base features -> head weights; its val scores are the baseline."""
         from sklearn.linear_model import LogisticRegression
 
         datamodule = self.trainer.datamodule
         x_train, y_train = self._features(datamodule.train_dataloader())
         probe = LogisticRegression(max_iter=1000).fit(x_train.numpy(), y_train.numpy())
         x_val, y_val = self._features(datamodule.val_dataloader())
-        probe_acc = float((probe.predict(x_val.numpy()) == y_val.numpy()).mean())
+        logits = torch.as_tensor(probe.decision_function(x_val.numpy()), dtype=torch.float32)
+        if logits.ndim == 1:  # sklearn scores binary problems with one column
+            logits = torch.stack([-logits, logits], dim=1)
+        scores = torch.full((len(y_val), self.hparams.num_labels), float("-inf"))
+        scores[:, torch.as_tensor(probe.classes_)] = logits
+        metrics = self.val_metrics.clone()
+        self.probe_scores = {k: round(v.item(), 6) for k, v in metrics(scores, y_val).items()}
         linear = self.head[-1]
-        weight = torch.zeros_like(linear.weight)
-        bias = torch.zeros_like(linear.bias)
+        weight, bias = torch.zeros_like(linear.weight), torch.zeros_like(linear.bias)
         seen = torch.as_tensor(probe.classes_)
-        if len(seen) == 2 and linear.out_features == 2:  # sklearn stores one row for binary problems
-            weight[1], bias[1] = torch.as_tensor(probe.coef_[0]), float(probe.intercept_[0])
+        if len(seen) == 2:
+            weight[seen[1]], bias[seen[1]] = torch.as_tensor(probe.coef_[0]), float(probe.intercept_[0])
         else:
             weight[seen] = torch.as_tensor(probe.coef_, dtype=weight.dtype)
             bias[seen] = torch.as_tensor(probe.intercept_, dtype=bias.dtype)
         linear.weight.data.copy_(weight)
         linear.bias.data.copy_(bias)
-        self.probe_val_acc = probe_acc
-        log.info("linear probe on the frozen base model: val acc %.4f", probe_acc)
+        log.info("linear probe on the frozen base model: %s", self.probe_scores)
 
     def configure_optimizers(self):
         from transformers import get_scheduler
@@ -192,8 +196,8 @@ class SequenceClassificationModule(pl.LightningModule):
 
     def report(self) -> dict:
         """What this module adds to metrics.json: the test per-class report and the probe baseline."""
-        baseline = {"baseline": {"kind": "linear probe on the frozen base encoder", "val/acc": self.probe_val_acc}}
-        return {**self.test_report, **(baseline if self.probe_val_acc is not None else {})}
+        baseline = {"baseline": {"kind": "linear probe on the frozen base encoder", **self.probe_scores}}
+        return {**self.test_report, **(baseline if self.probe_scores else {})}
 
     def save_artifacts(self, folder: Path) -> None:
         """Best weights in safetensors: the peft adapter (or the whole encoder) and the head."""
