@@ -59,7 +59,7 @@ def data_overrides(data_path: Path, peft: str) -> list[str]:
     return [f"task=support", f"data.path={data_path}", f"peft={peft}", "logger=none", "test=false",
             "trainer.max_epochs=1", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
             "callbacks.model_checkpoint=null", "callbacks.early_stopping=null", "callbacks.progress_bar=null",
-            "+trainer.enable_progress_bar=false", "+callbacks.timer._target_=__main__.EpochTimer"]
+            "trainer.enable_progress_bar=false", "+callbacks.timer._target_=__main__.EpochTimer"]
 
 
 def domaintune_epoch(cfg) -> float:

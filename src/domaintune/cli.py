@@ -12,11 +12,26 @@ Add -m for a multirun (`-m task=legal,support,marketing`); `domaintune train --h
 and `domaintune train --cfg job` prints the composed config."""
 
 
+def quote_sweep_params(overrides: list[str]) -> list[str]:
+    """`hydra.sweeper.params.peft.r=choice(4,8,16)` as hydra-optuna-sweeper users write it: Hydra
+    refuses sweep syntax on its own keys, so pass the expression to the sweeper as a string."""
+    quoted = []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if key.lstrip("+").startswith("hydra.sweeper.params.") and sep:
+            if value[:1] not in ("'", '"'):
+                value = f"'{value}'" if "'" not in value else f'"{value}"'
+            override = f"++{key.lstrip('+')}={value}"  # add or replace: dotted keys are new nodes
+        quoted.append(override)
+    return quoted
+
+
 def run_train(overrides: list[str]) -> None:
     import __main__
 
     from domaintune import config, hydra_app
 
+    overrides = quote_sweep_params(overrides)
     config.check_group_choices(overrides)
     # Hydra reads sys.argv; Lightning's DDP launcher re-runs sys.argv[0] as a script for the
     # other ranks, so point it at the Hydra app itself rather than at this CLI.

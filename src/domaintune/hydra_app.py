@@ -18,6 +18,8 @@ def main(cfg: DictConfig) -> float | None:
     try:
         return train(cfg)
     except UserError as error:
+        if cfg.trial.id is not None:
+            raise  # an Optuna trial: the sweeper records it on the trial and stops the sweep
         exit_with(error)
 
 

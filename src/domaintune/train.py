@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from domaintune import outputs, registry
-from domaintune.callbacks import EpochHistory, MetricGuard
+from domaintune.callbacks import EpochHistory, FiniteLoss, MetricGuard, OptunaPruning
 from domaintune.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -21,12 +21,14 @@ if logging.getLogger().handlers:  # Hydra's console + train.log handlers: don't 
         logging.getLogger(name).handlers.clear()
 
 
-def _finish_wandb(loggers: list, exit_code: int) -> None:
-    """Close the W&B run with the run's real outcome, also when it failed."""
-    if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
-        import wandb
+def _close_wandb(loggers: list, exit_code: int, summary: dict | None = None) -> None:
+    """Close the W&B run with the run's real outcome, also when it failed, and its final summary."""
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger":
+            import wandb
 
-        wandb.finish(exit_code=exit_code)
+            lg.experiment.summary.update(summary or {})
+            wandb.finish(exit_code=exit_code)
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -49,7 +51,11 @@ def train(cfg: DictConfig) -> float | None:
 
     # Trainer: checkpointing and early stopping (in cfg.callbacks) watch `optimized_metric`.
     history = EpochHistory()
-    callbacks = [MetricGuard(cfg.optimized_metric), history]
+    callbacks = [MetricGuard(cfg.optimized_metric), FiniteLoss(), history]
+    if cfg.trial.id is not None:  # an Optuna trial: report every validation, stop when pruned
+        from domaintune.sweep.study import trial_in_job
+
+        callbacks.append(OptunaPruning(trial_in_job(cfg.trial.study, cfg.trial.storage, cfg.trial.id), cfg.optimized_metric))
     callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -61,8 +67,9 @@ def train(cfg: DictConfig) -> float | None:
         trainer.fit(module, datamodule=datamodule)
         checkpoint = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         test_results = trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint or None) if cfg.test else [{}]
-    except BaseException:
-        _finish_wandb(loggers, exit_code=1)
+    except BaseException as error:
+        pruned = type(error).__name__ == "TrialPruned"
+        _close_wandb(loggers, exit_code=0 if pruned else 1, summary={"outcome": "pruned" if pruned else "failed"})
         raise
     if not trainer.is_global_zero:
         return None
@@ -93,12 +100,10 @@ def train(cfg: DictConfig) -> float | None:
             Path(checkpoint).parent.rmdir()
     outputs.plot_learning_curve(history.epochs, cfg.optimized_metric, run_dir / "learning_curve.png")
     outputs.write_json(run_dir / "metrics.json", metrics)
-    for lg in loggers:
-        if type(lg).__name__ == "WandbLogger":
-            lg.experiment.summary.update({
-                "best/value": metrics["best"]["value"], "best/epoch": metrics["best"]["epoch"],
-                **{f"baseline/{k}": v for k, v in metrics.get("baseline", {}).items() if k != "kind"},
-            })
-    _finish_wandb(loggers, exit_code=0)
+    _close_wandb(loggers, exit_code=0, summary={
+        "outcome": "complete",
+        "best/value": metrics["best"]["value"], "best/epoch": metrics["best"]["epoch"],
+        **{f"baseline/{k}": v for k, v in metrics.get("baseline", {}).items() if k != "kind"},
+    })
     print(outputs.summary_text(metrics), flush=True)
     return metrics["best"]["value"]

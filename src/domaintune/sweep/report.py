@@ -1,0 +1,143 @@
+"""What a sweep folder holds besides the study: trials.csv, best.yaml, plots, and the closing summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import optuna
+from omegaconf import DictConfig
+from optuna.trial import TrialState
+
+log = logging.getLogger(__name__)
+
+
+def _run_metrics(trial: optuna.trial.FrozenTrial) -> dict:
+    path = Path(trial.user_attrs.get("run_dir", "")) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def rows(study: optuna.Study) -> list[dict]:
+    """One row per trial: params, state, best metric, epochs run, time, why it failed or was pruned."""
+    out = []
+    for trial in study.get_trials(deepcopy=False):
+        metrics = _run_metrics(trial)
+        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
+        out.append({
+            "number": trial.number,
+            "state": trial.state.name.lower(),
+            "value": trial.value,
+            **{f"params.{k}": v for k, v in trial.params.items()},
+            "epochs_run": metrics.get("epochs_run", len(trial.intermediate_values) or None),
+            "seconds": round(seconds, 1) if seconds is not None else None,
+            "note": trial.user_attrs.get("fail_reason") or trial.user_attrs.get("pruned_reason", ""),
+            "worker": trial.user_attrs.get("worker", ""),
+            "run_dir": trial.user_attrs.get("run_dir", ""),
+        })
+    return out
+
+
+def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+def reproduce_overrides(trial: optuna.trial.FrozenTrial, fixed: list[str]) -> list[str]:
+    from domaintune.sweep.runner import override_value
+
+    kept = [o for o in fixed if not o.lstrip("+~").startswith(("sweep=", "hydra."))]  # the sweep's own settings
+    return kept + [f"{k}={override_value(v)}" for k, v in trial.params.items()]
+
+
+def write(study: optuna.Study, folder: Path, cfg: DictConfig, fixed: list[str], plots: bool = False) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    table = rows(study)
+    columns = list(dict.fromkeys(key for row in table for key in row))
+    with open(folder / "trials.csv.tmp", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(table)
+    (folder / "trials.csv.tmp").replace(folder / "trials.csv")
+    best = _best(study)
+    if best is not None:
+        _write_best_experiment(folder, study, best, cfg, fixed)
+    if plots:
+        _write_plots(study, folder / "plots")
+
+
+def _write_best_experiment(folder: Path, study: optuna.Study, best, cfg: DictConfig, fixed: list[str]) -> None:
+    """`<sweep>/experiment/best.yaml` (linked as `<sweep>/best.yaml`): the best trial as an experiment config."""
+    lines = [
+        "# @package _global_",
+        f"# Best trial {best.number} of study '{study.study_name}': {cfg.optimized_metric} = {best.value:.6g}.",
+        f"# Reproduce: domaintune train --config-dir {folder} experiment=best",
+    ]
+    overrides = reproduce_overrides(best, fixed)
+    groups = [o for o in overrides if "." not in o.split("=")[0]]
+    if groups:
+        lines += ["defaults:"] + [f"  - override /{o.split('=')[0]}: {o.split('=', 1)[1]}" for o in groups]
+    import yaml
+
+    values: dict = {}
+    for override in [o for o in overrides if o not in groups]:
+        key, _, raw = override.partition("=")
+        node = values
+        *parents, leaf = key.lstrip("+").split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    path = folder / "experiment" / "best.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("\n".join(lines) + "\n" + (yaml.safe_dump(values, sort_keys=True) if values else ""))
+    link = folder / "best.yaml"
+    if not link.exists():
+        link.symlink_to(Path("experiment") / "best.yaml")
+
+
+def _write_plots(study: optuna.Study, folder: Path) -> None:
+    """Optimization history, parameter importances, intermediate values, parallel coordinates: PNG and HTML."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna import visualization as html
+    from optuna.visualization import matplotlib as png
+
+    import warnings
+
+    folder.mkdir(parents=True, exist_ok=True)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    for name in ("optimization_history", "param_importances", "intermediate_values", "parallel_coordinate"):
+        try:
+            axes = getattr(png, f"plot_{name}")(study)
+            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+            figure.tight_layout()
+            figure.savefig(folder / f"{name}.png", dpi=100)
+            plt.close(figure)
+            getattr(html, f"plot_{name}")(study).write_html(folder / f"{name}.html", include_plotlyjs="cdn")
+        except (ValueError, RuntimeError, ImportError, ZeroDivisionError) as exc:  # e.g. importances need 2+ complete trials
+            log.info("plot %s skipped: %s", name, exc)
+
+
+def summary(study: optuna.Study, folder: Path, fixed: list[str]) -> str:
+    counts = {state.name.lower(): sum(t.state == state for t in study.trials) for state in TrialState}
+    lines = [f"sweep '{study.study_name}': " + ", ".join(f"{n} {k}" for k, n in counts.items() if n)]
+    best = _best(study)
+    if best is None:
+        lines.append("  no trial completed")
+    else:
+        lines.append(f"  best trial {best.number}: value {best.value:.4f}  " + "  ".join(f"{k}={v}" for k, v in best.params.items()))
+        baseline = _run_metrics(best).get("baseline", {})
+        metric = _run_metrics(best).get("best", {}).get("metric")
+        if metric in baseline:
+            better = (best.value > baseline[metric]) == (study.direction == optuna.study.StudyDirection.MAXIMIZE)
+            lines.append(f"  base model + linear head (probe): {metric} {baseline[metric]:.4f}"
+                         + ("" if better else "  -> the probe on the frozen base model is the better choice"))
+        lines.append(f"  reproduce: domaintune train {' '.join(reproduce_overrides(best, fixed))}")
+        lines.append(f"        or: domaintune train --config-dir {folder} experiment=best")
+    lines.append(f"  sweep folder: {folder} (trials.csv, best.yaml, plots/, trial-*/)")
+    return "\n".join(lines)

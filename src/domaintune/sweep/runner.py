@@ -1,0 +1,121 @@
+"""The sweep loop of one worker: ask a trial, run it as a Hydra job, tell Optuna how it ended.
+
+No batch barrier: each worker (this process, the `n_jobs - 1` it starts, or the same command
+in other shells or machines on a shared storage) takes the next trial as soon as it is free.
+`n_trials` counts finished trials (complete or pruned) of the study, so running the same
+command again continues it until that many exist."""
+
+from __future__ import annotations
+
+import logging
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import DictConfig
+from optuna.trial import TrialState
+
+from domaintune.errors import UserError
+from domaintune.sweep import report
+from domaintune.sweep.search_space import parse
+from domaintune.sweep.study import WORKER, open_study, requeue_dead_trials, storage_url
+
+log = logging.getLogger(__name__)
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def override_value(value) -> str:
+    """A sampled value as Hydra override text (quoted strings, lower-case booleans, null)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _trial_overrides(cfg: DictConfig, study: optuna.Study, trial: optuna.Trial, url: str, fixed: list[str]) -> list[str]:
+    overrides = fixed + [f"{key}={override_value(value)}" for key, value in trial.params.items()]
+    overrides += [f"trial.study={study.study_name}", f"trial.storage='{url}'", f"trial.id={trial._trial_id}",
+                  f"trial.number={trial.number}"]
+    if (cfg.get("logger") or {}).get("wandb") is not None:  # one W&B group per study, one run per trial
+        overrides += [f"logger.wandb.group={study.study_name}", "logger.wandb.job_type=trial",
+                      f"logger.wandb.name=trial-{trial.number}"]
+    return overrides
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, result: JobReturn) -> None:
+    trial.set_user_attr("run_dir", str(result.hydra_cfg.hydra.runtime.output_dir) if result.hydra_cfg else "")
+    if result.status == JobStatus.COMPLETED:
+        value = result.return_value
+        if value is not None and math.isfinite(value):
+            study.tell(trial, value)
+            return
+        error: BaseException = FloatingPointError(f"the run returned {value!r}, not a finite {study.direction.name.lower()} target")
+    else:
+        error = result._return_value  # JobReturn.return_value would re-raise it
+    if isinstance(error, optuna.TrialPruned):
+        trial.set_user_attr("pruned_reason", str(error))
+        study.tell(trial, state=TrialState.PRUNED)
+        return
+    trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}"[:1000])
+    study.tell(trial, state=TrialState.FAIL)
+    log.warning("trial %d failed: %s: %s", trial.number, type(error).__name__, error)
+    if isinstance(error, UserError):
+        raise error  # bad input fails every trial alike: stop with its one-line message
+
+
+def _check_failure_rate(trials: list, max_rate: float) -> None:
+    failed = sum(t.state == TrialState.FAIL and "retry_of" not in t.user_attrs for t in trials)
+    done = failed + sum(t.state in FINISHED for t in trials)
+    if failed >= 2 and failed / done > max_rate:
+        reasons = {t.user_attrs.get("fail_reason", "?") for t in trials if t.state == TrialState.FAIL}
+        raise UserError(
+            f"{failed} of {done} trials failed (more than hydra.sweeper.max_failure_rate={max_rate}); "
+            f"last reasons: {'; '.join(sorted(reasons)[:2])}"
+        )
+
+
+def _start_workers(count: int) -> list[subprocess.Popen]:
+    """`n_jobs` in one command: the same command, as single workers on the same study."""
+    return [subprocess.Popen([sys.executable, *sys.argv, "hydra.sweeper.n_jobs=1"]) for _ in range(count)]
+
+
+def run_sweep(cfg: DictConfig, launcher, settings: dict, arguments: list[str]) -> None:
+    space, fixed = parse(settings["params"], arguments)
+    if not space:
+        raise UserError("sweep=optuna has no parameter to search; set hydra.sweeper.params or pass e.g. 'module.lr=tag(log, interval(1e-5, 1e-3))'")
+    name = settings["study_name"] or cfg.task_name
+    folder = Path(cfg.paths.output_dir) / "sweeps" / name
+    url = storage_url(settings["storage"], folder)
+    study = open_study(name, url, cfg.mode, settings["sampler"], settings["pruner"], space)
+    if not study.trials and any(folder.glob("trial-*/metrics.json")):
+        raise UserError(f"{folder} holds trials of another study; set hydra.sweeper.study_name to a new name")
+    for number in requeue_dead_trials(study):
+        log.warning("trial %d was left running by a worker that died: marked FAIL, its parameters queued again", number)
+    workers = _start_workers(settings["n_jobs"] - 1)
+    n_trials = settings["n_trials"]
+    try:
+        while True:
+            trials = study.get_trials(deepcopy=False)
+            finished = sum(t.state in FINISHED for t in trials)
+            if finished >= n_trials:
+                break
+            _check_failure_rate(trials, settings["max_failure_rate"])
+            if finished + sum(t.state == TrialState.RUNNING for t in trials) >= n_trials:
+                time.sleep(2)  # the last trials run elsewhere; wait in case one fails and is queued again
+                requeue_dead_trials(study)
+                continue
+            trial = study.ask(space)
+            trial.set_user_attr("worker", WORKER)
+            (result,) = launcher.launch([_trial_overrides(cfg, study, trial, url, fixed)], initial_job_idx=trial.number)
+            _tell(study, trial, result)
+            report.write(study, folder, cfg, fixed)
+    finally:
+        for worker in workers:
+            worker.wait()
+    report.write(study, folder, cfg, fixed, plots=True)
+    print(report.summary(study, folder, fixed), flush=True)

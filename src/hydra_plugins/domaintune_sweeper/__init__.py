@@ -1,0 +1,1 @@
+"""domaintune's Optuna sweeper for Hydra (`hydra/sweeper=domaintune_optuna`, via `sweep=optuna`)."""

@@ -1,0 +1,119 @@
+"""Optuna sweeps on the tiny model: search-space syntax, pruning, resume after SIGKILL, workers, failures."""
+
+import csv
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from conftest import BIN, ROOT, domaintune
+from domaintune.errors import UserError
+from domaintune.sweep.search_space import parse
+
+TINY = ["model=tiny", "logger=csv", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1", "hydra.sweeper.params.trainer.max_epochs=int(interval(1,2))"]
+
+
+def sweep(tmp_path, *args, timeout=600):
+    return domaintune("train", "-m", "sweep=optuna", *TINY, *args, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}, timeout=timeout)
+
+
+def trials(tmp_path, study="support"):
+    with open(tmp_path / "sweeps" / study / "trials.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_search_space_syntax_of_hydra_optuna_sweeper():
+    space, fixed = parse(
+        {"module.lr": "tag(log, interval(1e-5, 1e-3))", "trainer.max_epochs": "int(interval(1, 5))"},
+        ["peft.r=choice(4,8,16)", "data.batch_size=range(16,64,16)", "module.dropout=interval(0.0, 0.3)", "task=legal"],
+    )
+    assert space["module.lr"] == FloatDistribution(1e-5, 1e-3, log=True)
+    assert space["trainer.max_epochs"] == IntDistribution(1, 5)
+    assert space["peft.r"] == CategoricalDistribution([4, 8, 16])
+    assert space["data.batch_size"] == IntDistribution(16, 48, step=16)  # range's stop is excluded, as in Hydra
+    assert space["module.dropout"] == FloatDistribution(0.0, 0.3)
+    assert fixed == ["task=legal"]
+    command_line_wins, _ = parse({"module.lr": "interval(0.1, 0.2)"}, ["module.lr=interval(0.3, 0.4)"])
+    assert command_line_wins["module.lr"] == FloatDistribution(0.3, 0.4)
+    with pytest.raises(UserError, match="sweep parameters"):
+        parse({}, ["module.lr=interval(0.1"])
+
+
+def test_sweep_finishes_n_trials_and_writes_its_folder(tmp_path):
+    result = sweep(tmp_path, "hydra.sweeper.n_trials=3", "hydra.sweeper.params.peft.r=choice(4,8)")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = trials(tmp_path)
+    assert [r["state"] for r in rows] == ["complete"] * 3
+    assert {r["params.peft.r"] for r in rows} <= {"4", "8"} and all(r["epochs_run"] in ("1", "2") for r in rows)
+    folder = tmp_path / "sweeps" / "support"
+    assert all((folder / f"trial-{n}" / "metrics.json").is_file() for n in range(3))
+    assert "module:\n  lr:" in (folder / "best.yaml").read_text()
+    for plot in ("optimization_history", "intermediate_values", "parallel_coordinate", "param_importances"):
+        assert (folder / "plots" / f"{plot}.png").is_file() and (folder / "plots" / f"{plot}.html").is_file()
+    assert "reproduce: domaintune train model=tiny" in result.stdout and "sweep=optuna" not in result.stdout.split("reproduce:")[1].splitlines()[0]
+    # best.yaml reproduces the best trial as an experiment
+    again = domaintune("train", "--config-dir", str(folder), "experiment=best", "trainer.limit_val_batches=1",
+                       env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "repro")})
+    assert again.returncode == 0, again.stderr[-3000:]
+
+
+def test_pruning_actually_prunes(tmp_path):
+    # Validation accuracy can never reach 1.1: a threshold pruner prunes every trial at its first report.
+    result = sweep(tmp_path, "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.name=threshold", "~hydra.sweeper.pruner.n_startup_trials",
+                   "hydra.sweeper.pruner.n_warmup_steps=0", "+hydra.sweeper.pruner.lower=1.1", "trainer.max_epochs=3",
+                   "hydra.sweeper.params.trainer.max_epochs=int(interval(3,4))")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = trials(tmp_path)
+    assert [r["state"] for r in rows] == ["pruned", "pruned"]
+    assert all(r["epochs_run"] == "1" and "pruned at epoch 0" in r["note"] for r in rows)
+
+
+def test_failed_trials_are_recorded_and_the_failure_rate_stops_the_sweep(tmp_path):
+    result = sweep(tmp_path, "hydra.sweeper.n_trials=3", "module.schedule=no_such_schedule")
+    assert result.returncode == 2
+    assert "2 of 2 trials failed (more than hydra.sweeper.max_failure_rate=0.5)" in result.stderr
+    rows = trials(tmp_path)
+    assert [r["state"] for r in rows] == ["fail", "fail"] and all("no_such_schedule" in r["note"] for r in rows)
+
+
+def test_resume_after_sigkill_continues_the_same_study(tmp_path):
+    args = [str(BIN / "domaintune"), "train", "-m", "sweep=optuna", *TINY, "hydra.sweeper.n_trials=3",
+            "trainer.limit_train_batches=30", "hydra.sweeper.params.trainer.max_epochs=int(interval(2,3))"]
+    env = {**os.environ, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    folder = tmp_path / "sweeps" / "support"
+    deadline = time.time() + 300
+    while not (folder / "trial-1" / "train.log").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # trial 1 is running now
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished_before = {p.parent.name: p.read_text() for p in folder.glob("trial-*/metrics.json")}
+    assert "trial-0" in finished_before and "trial-1" not in finished_before
+
+    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = trials(tmp_path)
+    states = [r["state"] for r in rows]
+    assert states.count("complete") + states.count("pruned") == 3
+    killed = next(r for r in rows if r["number"] == "1")
+    assert killed["state"] == "fail" and "died" in killed["note"]
+    retried = [r for r in rows if r["number"] != "1" and r["params.module.lr"] == killed["params.module.lr"]]
+    assert len(retried) == 1 and retried[0]["state"] == "complete"  # the killed trial's params, tried again
+    for name, text in finished_before.items():  # nothing finished was overwritten
+        assert (folder / name / "metrics.json").read_text() == text
+
+
+def test_two_workers_share_one_journal_storage(tmp_path):
+    journal = tmp_path / "shared" / "study.journal"
+    result = sweep(tmp_path, "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", f"hydra.sweeper.storage={journal}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = trials(tmp_path)
+    numbers = [int(r["number"]) for r in rows]
+    assert sorted(numbers) == list(range(len(numbers))) and len(numbers) >= 4  # no duplicates, none lost
+    assert sum(r["state"] in ("complete", "pruned") for r in rows) >= 4
+    assert len({r["worker"] for r in rows}) == 2  # both processes took trials
