@@ -40,9 +40,11 @@ def compose(overrides: list[str]):
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
+    from domaintune import registry
     from domaintune.config import config_dir, register_resolvers
 
     register_resolvers()
+    registry.discover()  # puts the local plugin folders on the import path
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
     run_dir = Path(tempfile.mkdtemp(prefix="overhead-"))

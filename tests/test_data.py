@@ -119,6 +119,7 @@ def test_folder_with_train_and_test_carves_val_from_train(tmp_path):
 def test_folder_of_one_text_file_per_label(tmp_path):
     (tmp_path / "clickbait.gz").write_bytes(gzip.compress("\n\n".join(f"You won't believe {i}" for i in range(30)).encode()))
     (tmp_path / "news.txt").write_text("\n".join(f"Parliament passes bill {i}" for i in range(30)))
+    (tmp_path / "dataset_README.txt").write_text("About this data set\n")  # documentation, not a label
     splits = load_splits(tmp_path, None, None, 0.1, 0.1, 0)
     assert set(splits["train"].label) == {"clickbait", "news"}
     assert sum(len(s) for s in splits.values()) == 60

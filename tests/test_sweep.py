@@ -81,8 +81,9 @@ def test_failed_trials_are_recorded_and_the_failure_rate_stops_the_sweep(tmp_pat
 
 
 def test_resume_after_sigkill_continues_the_same_study(tmp_path):
+    # Long enough trials (30-40 epochs, no early stop) that the kill lands inside trial 1.
     args = [str(BIN / "domaintune"), "train", "-m", "sweep=optuna", *TINY, "hydra.sweeper.n_trials=3",
-            "trainer.limit_train_batches=30", "hydra.sweeper.params.trainer.max_epochs=int(interval(2,3))"]
+            "callbacks.early_stopping.patience=100", "hydra.sweeper.params.trainer.max_epochs=int(interval(30,40))"]
     env = {**os.environ, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
     process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     folder = tmp_path / "sweeps" / "support"
@@ -93,7 +94,7 @@ def test_resume_after_sigkill_continues_the_same_study(tmp_path):
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     finished_before = {p.parent.name: p.read_text() for p in folder.glob("trial-*/metrics.json")}
-    assert "trial-0" in finished_before and "trial-1" not in finished_before
+    assert sorted(finished_before) == ["trial-0"], sorted(finished_before)
 
     result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

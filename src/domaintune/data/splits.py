@@ -20,16 +20,23 @@ TEXT_COLUMNS = ("text", "sentence", "content", "utterance", "query", "question",
 LABEL_COLUMNS = ("label", "labels", "category", "intent", "class", "target", "topic", "sentiment", "answer", "y")
 
 
+DOCUMENTATION = ("readme", "license", "licence", "source", "citation", "changelog")
+
+
 def _stem(path: Path) -> str:
     return path.name.split(".")[0].lower()
+
+
+def data_files(folder: Path) -> list[Path]:
+    """Files in a data folder that can hold rows (README, LICENSE and the like are skipped)."""
+    return [p for p in sorted(folder.iterdir())
+            if p.is_file() and data_format(p) is not None and not any(d in p.name.lower() for d in DOCUMENTATION)]
 
 
 def find_split_files(folder: Path) -> dict[str, Path]:
     """Files named as people name splits (train.csv, dev.jsonl, validation.parquet, test.tsv.gz, ...)."""
     found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if not path.is_file() or data_format(path) is None:
-            continue
+    for path in data_files(folder):
         for split, stems in SPLIT_NAMES.items():
             if _stem(path) in stems:
                 if split in found:
@@ -86,7 +93,7 @@ def stratified_split(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[p
 
 def _label_files(folder: Path) -> pd.DataFrame | None:
     """A folder of text-line files, one per label (the file name is the label), as one frame."""
-    files = [p for p in sorted(folder.iterdir()) if p.is_file() and data_format(p) is not None]
+    files = data_files(folder)
     if len(files) < 2 or any(data_format(p) != "txt" for p in files):
         return None
     return pd.concat([read_table(p).assign(label=_stem(p)) for p in files], ignore_index=True)
