@@ -23,3 +23,4 @@ def test_summary_says_plainly_when_fine_tuning_lost_to_the_base_model():
     assert "fine-tuning improved val/loss by 0.0100" in summary_text(metrics(0.30, 0.31, metric="val/loss", mode="min"))
     assert "did NOT beat" in summary_text(metrics(0.31, 0.30, metric="val/loss", mode="min"))
     assert "test (best checkpoint): acc 0.9100" in text and "outputs: /r" in text
+    assert "only tied the base model" in summary_text(metrics(1.0, 1.0))

@@ -55,6 +55,12 @@ def test_sweep_finishes_n_trials_and_writes_its_folder(tmp_path):
     for plot in ("optimization_history", "intermediate_values", "parallel_coordinate", "param_importances"):
         assert (folder / "plots" / f"{plot}.png").is_file() and (folder / "plots" / f"{plot}.html").is_file()
     assert "reproduce: domaintune train model=tiny" in result.stdout and "sweep=optuna" not in result.stdout.split("reproduce:")[1].splitlines()[0]
+    compared = domaintune("compare", str(folder), str(folder / "trial-0"))
+    assert compared.returncode == 0
+    lines = compared.stdout.splitlines()
+    assert lines[0].split()[:5] == ["source", "run", "state", "metric", "value"] and len(lines) == 5
+    assert all(" complete " in line and "module.lr=" in line for line in lines[1:4])
+    assert "different data" not in compared.stdout
     # best.yaml reproduces the best trial as an experiment
     again = domaintune("train", "--config-dir", str(folder), "experiment=best", "trainer.limit_val_batches=1",
                        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "repro")})
@@ -118,3 +124,49 @@ def test_two_workers_share_one_journal_storage(tmp_path):
     assert sorted(numbers) == list(range(len(numbers))) and len(numbers) >= 4  # no duplicates, none lost
     assert sum(r["state"] in ("complete", "pruned") for r in rows) >= 4
     assert len({r["worker"] for r in rows}) == 2  # both processes took trials
+
+
+def test_dashboard_serves_the_study(tmp_path):
+    assert sweep(tmp_path, "hydra.sweeper.n_trials=1").returncode == 0
+    folder = tmp_path / "sweeps" / "support"
+    import urllib.request
+
+    server = subprocess.Popen([str(BIN / "domaintune"), "dashboard", str(folder), "--port", "18765"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline, body = time.time() + 60, ""
+        while time.time() < deadline and "support" not in body:
+            try:
+                body = urllib.request.urlopen("http://127.0.0.1:18765/api/studies", timeout=2).read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert '"study_name": "support"' in body.replace('":"', '": "')
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait()
+    missing = domaintune("dashboard", str(tmp_path))
+    assert missing.returncode == 2 and "no study.db" in missing.stderr
+
+
+def test_trials_run_under_the_joblib_launcher_and_still_prune(tmp_path):
+    result = sweep(tmp_path, "hydra/launcher=joblib", "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.name=threshold",
+                   "~hydra.sweeper.pruner.n_startup_trials", "hydra.sweeper.pruner.n_warmup_steps=1",
+                   "+hydra.sweeper.pruner.lower=1.1", "hydra.sweeper.params.trainer.max_epochs=int(interval(3,4))")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = trials(tmp_path)
+    # the trial ran in a joblib worker process, reached the study through storage, and was pruned there
+    assert [r["state"] for r in rows] == ["pruned", "pruned"] and all(r["epochs_run"] == "2" for r in rows)
+
+
+def test_each_trial_is_a_wandb_run_grouped_by_study(tmp_path):
+    from test_train import read_wandb
+
+    result = sweep(tmp_path, "logger=wandb", "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=grouped")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for number in (0, 1):
+        record = read_wandb(tmp_path / "sweeps" / "grouped" / f"trial-{number}")
+        assert record["name"] == f"trial-{number}" and record["state"] == "finished"
+        assert record["summary"]["outcome"] == "complete"
+        wandb_config = record["config"]["logger"]["wandb"]
+        assert wandb_config["group"] == "grouped" and wandb_config["job_type"] == "trial"
+        assert record["config"]["trial"]["number"] == number and "lr" in record["config"]["module"]

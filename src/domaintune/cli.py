@@ -58,6 +58,28 @@ def new_plugin(args: argparse.Namespace) -> None:
     print(f"train it: domaintune train task={args.name}")
 
 
+def compare(args: argparse.Namespace) -> None:
+    from domaintune.compare import collect, table
+
+    print(table(collect(args.paths)))
+
+
+def dashboard(args: argparse.Namespace) -> None:
+    """optuna-dashboard on a sweep's storage (the SQLite file in its folder, a journal file, or a URL)."""
+    from pathlib import Path
+
+    from domaintune.sweep.study import open_storage, storage_url
+
+    folder = Path(args.study)
+    if folder.is_dir() and not (folder / "study.db").is_file():
+        raise UserError(f"{folder}: no study.db; pass the storage URL or journal file the sweep used")
+    url = storage_url(None, folder) if folder.is_dir() else storage_url(args.study, Path("."))
+    from optuna_dashboard import run_server
+
+    print(f"optuna-dashboard on {url}: http://{args.host}:{args.port}", flush=True)
+    run_server(open_storage(url), host=args.host, port=args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="domaintune",
@@ -72,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     scaffold.add_argument("name", help="domain name: lower-case letters, digits and '_' (e.g. insurance)")
     scaffold.add_argument("--dir", default=".", help="project folder that holds plugins/ and conf/ (default: .)")
     scaffold.set_defaults(handler=new_plugin)
+    comparing = sub.add_parser("compare", help="table of runs and sweep trials (params, state, metric, epochs, time)")
+    comparing.add_argument("paths", nargs="+", help="sweep folders, run folders, or folders holding runs")
+    comparing.set_defaults(handler=compare)
+    board = sub.add_parser("dashboard", help="open optuna-dashboard on a sweep")
+    board.add_argument("study", help="sweep folder (outputs/sweeps/<study>) or a storage URL / journal file")
+    board.add_argument("--host", default="127.0.0.1")
+    board.add_argument("--port", type=int, default=8080)
+    board.set_defaults(handler=dashboard)
     return parser
 
 

@@ -58,8 +58,12 @@ def summary_text(metrics: dict) -> str:
     baseline, metric = metrics.get("baseline", {}), best["metric"]
     if metric in baseline and best["value"] is not None:
         gain = (best["value"] - baseline[metric]) * (1 if metrics.get("mode", "max") == "max" else -1)
-        verdict = (f"fine-tuning improved {metric} by {abs(best['value'] - baseline[metric]):.4f}" if gain > 0 else
-                   "fine-tuning did NOT beat the base model: the frozen encoder with a linear head is the better choice")
+        if gain > 0:
+            verdict = f"fine-tuning improved {metric} by {gain:.4f}"
+        elif gain == 0:
+            verdict = "fine-tuning only tied the base model: the frozen encoder with a linear head is as good and cheaper"
+        else:
+            verdict = "fine-tuning did NOT beat the base model: the frozen encoder with a linear head is the better choice"
         lines.append(f"  base model + linear head (probe): {metric} {baseline[metric]:.4f}; {verdict}")
     lines.append(f"  outputs: {metrics['run_dir']}")
     return "\n".join(lines)
