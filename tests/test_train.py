@@ -132,3 +132,23 @@ def test_early_stopping_on_a_flat_validation_metric(make_cfg):
     train(cfg)
     metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and metrics["stopped_early"] is True
+
+
+def test_trials_in_one_process_fit_the_probe_once(make_cfg, tmp_path, monkeypatch):
+    from omegaconf import open_dict
+
+    from domaintune.modules import sequence_classification as sc
+
+    monkeypatch.setattr(sc, "_PROBES", {})
+    calls = []
+    original = sc.SequenceClassificationModule._probe
+    monkeypatch.setattr(sc.SequenceClassificationModule, "_probe", lambda self, dm: calls.append(1) or original(self, dm))
+    scores = []
+    for n, lr in enumerate(["1e-3", "1e-4"]):
+        cfg = make_cfg(*FAST, f"module.lr={lr}")
+        with open_dict(cfg):
+            cfg.paths.run_dir = str(tmp_path / f"trial-{n}")
+        Path(cfg.paths.run_dir).mkdir()
+        train(cfg)
+        scores.append(json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())["baseline"])
+    assert len(calls) == 1 and scores[0] == scores[1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import lightning.pytorch as pl
 
 from domaintune.errors import UserError
@@ -28,13 +30,17 @@ class MetricGuard(pl.Callback):
 
 
 class EpochHistory(pl.Callback):
-    """Per-epoch train and validation metrics, for metrics.json and the learning curve."""
+    """Per-epoch train and validation metrics and seconds (training + validation steps), for
+    metrics.json, the learning curve and a sweep's per-trial fixed cost."""
 
     def __init__(self):
         self.epochs: list[dict[str, float]] = []
 
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.started = time.perf_counter()
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        row = {"epoch": trainer.current_epoch}
+        row = {"epoch": trainer.current_epoch, "seconds": round(time.perf_counter() - self.started, 3)}
         for key, value in trainer.callback_metrics.items():
             if key.startswith(("train/", "val/")) and not key.endswith("_step"):
                 row[key.removesuffix("_epoch")] = round(float(value), 6)

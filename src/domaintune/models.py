@@ -28,6 +28,11 @@ class Backbone:
         if self.pooling not in ("mean", "cls", "pooler"):
             raise UserError(f"model.pooling '{self.pooling}' is unknown; use mean, cls or pooler")
 
+    @property
+    def key(self) -> tuple:
+        """Identity of the weights this spec loads (the random-model config included), for caches."""
+        return (self.name_or_path, self.tokenizer, _frozen(self.config), self.trust_remote_code, self.revision)
+
     def _load(self, what: str, loader):
         source = self.tokenizer if what == "tokenizer" and self.tokenizer else self.name_or_path
         try:
@@ -40,13 +45,12 @@ class Backbone:
             ) from None
 
     def load_tokenizer(self):
-        from transformers import AutoTokenizer
-
-        return self._load("tokenizer", AutoTokenizer.from_pretrained)
+        """The tokenizer, loaded once per process (sweep trials share it)."""
+        return _cached_tokenizer(self)
 
     def load_encoder(self):
         """A fresh copy of the base encoder (no head); the weights are read from disk once per process."""
-        return copy.deepcopy(_cached_encoder(self, _frozen(self.config)))
+        return copy.deepcopy(_cached_encoder(self, self.key))
 
 
 def _frozen(config: dict | None) -> tuple | None:
@@ -54,7 +58,14 @@ def _frozen(config: dict | None) -> tuple | None:
 
 
 @cache
-def _cached_encoder(backbone: Backbone, _config_key: tuple | None):
+def _cached_tokenizer(backbone: Backbone):
+    from transformers import AutoTokenizer
+
+    return backbone._load("tokenizer", AutoTokenizer.from_pretrained)
+
+
+@cache
+def _cached_encoder(backbone: Backbone, _key: tuple):
     from transformers import AutoConfig, AutoModel
 
     if backbone.config:

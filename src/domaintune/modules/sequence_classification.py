@@ -20,6 +20,7 @@ from torchmetrics.classification import (
 from domaintune.models import Backbone
 
 log = logging.getLogger(__name__)
+_PROBES: dict[tuple, tuple] = {}  # (backbone, data fingerprint, pooling, labels) -> fitted probe head
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str, pooler_output=None) -> torch.Tensor:
@@ -58,6 +59,7 @@ class SequenceClassificationModule(pl.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "peft_config"], logger=False)
+        self.backbone = backbone
         encoder = backbone.load_encoder()
         if pooling != "pooler" and getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None  # unused: would waste compute and leave DDP with gradient-less weights
@@ -149,10 +151,21 @@ class SequenceClassificationModule(pl.LightningModule):
         return torch.cat(feats), torch.cat(labels)
 
     def _fit_probe_head(self) -> None:
-        """Logistic regression on frozen base features -> head weights; its val scores are the baseline."""
+        """Logistic regression on frozen base features -> head weights; its val scores are the baseline.
+        It depends only on the base model and the data, so trials of a sweep fit it once."""
+        datamodule = self.trainer.datamodule
+        key = (self.backbone.key, datamodule.fingerprint, self.hparams.pooling, self.hparams.num_labels)
+        if key not in _PROBES:
+            _PROBES[key] = self._probe(datamodule)
+        weight, bias, self.probe_scores = _PROBES[key]
+        linear = self.head[-1]
+        linear.weight.data.copy_(weight)
+        linear.bias.data.copy_(bias)
+        log.info("linear probe on the frozen base model: %s", self.probe_scores)
+
+    def _probe(self, datamodule) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         from sklearn.linear_model import LogisticRegression
 
-        datamodule = self.trainer.datamodule
         x_train, y_train = self._features(datamodule.train_dataloader())
         probe = LogisticRegression(max_iter=1000).fit(x_train.numpy(), y_train.numpy())
         x_val, y_val = self._features(datamodule.val_dataloader())
@@ -162,7 +175,7 @@ class SequenceClassificationModule(pl.LightningModule):
         scores = torch.full((len(y_val), self.hparams.num_labels), float("-inf"))
         scores[:, torch.as_tensor(probe.classes_)] = logits
         metrics = self.val_metrics.clone()
-        self.probe_scores = {k: round(v.item(), 6) for k, v in metrics(scores, y_val).items()}
+        probe_scores = {k: round(v.item(), 6) for k, v in metrics(scores, y_val).items()}
         linear = self.head[-1]
         weight, bias = torch.zeros_like(linear.weight), torch.zeros_like(linear.bias)
         seen = torch.as_tensor(probe.classes_)
@@ -171,9 +184,7 @@ class SequenceClassificationModule(pl.LightningModule):
         else:
             weight[seen] = torch.as_tensor(probe.coef_, dtype=weight.dtype)
             bias[seen] = torch.as_tensor(probe.intercept_, dtype=bias.dtype)
-        linear.weight.data.copy_(weight)
-        linear.bias.data.copy_(bias)
-        log.info("linear probe on the frozen base model: %s", self.probe_scores)
+        return weight, bias, probe_scores
 
     def configure_optimizers(self):
         from transformers import get_scheduler
