@@ -60,7 +60,7 @@ def compose(overrides: list[str]):
 def data_overrides(data_path: Path, peft: str) -> list[str]:
     return [f"task=support", f"data.path={data_path}", f"peft={peft}", "logger=none", "test=false",
             "trainer.max_epochs=1", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
-            "callbacks.model_checkpoint=null", "callbacks.early_stopping=null", "callbacks.progress_bar=null",
+            "callbacks.model_checkpoint=null", "callbacks.early_stopping=null",
             "trainer.enable_progress_bar=false", "+callbacks.timer._target_=__main__.EpochTimer"]
 
 

@@ -12,12 +12,13 @@ def config_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "conf"
 
 
-def search_dirs() -> list[Path]:
-    """Built-in configs, then the user's `./conf` (added to Hydra's search path by our SearchPathPlugin)."""
+def search_dirs(extra: list[str] | None = None) -> list[Path]:
+    """Built-in configs, the user's `./conf` (added to Hydra's search path by our SearchPathPlugin),
+    and any `--config-dir` given on the command line."""
     dirs = [config_dir()]
-    local = (Path.cwd() / "conf").resolve()
-    if local.is_dir() and local != dirs[0].resolve():
-        dirs.append(local)
+    for candidate in [Path.cwd() / "conf", *map(Path, extra or [])]:
+        if candidate.is_dir() and candidate.resolve() not in [d.resolve() for d in dirs]:
+            dirs.append(candidate.resolve())
     return dirs
 
 
@@ -35,18 +36,42 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("dt.package_dir", package_dir, replace=True)
 
 
-def group_options(group: str) -> list[str] | None:
+def group_options(group: str, extra_dirs: list[str] | None = None) -> list[str] | None:
     """Option names of a config group over all search dirs, or None when `group` is not a group."""
-    folders = [d / group for d in search_dirs() if (d / group).is_dir()]
+    folders = [d / group for d in search_dirs(extra_dirs) if (d / group).is_dir()]
     if not folders:
         return None
     return sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
 
 
-def check_group_choices(overrides: list[str]) -> None:
+VALUED_FLAGS = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp", "--cfg", "-c",
+                "--package", "-p", "--info", "--experimental-rerun"}
+
+
+def _split_flags(args: list[str]) -> tuple[list[str], list[str]]:
+    """Hydra's command-line flags apart from the overrides; returns (overrides, --config-dir values)."""
+    overrides, config_dirs, skip = [], [], None
+    for arg in args:
+        if skip is not None:
+            if skip in ("--config-dir", "-cd"):
+                config_dirs.append(arg)
+            skip = None
+        elif arg.startswith("-"):
+            flag, eq, value = arg.partition("=")
+            if flag in VALUED_FLAGS and not eq:
+                skip = flag
+            elif flag in ("--config-dir", "-cd"):
+                config_dirs.append(value)
+        else:
+            overrides.append(arg)
+    return overrides, config_dirs
+
+
+def check_group_choices(args: list[str]) -> None:
     """Reject `task=nope` (or `model=a,nope`) in one line with the options that exist."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    overrides, config_dirs = _split_flags(args)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception:  # malformed overrides: Hydra reports them itself
@@ -54,7 +79,7 @@ def check_group_choices(overrides: list[str]) -> None:
     for override in parsed:
         if override.is_delete() or override.key_or_group.startswith("hydra"):
             continue
-        options = group_options(override.key_or_group)
+        options = group_options(override.key_or_group, config_dirs)
         if options is None:
             continue
         if override.is_sweep_override():

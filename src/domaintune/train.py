@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 if logging.getLogger().handlers:  # Hydra's console + train.log handlers: don't print Lightning's lines twice
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
 
 
 def _close_wandb(loggers: list, exit_code: int, summary: dict | None = None) -> None:
@@ -31,6 +33,16 @@ def _close_wandb(loggers: list, exit_code: int, summary: dict | None = None) -> 
             wandb.finish(exit_code=exit_code)
 
 
+def _check_ddp_is_not_in_a_multirun(cfg: DictConfig) -> None:
+    """Lightning's DDP launcher re-runs the command line for the other ranks: with -m that would
+    start the whole multirun (or sweep) again in every process."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if "ddp" in str(cfg.trainer.get("strategy")) and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise UserError("trainer=ddp cannot run inside a multirun or sweep (-m); run DDP jobs one at a time")
+
+
 def train(cfg: DictConfig) -> float | None:
     started = time.time()
     run_dir = Path(cfg.paths.run_dir)
@@ -38,11 +50,12 @@ def train(cfg: DictConfig) -> float | None:
         raise UserError(f"{run_dir} already holds a finished run; run folders are never overwritten")
     registry.check_target("datamodule", cfg.data._target_, "data")
     registry.check_target("module", cfg.module._target_, "module")
+    _check_ddp_is_not_in_a_multirun(cfg)
     pl.seed_everything(cfg.seed, workers=True)
 
     # Data and model: the datamodule tokenizes with the backbone's tokenizer and tells the
     # module what it needs from the data (number of labels, label names).
-    backbone = instantiate(cfg.model)
+    backbone = instantiate(cfg.model, _partial_=True)()  # its own UserErrors stay one line
     datamodule = instantiate(cfg.data, _partial_=True)(tokenizer=backbone.load_tokenizer())
     datamodule.setup("fit")
     peft_config = instantiate(cfg.peft) if cfg.get("peft") else None
@@ -66,7 +79,12 @@ def train(cfg: DictConfig) -> float | None:
     try:
         trainer.fit(module, datamodule=datamodule)
         checkpoint = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        test_results = trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint or None) if cfg.test else [{}]
+        if cfg.test:  # the best checkpoint, not the last epoch, is tested and saved
+            test_results = trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint or None)
+        else:
+            test_results = [{}]
+            if checkpoint:
+                module.load_state_dict(torch.load(checkpoint, weights_only=True)["state_dict"], strict=False)
     except BaseException as error:
         pruned = type(error).__name__ == "TrialPruned"
         _close_wandb(loggers, exit_code=0 if pruned else 1, summary={"outcome": "pruned" if pruned else "failed"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +21,7 @@ TEXT_COLUMNS = ("text", "sentence", "content", "utterance", "query", "question",
 LABEL_COLUMNS = ("label", "labels", "category", "intent", "class", "target", "topic", "sentiment", "answer", "y")
 
 
-DOCUMENTATION = ("readme", "license", "licence", "source", "citation", "changelog")
+DOCUMENTATION = {"readme", "license", "licence", "citation", "changelog"}
 
 
 def _stem(path: Path) -> str:
@@ -30,7 +31,7 @@ def _stem(path: Path) -> str:
 def data_files(folder: Path) -> list[Path]:
     """Files in a data folder that can hold rows (README, LICENSE and the like are skipped)."""
     return [p for p in sorted(folder.iterdir())
-            if p.is_file() and data_format(p) is not None and not any(d in p.name.lower() for d in DOCUMENTATION)]
+            if p.is_file() and data_format(p) is not None and not DOCUMENTATION & set(re.split(r"[_\-. ]", _stem(p)))]
 
 
 def find_split_files(folder: Path) -> dict[str, Path]:
@@ -135,6 +136,9 @@ def load_splits(path: Path, text_column: str | None, label_column: str | None,
 
 
 def _check_labels(path: Path, splits: dict[str, pd.DataFrame]) -> None:
+    for split, frame in splits.items():
+        if frame.empty:
+            raise DataError(f"{path}: the {split} split is empty; add rows or change data.val_fraction / data.test_fraction")
     train_labels = set(splits["train"].label)
     if len(train_labels) < 2:
         raise DataError(

@@ -41,6 +41,11 @@ class TextClassificationDataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
     ):
         super().__init__()
+        if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+            raise DataError(
+                f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction}: each must be in (0, 1) "
+                "(test may be 0 when the data has a test file) and together below 1"
+            )
         if path is None and self.default_path is None:
             raise DataError("data.path is not set; point it at a data file or folder")
         self.tokenizer = tokenizer
@@ -96,7 +101,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        overfitting = bool(self.trainer and self.trainer.overfit_batches)  # debug=overfit: the same batches every epoch
+        return self._loader("train", shuffle=not overfitting)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)

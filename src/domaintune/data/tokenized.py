@@ -34,7 +34,7 @@ def tokenize(texts: list[str], tokenizer, max_length: int, cache_dir: Path | Non
         path = Path(cache_dir) / f"tokens-{key}.npz"
         if path.is_file():
             with np.load(path) as stored:
-                return np.split(stored["ids"], stored["offsets"][1:-1])
+                return np.split(stored["ids"], stored["offsets"][1:-1]) if len(stored["offsets"]) > 1 else []
     ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     arrays = [np.asarray(row, dtype=np.int32) for row in ids]
     if path is not None:

@@ -154,9 +154,11 @@ class SequenceClassificationModule(pl.LightningModule):
         """Logistic regression on frozen base features -> head weights; its val scores are the baseline.
         It depends only on the base model and the data, so trials of a sweep fit it once."""
         datamodule = self.trainer.datamodule
-        key = (self.backbone.key, datamodule.fingerprint, self.hparams.pooling, self.hparams.num_labels)
+        key = (self.backbone.key, datamodule.fingerprint, getattr(datamodule, "max_length", None),
+               self.hparams.pooling, self.hparams.num_labels)
         if key not in _PROBES:
-            _PROBES[key] = self._probe(datamodule)
+            # under DDP every process sees its shard: all take rank 0's probe, so the copies agree
+            _PROBES[key] = self.trainer.strategy.broadcast(self._probe(datamodule), src=0)
         weight, bias, self.probe_scores = _PROBES[key]
         linear = self.head[-1]
         linear.weight.data.copy_(weight)
@@ -174,7 +176,7 @@ class SequenceClassificationModule(pl.LightningModule):
             logits = torch.stack([-logits, logits], dim=1)
         scores = torch.full((len(y_val), self.hparams.num_labels), float("-inf"))
         scores[:, torch.as_tensor(probe.classes_)] = logits
-        metrics = self.val_metrics.clone()
+        metrics = self.val_metrics.clone().cpu()
         probe_scores = {k: round(v.item(), 6) for k, v in metrics(scores, y_val).items()}
         linear = self.head[-1]
         weight, bias = torch.zeros_like(linear.weight), torch.zeros_like(linear.bias)
