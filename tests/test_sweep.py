@@ -170,3 +170,16 @@ def test_each_trial_is_a_wandb_run_grouped_by_study(tmp_path):
         wandb_config = record["config"]["logger"]["wandb"]
         assert wandb_config["group"] == "grouped" and wandb_config["job_type"] == "trial"
         assert record["config"]["trial"]["number"] == number and "lr" in record["config"]["module"]
+
+
+def test_range_keeps_every_value_of_an_uneven_step():
+    space, _ = parse({}, ["x=range(1,9,3)"])
+    assert space["x"] == IntDistribution(1, 7, step=3)
+
+
+def test_switching_pruner_keeps_working_with_the_median_defaults_in_place():
+    from domaintune.sweep.study import build_pruner
+
+    assert type(build_pruner({"name": "hyperband", "n_startup_trials": 4, "n_warmup_steps": 1})).__name__ == "HyperbandPruner"
+    with pytest.raises(UserError, match="pruner.name 'nope' is unknown"):
+        build_pruner({"name": "nope"})

@@ -46,6 +46,16 @@ def plot_learning_curve(history: list[dict], metric: str, path: Path) -> Path | 
     return path
 
 
+def verdict(metric: str, value: float, baseline: float, mode: str) -> str:
+    """Plain words on whether fine-tuning beat the frozen base model with a linear head."""
+    gain = (value - baseline) * (1 if mode == "max" else -1)
+    if gain > 0:
+        return f"fine-tuning improved {metric} by {gain:.4f}"
+    if gain == 0:
+        return "fine-tuning only tied the base model: the frozen encoder with a linear head is as good and cheaper"
+    return "fine-tuning did NOT beat the base model: the frozen encoder with a linear head is the better choice"
+
+
 def summary_text(metrics: dict) -> str:
     """The few lines a user reads after a run: best epoch, test scores, baseline, where things are."""
     best, test = metrics["best"], metrics.get("test", {})
@@ -57,13 +67,7 @@ def summary_text(metrics: dict) -> str:
         lines.append("  test (best checkpoint): " + "  ".join(f"{k.removeprefix('test/')} {v:.4f}" for k, v in test.items()))
     baseline, metric = metrics.get("baseline", {}), best["metric"]
     if metric in baseline and best["value"] is not None:
-        gain = (best["value"] - baseline[metric]) * (1 if metrics.get("mode", "max") == "max" else -1)
-        if gain > 0:
-            verdict = f"fine-tuning improved {metric} by {gain:.4f}"
-        elif gain == 0:
-            verdict = "fine-tuning only tied the base model: the frozen encoder with a linear head is as good and cheaper"
-        else:
-            verdict = "fine-tuning did NOT beat the base model: the frozen encoder with a linear head is the better choice"
-        lines.append(f"  base model + linear head (probe): {metric} {baseline[metric]:.4f}; {verdict}")
+        lines.append(f"  base model + linear head (probe): {metric} {baseline[metric]:.4f}; "
+                     + verdict(metric, best["value"], baseline[metric], metrics.get("mode", "max")))
     lines.append(f"  outputs: {metrics['run_dir']}")
     return "\n".join(lines)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 from pathlib import Path
 
 import optuna
 from omegaconf import DictConfig
 from optuna.trial import TrialState
+
+from domaintune.outputs import verdict
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +60,12 @@ def write(study: optuna.Study, folder: Path, cfg: DictConfig, fixed: list[str], 
     folder.mkdir(parents=True, exist_ok=True)
     table = rows(study)
     columns = list(dict.fromkeys(key for row in table for key in row))
-    with open(folder / "trials.csv.tmp", "w", newline="") as handle:
+    partial = folder / f"trials.csv.{os.getpid()}.tmp"  # workers write at the same time
+    with open(partial, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(table)
-    (folder / "trials.csv.tmp").replace(folder / "trials.csv")
+    partial.replace(folder / "trials.csv")
     best = _best(study)
     if best is not None:
         _write_best_experiment(folder, study, best, cfg, fixed)
@@ -76,26 +80,30 @@ def _write_best_experiment(folder: Path, study: optuna.Study, best, cfg: DictCon
         f"# Best trial {best.number} of study '{study.study_name}': {cfg.optimized_metric} = {best.value:.6g}.",
         f"# Reproduce: domaintune train --config-dir {folder} experiment=best",
     ]
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from domaintune.config import group_options
+
     overrides = reproduce_overrides(best, fixed)
-    groups = [o for o in overrides if "." not in o.split("=")[0]]
+    groups = [o for o in overrides if group_options(o.split("=")[0].lstrip("+~")) is not None]
     if groups:
         lines += ["defaults:"] + [f"  - override /{o.split('=')[0]}: {o.split('=', 1)[1]}" for o in groups]
     import yaml
 
     values: dict = {}
-    for override in [o for o in overrides if o not in groups]:
-        key, _, raw = override.partition("=")
+    for override in OverridesParser.create().parse_overrides([o for o in overrides if o not in groups]):
         node = values
-        *parents, leaf = key.lstrip("+").split(".")
+        *parents, leaf = override.key_or_group.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = override.value()
     path = folder / "experiment" / "best.yaml"
     path.parent.mkdir(exist_ok=True)
     path.write_text("\n".join(lines) + "\n" + (yaml.safe_dump(values, sort_keys=True) if values else ""))
-    link = folder / "best.yaml"
-    if not link.exists():
-        link.symlink_to(Path("experiment") / "best.yaml")
+    try:
+        (folder / "best.yaml").symlink_to(Path("experiment") / "best.yaml")
+    except FileExistsError:
+        pass
 
 
 def _write_plots(study: optuna.Study, folder: Path) -> None:
@@ -116,9 +124,12 @@ def _write_plots(study: optuna.Study, folder: Path) -> None:
             axes = getattr(png, f"plot_{name}")(study)
             figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
             figure.tight_layout()
-            figure.savefig(folder / f"{name}.png", dpi=100)
+            partial = folder / f"{name}.{os.getpid()}"  # workers may draw at the same time: write, then rename
+            figure.savefig(partial.with_suffix(".png"), dpi=100)
             plt.close(figure)
-            getattr(html, f"plot_{name}")(study).write_html(folder / f"{name}.html", include_plotlyjs="cdn")
+            getattr(html, f"plot_{name}")(study).write_html(partial.with_suffix(".html"), include_plotlyjs="cdn")
+            for suffix in (".png", ".html"):
+                partial.with_suffix(suffix).replace(folder / f"{name}{suffix}")
         except (ValueError, RuntimeError, ImportError, ZeroDivisionError) as exc:  # e.g. importances need 2+ complete trials
             log.info("plot %s skipped: %s", name, exc)
 
@@ -131,12 +142,11 @@ def summary(study: optuna.Study, folder: Path, fixed: list[str]) -> str:
         lines.append("  no trial completed")
     else:
         lines.append(f"  best trial {best.number}: value {best.value:.4f}  " + "  ".join(f"{k}={v}" for k, v in best.params.items()))
-        baseline = _run_metrics(best).get("baseline", {})
-        metric = _run_metrics(best).get("best", {}).get("metric")
+        metrics = _run_metrics(best)
+        baseline, metric = metrics.get("baseline", {}), metrics.get("best", {}).get("metric")
         if metric in baseline:
-            better = (best.value > baseline[metric]) == (study.direction == optuna.study.StudyDirection.MAXIMIZE)
-            lines.append(f"  base model + linear head (probe): {metric} {baseline[metric]:.4f}"
-                         + ("" if better else "  -> the probe on the frozen base model is the better choice"))
+            lines.append(f"  base model + linear head (probe): {metric} {baseline[metric]:.4f}; "
+                         + verdict(metric, best.value, baseline[metric], metrics.get("mode", "max")))
         lines.append(f"  reproduce: domaintune train {' '.join(reproduce_overrides(best, fixed))}")
         lines.append(f"        or: domaintune train --config-dir {folder} experiment=best")
     lines.append(f"  sweep folder: {folder} (trials.csv, best.yaml, plots/, trial-*/)")

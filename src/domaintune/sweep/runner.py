@@ -69,7 +69,7 @@ def _tell(study: optuna.Study, trial: optuna.Trial, result: JobReturn) -> None:
 
 
 def _check_failure_rate(trials: list, max_rate: float) -> None:
-    failed = sum(t.state == TrialState.FAIL and "retry_of" not in t.user_attrs for t in trials)
+    failed = sum(t.state == TrialState.FAIL and not t.user_attrs.get("requeued") for t in trials)
     done = failed + sum(t.state in FINISHED for t in trials)
     if failed >= 2 and failed / done > max_rate:
         reasons = {t.user_attrs.get("fail_reason", "?") for t in trials if t.state == TrialState.FAIL}
@@ -79,9 +79,11 @@ def _check_failure_rate(trials: list, max_rate: float) -> None:
         )
 
 
-def _start_workers(count: int) -> list[subprocess.Popen]:
-    """`n_jobs` in one command: the same command, as single workers on the same study."""
-    return [subprocess.Popen([sys.executable, *sys.argv, "hydra.sweeper.n_jobs=1"]) for _ in range(count)]
+def _start_workers(count: int, seed: int | None) -> list[subprocess.Popen]:
+    """`n_jobs` in one command: the same command, as single workers on the same study, each with
+    its own sampler seed (one seed would make their random start-up trials identical)."""
+    seeds = [[f"hydra.sweeper.sampler.seed={seed + i + 1}"] if seed is not None else [] for i in range(count)]
+    return [subprocess.Popen([sys.executable, *sys.argv, "hydra.sweeper.n_jobs=1", *extra]) for extra in seeds]
 
 
 def run_sweep(cfg: DictConfig, launcher, settings: dict, arguments: list[str]) -> None:
@@ -89,14 +91,14 @@ def run_sweep(cfg: DictConfig, launcher, settings: dict, arguments: list[str]) -
     if not space:
         raise UserError("sweep=optuna has no parameter to search; set hydra.sweeper.params or pass e.g. 'module.lr=tag(log, interval(1e-5, 1e-3))'")
     name = settings["study_name"] or cfg.task_name
-    folder = Path(cfg.paths.output_dir) / "sweeps" / name
+    folder = Path(str(cfg.hydra.sweep.dir))  # where the trial folders go: <output_dir>/sweeps/<study> by default
     url = storage_url(settings["storage"], folder)
     study = open_study(name, url, cfg.mode, settings["sampler"], settings["pruner"], space)
     if not study.trials and any(folder.glob("trial-*/metrics.json")):
         raise UserError(f"{folder} holds trials of another study; set hydra.sweeper.study_name to a new name")
     for number in requeue_dead_trials(study):
         log.warning("trial %d was left running by a worker that died: marked FAIL, its parameters queued again", number)
-    workers = _start_workers(settings["n_jobs"] - 1)
+    workers = _start_workers(settings["n_jobs"] - 1, settings["sampler"].get("seed"))
     n_trials = settings["n_trials"]
     try:
         while True:
@@ -115,7 +117,8 @@ def run_sweep(cfg: DictConfig, launcher, settings: dict, arguments: list[str]) -
             _tell(study, trial, result)
             report.write(study, folder, cfg, fixed)
     finally:
-        for worker in workers:
-            worker.wait()
+        failed_workers = [w.args for w in workers if w.wait() != 0]
+    if failed_workers:
+        log.warning("%d worker(s) ended with an error; their trials are in the study", len(failed_workers))
     report.write(study, folder, cfg, fixed, plots=True)
     print(report.summary(study, folder, fixed), flush=True)

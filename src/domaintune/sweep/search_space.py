@@ -25,7 +25,8 @@ def distribution(override: Override) -> BaseDistribution | str:
         if any(isinstance(v, float) for v in (value.start, value.stop, step)):
             values = list(override.sweep_iterator())
             return FloatDistribution(values[0], values[-1], step=step)
-        return IntDistribution(int(value.start), int(value.stop) - int(step), step=int(step))
+        values = list(range(int(value.start), int(value.stop), int(step)))
+        return IntDistribution(values[0], values[-1], step=int(step))
     if isinstance(value, IntervalSweep):
         log = "log" in value.tags
         if isinstance(value.start, int) and isinstance(value.end, int):

@@ -53,10 +53,16 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
 
 def _build(kind: str, table: dict, spec: dict[str, Any], **extra):
+    """`{name: median, n_startup_trials: 4}` -> MedianPruner(n_startup_trials=4). Keywords the chosen
+    class does not take are dropped, so `pruner.name=hyperband` works with the median defaults in place."""
+    import inspect
+
     spec = dict(spec or {})
     name = spec.pop("name", None)
     if name not in table:
         raise UserError(f"hydra.sweeper.{kind}.name '{name}' is unknown; use one of {', '.join(table)}")
+    accepted = inspect.signature(table[name]).parameters
+    spec = {k: v for k, v in spec.items() if k in accepted}
     try:
         return table[name](**spec, **extra)
     except TypeError as exc:
@@ -111,7 +117,9 @@ def requeue_dead_trials(study: optuna.Study) -> list[int]:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker", "")
         if worker and not _alive(worker):
-            attach_trial(study, trial._trial_id).set_user_attr("fail_reason", f"worker {worker} died while running it")
+            attached = attach_trial(study, trial._trial_id)
+            attached.set_user_attr("fail_reason", f"worker {worker} died while running it")
+            attached.set_user_attr("requeued", True)  # not the trial's own failure: not counted against max_failure_rate
             study.tell(trial.number, state=TrialState.FAIL)
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             requeued.append(trial.number)
