@@ -36,25 +36,12 @@ class EpochTimer(pl.Callback):
 
 
 def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
     from domaintune import registry
-    from domaintune.config import config_dir, register_resolvers
+    from domaintune.config import compose_job
 
-    register_resolvers()
     registry.discover()  # puts the local plugin folders on the import path
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
     run_dir = Path(tempfile.mkdtemp(prefix="overhead-"))
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run_dir / "outputs")
-        cfg.paths.run_dir = str(run_dir)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose_job(overrides, run_dir, run_dir / "outputs")
 
 
 def data_overrides(data_path: Path, peft: str) -> list[str]:

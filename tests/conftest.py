@@ -8,12 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
-from domaintune.config import config_dir, register_resolvers
+from domaintune.config import compose_job, register_resolvers
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
@@ -32,18 +29,9 @@ def make_cfg(tmp_path):
     """Compose `conf/` with overrides; run folder and caches go under tmp_path."""
 
     def make(*overrides: str):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
         run_dir = tmp_path / "run"
         run_dir.mkdir(exist_ok=True)
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(tmp_path / "outputs")
-            cfg.paths.run_dir = str(run_dir)
-        HydraConfig.instance().set_config(cfg)  # `${hydra:...}` resolves from here
-        with open_dict(cfg):
-            del cfg["hydra"]  # as in a real run: the job's config has no hydra node
-        return cfg
+        return compose_job(list(overrides), run_dir, tmp_path / "outputs")
 
     yield make
     GlobalHydra.instance().clear()

