@@ -7,9 +7,12 @@ from pathlib import Path
 
 from domaintune.errors import UserError
 
+CHECKOUT = Path(__file__).resolve().parents[2]  # domaintune runs from its checkout (`make setup`: editable)
+
+
 def config_dir() -> Path:
-    """The built-in `conf/` of the checkout domaintune runs from (`make setup` installs it editable)."""
-    return Path(__file__).resolve().parents[2] / "conf"
+    """The built-in `conf/` of the checkout."""
+    return CHECKOUT / "conf"
 
 
 def search_dirs(extra: list[str] | None = None) -> list[Path]:

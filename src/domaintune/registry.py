@@ -18,12 +18,13 @@ from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from domaintune.config import CHECKOUT
 from domaintune.errors import PluginError
 
 KINDS = {"module": "domaintune.modules", "datamodule": "domaintune.datamodules"}
 LOCAL_ATTRIBUTE = {"module": "MODULES", "datamodule": "DATAMODULES"}
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
-CHECKOUT_PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+CHECKOUT_PLUGINS = CHECKOUT / "plugins"
 
 
 @dataclass(frozen=True)
