@@ -1,6 +1,8 @@
+import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +96,24 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert metrics["world_size"] == 2 and metrics["epochs_run"] == 2
     # each process tested its shard; the metrics were synchronised over all test rows
     assert sum(c["support"] for c in metrics["per_class"].values()) == metrics["data"]["test_rows"]
+
+
+def test_plain_multirun_is_grouped_in_wandb_and_tabled_like_a_sweep(tmp_path):
+    from test_train import read_wandb
+
+    args = ["-m", "module.lr=1e-4,3e-4", "model=tiny", "logger=wandb", "trainer=debug"]
+    result = domaintune("train", *args, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (table,) = (tmp_path / "multiruns").glob("*/*/trials.csv")
+    with open(table) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["number"], r["state"], r["params.module.lr"]) for r in rows] == [("0", "complete", "0.0001"), ("1", "complete", "0.0003")]
+    group = f"{table.parent.parent.name}_{table.parent.name}"
+    for row in rows:
+        assert float(row["value"]) == json.loads((Path(row["run_dir"]) / "metrics.json").read_text())["best"]["value"]
+        record = read_wandb(Path(row["run_dir"]))
+        assert record["name"] == f"trial-{row['number']}" and record["state"] == "finished"
+        assert record["config"]["logger"]["wandb"]["group"] == group
+        assert record["config"]["logger"]["wandb"]["job_type"] == "trial"
+    compared = domaintune("compare", str(table.parent))
+    assert compared.returncode == 0 and "module.lr=0.0003" in compared.stdout

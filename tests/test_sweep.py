@@ -183,3 +183,30 @@ def test_switching_pruner_keeps_working_with_the_median_defaults_in_place():
     assert type(build_pruner({"name": "hyperband", "n_startup_trials": 4, "n_warmup_steps": 1})).__name__ == "HyperbandPruner"
     with pytest.raises(UserError, match="pruner.name 'nope' is unknown"):
         build_pruner({"name": "nope"})
+
+
+def test_three_workers_share_one_postgresql_study(tmp_path, postgres_url):
+    """The same command in three shells, the study on PostgreSQL: every trial number once, none lost."""
+    import optuna
+
+    command = [str(BIN / "domaintune"), "train", "-m", "sweep=optuna", *TINY, "hydra.sweeper.n_trials=6",
+               f"hydra.sweeper.storage={postgres_url}", "hydra.sweeper.study_name=pg"]
+    env = {**os.environ, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
+    workers = [subprocess.Popen(command + [f"hydra.sweeper.sampler.seed={seed}"], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for seed in range(3)]
+    for worker in workers:
+        assert worker.wait(timeout=600) == 0, worker.stderr.read()[-3000:]
+    study = optuna.load_study(study_name="pg", storage=postgres_url)
+    numbers = sorted(t.number for t in study.trials)
+    assert numbers == list(range(len(numbers)))
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) >= 6 and not [t for t in study.trials if t.state.name == "RUNNING"]
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 3  # no barrier: every worker took trials
+    assert {int(r["number"]) for r in trials(tmp_path, "pg")} == set(numbers)
+
+
+def test_an_unreachable_storage_is_a_one_line_error(tmp_path):
+    result = sweep(tmp_path, "hydra.sweeper.storage=postgresql+psycopg://postgres@127.0.0.1:1/none")
+    assert result.returncode == 2
+    assert "hydra.sweeper.storage 'postgresql+psycopg://postgres@127.0.0.1:1/none': cannot open it" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout

@@ -30,11 +30,19 @@ class MetricGuard(pl.Callback):
 
 
 class EpochHistory(pl.Callback):
-    """Per-epoch train and validation metrics and seconds (training + validation steps), for
-    metrics.json, the learning curve and a sweep's per-trial fixed cost."""
+    """Per-epoch train and validation metrics and seconds (training + validation steps), and the
+    seconds of the sanity-check validation, for metrics.json, the learning curve and a sweep's
+    per-trial fixed cost."""
 
     def __init__(self):
         self.epochs: list[dict[str, float]] = []
+        self.sanity_seconds = 0.0
+
+    def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.started = time.perf_counter()
+
+    def on_sanity_check_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.sanity_seconds = round(time.perf_counter() - self.started, 3)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.started = time.perf_counter()

@@ -57,7 +57,10 @@ def package_dir(module: str) -> str:
 def register_resolvers() -> None:
     from omegaconf import OmegaConf
 
+    from domaintune.sweep.multirun import wandb_setting
+
     OmegaConf.register_new_resolver("dt.package_dir", package_dir, replace=True)
+    OmegaConf.register_new_resolver("dt.multirun", wandb_setting, replace=True)
 
 
 def group_options(group: str, extra_dirs: list[str] | None = None) -> list[str] | None:

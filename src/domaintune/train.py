@@ -103,6 +103,7 @@ def train(cfg: DictConfig) -> float | None:
         "stopped_early": bool(trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch),
         "world_size": trainer.world_size,
         "time_s": round(time.time() - started, 1),
+        "sanity_check_s": history.sanity_seconds,
         "test": {k: round(float(v), 6) for k, v in test_results[0].items()},
         "data": {"path": str(datamodule.path), "fingerprint": datamodule.fingerprint,
                  **{f"{split}_rows": len(ds) for split, ds in datamodule.datasets.items()}},

