@@ -210,3 +210,24 @@ def test_an_unreachable_storage_is_a_one_line_error(tmp_path):
     assert result.returncode == 2
     assert "hydra.sweeper.storage 'postgresql+psycopg://postgres@127.0.0.1:1/none': cannot open it" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_a_trial_whose_worker_stopped_beating_on_another_machine_is_retried(tmp_path):
+    """No pid to check on another machine: the heartbeat on the database tells that its worker died."""
+    from domaintune.sweep.study import open_study, storage_url
+
+    folder = tmp_path / "sweeps" / "support"
+    space = {"module.lr": FloatDistribution(1e-5, 1e-3, log=True), "trainer.max_epochs": IntDistribution(1, 2)}
+    study = open_study("support", storage_url(None, folder), "max", {"name": "tpe", "seed": 0}, {"name": "median"}, space, 1)
+    study.enqueue_trial({"module.lr": 5e-4, "trainer.max_epochs": 1})
+    lost = study.ask(space)
+    lost.set_user_attr("worker", "another-machine:4242")
+    study._storage.record_heartbeat(lost._trial_id)  # one beat, then that machine went silent
+    time.sleep(2.5)
+    result = sweep(tmp_path, "hydra.sweeper.n_trials=2", "hydra.sweeper.heartbeat_interval=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = trials(tmp_path)
+    assert next(r for r in rows if r["number"] == "0")["state"] == "fail"
+    retried = [r for r in rows if r["number"] != "0" and r["params.module.lr"] == "0.0005"]
+    assert len(retried) == 1 and retried[0]["state"] in ("complete", "pruned")
+    assert sum(r["state"] in ("complete", "pruned") for r in rows) == 2

@@ -11,7 +11,9 @@ import logging
 import math
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -69,7 +71,8 @@ def _tell(study: optuna.Study, trial: optuna.Trial, result: JobReturn) -> None:
 
 
 def _check_failure_rate(trials: list, max_rate: float) -> None:
-    failed = sum(t.state == TrialState.FAIL and not t.user_attrs.get("requeued") for t in trials)
+    retried = {t.user_attrs.get("retry_of") for t in trials}  # a dead worker's trial is not its own failure
+    failed = sum(t.state == TrialState.FAIL and t.number not in retried for t in trials)
     done = failed + sum(t.state in FINISHED for t in trials)
     if failed >= 2 and failed / done > max_rate:
         reasons = {t.user_attrs.get("fail_reason", "?") for t in trials if t.state == TrialState.FAIL}
@@ -77,6 +80,31 @@ def _check_failure_rate(trials: list, max_rate: float) -> None:
             f"{failed} of {done} trials failed (more than hydra.sweeper.max_failure_rate={max_rate}); "
             f"last reasons: {'; '.join(sorted(reasons)[:2])}"
         )
+
+
+@contextmanager
+def _heartbeat(study: optuna.Study, trial: optuna.Trial):
+    """While the trial runs, beat every `heartbeat_interval` seconds (database storages only)."""
+    storage = study._storage  # noqa: SLF001 - Optuna's own optimize() beats the same way
+    interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat():
+        while True:
+            storage.record_heartbeat(trial._trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _start_workers(count: int, seed: int | None) -> list[subprocess.Popen]:
@@ -93,7 +121,7 @@ def run_sweep(cfg: DictConfig, launcher, settings: dict, arguments: list[str]) -
     name = settings["study_name"] or cfg.task_name
     folder = Path(str(cfg.hydra.sweep.dir))  # where the trial folders go: <output_dir>/sweeps/<study> by default
     url = storage_url(settings["storage"], folder)
-    study = open_study(name, url, cfg.mode, settings["sampler"], settings["pruner"], space)
+    study = open_study(name, url, cfg.mode, settings["sampler"], settings["pruner"], space, settings["heartbeat_interval"])
     if not study.trials and any(folder.glob("trial-*/metrics.json")):
         raise UserError(f"{folder} holds trials of another study; set hydra.sweeper.study_name to a new name")
     for number in requeue_dead_trials(study):
@@ -113,7 +141,8 @@ def run_sweep(cfg: DictConfig, launcher, settings: dict, arguments: list[str]) -
                 continue
             trial = study.ask(space)
             trial.set_user_attr("worker", WORKER)
-            (result,) = launcher.launch([_trial_overrides(cfg, study, trial, url, fixed)], initial_job_idx=trial.number)
+            with _heartbeat(study, trial):
+                (result,) = launcher.launch([_trial_overrides(cfg, study, trial, url, fixed)], initial_job_idx=trial.number)
             _tell(study, trial, result)
             report.write(study, folder, cfg, fixed)
     finally:

@@ -40,7 +40,10 @@ def storage_url(storage: str | None, folder: Path) -> str:
     return storage
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
+def open_storage(url: str, heartbeat_interval: int | None = None) -> optuna.storages.BaseStorage:
+    """The study's storage. On a database, workers record a heartbeat while they run a trial, so a
+    trial of a worker that died on any machine is failed after two missed beats and tried again."""
+    beat = {"heartbeat_interval": heartbeat_interval, "failed_trial_callback": _retry_stale_trial} if heartbeat_interval else {}
     if url.endswith(JOURNAL_SUFFIXES) and "://" not in url:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -49,8 +52,8 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # several workers on one SQLite file wait for the lock instead of failing at once
-        return _rdb_storage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return _rdb_storage(url)
+        return _rdb_storage(url, engine_kwargs={"connect_args": {"timeout": 60}}, **beat)
+    return _rdb_storage(url, **beat)
 
 
 def _rdb_storage(url: str, **kwargs) -> optuna.storages.RDBStorage:
@@ -107,10 +110,11 @@ def build_sampler(spec: dict[str, Any], space: dict) -> optuna.samplers.BaseSamp
     return _build("sampler", SAMPLERS, spec)
 
 
-def open_study(name: str, url: str, direction: str, sampler_spec: dict, pruner_spec: dict, space: dict) -> optuna.Study:
+def open_study(name: str, url: str, direction: str, sampler_spec: dict, pruner_spec: dict, space: dict,
+               heartbeat_interval: int | None = None) -> optuna.Study:
     """Create the study or continue it: the same command run again resumes the same study."""
     study = optuna.create_study(
-        study_name=name, storage=open_storage(url), direction="maximize" if direction == "max" else "minimize",
+        study_name=name, storage=open_storage(url, heartbeat_interval), direction="maximize" if direction == "max" else "minimize",
         sampler=build_sampler(sampler_spec, space), pruner=build_pruner(pruner_spec), load_if_exists=True,
     )
     study.set_user_attr("pruner", dict(pruner_spec or {}))  # trials rebuild the pruner from storage
@@ -130,19 +134,27 @@ def _alive(worker: str) -> bool:
     return True
 
 
+def _retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Optuna failed a trial whose worker stopped beating (on any machine): try its params again."""
+    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "retry_reason": "its worker stopped sending heartbeats"})
+
+
 def requeue_dead_trials(study: optuna.Study) -> list[int]:
-    """Trials left RUNNING by a killed worker of this machine: mark them FAIL and queue their params again."""
-    requeued = []
+    """Trials left RUNNING by a dead worker: marked FAIL and their params queued again. A worker of
+    this machine is checked by its pid at once; any worker by its heartbeat on a database storage."""
+    def retried() -> set[int]:
+        return {t.user_attrs["retry_of"] for t in study.get_trials(deepcopy=False) if "retry_of" in t.user_attrs}
+
+    before = retried()
+    optuna.storages.fail_stale_trials(study)  # calls _retry_stale_trial for each
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker", "")
         if worker and not _alive(worker):
             attached = attach_trial(study, trial._trial_id)
             attached.set_user_attr("fail_reason", f"worker {worker} died while running it")
-            attached.set_user_attr("requeued", True)  # not the trial's own failure: not counted against max_failure_rate
             study.tell(trial.number, state=TrialState.FAIL)
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-            requeued.append(trial.number)
-    return requeued
+    return sorted(retried() - before)
 
 
 def attach_trial(study: optuna.Study, trial_id: int) -> optuna.Trial:

@@ -14,6 +14,7 @@ class DomaintuneSweeperConf:
     n_trials: int = 16
     n_jobs: int = 1
     max_failure_rate: float = 0.5
+    heartbeat_interval: int = 60
     sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe", "seed": 0})
     pruner: dict[str, Any] = field(default_factory=lambda: {"name": "median"})
     params: Optional[dict[str, Any]] = None

@@ -26,10 +26,10 @@ def flatten(params: dict, prefix: str = "") -> dict[str, str]:
 
 class DomaintuneOptunaSweeper(Sweeper):
     def __init__(self, study_name: str | None, storage: str | None, n_trials: int, n_jobs: int,
-                 max_failure_rate: float, sampler: dict[str, Any], pruner: dict[str, Any], params: dict | None):
+                 max_failure_rate: float, heartbeat_interval: int, sampler: dict[str, Any], pruner: dict[str, Any], params: dict | None):
         self.settings = {
             "study_name": study_name, "storage": storage, "n_trials": n_trials, "n_jobs": n_jobs,
-            "max_failure_rate": max_failure_rate,
+            "max_failure_rate": max_failure_rate, "heartbeat_interval": heartbeat_interval,
             "sampler": OmegaConf.to_container(sampler) if isinstance(sampler, DictConfig) else dict(sampler or {}),
             "pruner": OmegaConf.to_container(pruner) if isinstance(pruner, DictConfig) else dict(pruner or {}),
             "params": flatten(OmegaConf.to_container(params) if isinstance(params, DictConfig) else params or {}),
