@@ -69,7 +69,7 @@ def plain_epoch(cfg) -> float:
     backbone = instantiate(cfg.model)
     datamodule = instantiate(cfg.data, _partial_=True)(tokenizer=backbone.load_tokenizer())
     datamodule.setup("fit")
-    encoder = backbone.load_encoder()
+    encoder = backbone.load_model()
     encoder.pooler = None
     if cfg.peft:
         from peft import get_peft_model

@@ -1,5 +1,6 @@
 """Customer support: route a customer's message to its intent."""
 
 from .datamodule import SupportDataModule
+from .replies import SupportRepliesDataModule
 
-DATAMODULES = {"support": SupportDataModule}
+DATAMODULES = {"support": SupportDataModule, "support_replies": SupportRepliesDataModule}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from domaintune.errors import UserError, exit_with
@@ -80,6 +81,50 @@ def dashboard(args: argparse.Namespace) -> None:
     run_server(open_storage(url), host=args.host, port=args.port)
 
 
+def _settings(pairs: list[str], allowed: set[str], required: set[str]) -> dict[str, str]:
+    """`run=<folder> prompt="..."` style arguments, as in `domaintune train`."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in allowed:
+            raise UserError(f"'{pair}': expected one of {', '.join(sorted(k + '=...' for k in allowed))}")
+        settings[key] = value
+    missing = required - settings.keys()
+    if missing:
+        raise UserError(f"missing {', '.join(sorted(k + '=...' for k in missing))}")
+    return settings
+
+
+def generate(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    settings = _settings(args.settings, {"run", "prompt", "prompts", "max_new_tokens"}, {"run"})
+    if "prompts" in settings:
+        source = Path(settings["prompts"])
+        if not source.is_file():
+            raise UserError(f"prompts={source}: no such file; give a text file with one prompt per line")
+        prompts = [line.strip() for line in source.read_text().splitlines() if line.strip()]
+    elif "prompt" in settings:
+        prompts = [settings["prompt"]]
+    else:
+        raise UserError("give prompt=\"...\" or prompts=<file with one prompt per line>")
+    from domaintune.inference import answer
+
+    try:
+        new_tokens = int(settings.get("max_new_tokens", 128))
+    except ValueError:
+        raise UserError(f"max_new_tokens={settings['max_new_tokens']}: expected a whole number") from None
+    for prompt, reply in zip(prompts, answer(settings["run"], prompts, new_tokens)):
+        print(json.dumps({"prompt": prompt, "response": reply}, ensure_ascii=False) if len(prompts) > 1 else reply)
+
+
+def export(args: argparse.Namespace) -> None:
+    from domaintune.inference import export as export_run
+
+    settings = _settings(args.settings, {"run", "out"}, {"run"})
+    print(f"exported {export_run(settings['run'], settings.get('out'))}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="domaintune",
@@ -102,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--host", default="127.0.0.1")
     board.add_argument("--port", type=int, default=8080)
     board.set_defaults(handler=dashboard)
+    generating = sub.add_parser("generate", help="answer prompts with a fine-tuned causal-LM run: run=<folder> prompt=\"...\" (or prompts=<file>)")
+    generating.add_argument("settings", nargs="+", metavar="KEY=VALUE", help="run=<run folder> prompt=... | prompts=<file> [max_new_tokens=128]")
+    generating.set_defaults(handler=generate)
+    exporting = sub.add_parser("export", help="write a merged Hugging Face model folder: run=<folder> [out=<folder>]")
+    exporting.add_argument("settings", nargs="+", metavar="KEY=VALUE", help="run=<run folder> [out=<folder>, default <run>/export]")
+    exporting.set_defaults(handler=export)
     return parser
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar
 
 from domaintune.errors import UserError
 
@@ -18,6 +18,7 @@ class Backbone:
     name_or_path: str | None = None
     tokenizer: str | None = None
     config: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+    auto_class: ClassVar[str] = "AutoModel"  # the transformers Auto class that builds it
     pooling: str = "mean"
     trust_remote_code: bool = False
     revision: str | None = None
@@ -33,8 +34,11 @@ class Backbone:
         """Identity of the weights this spec loads (the random-model config included), for caches."""
         return (self.name_or_path, self.tokenizer, _frozen(self.config), self.trust_remote_code, self.revision)
 
+    def _source(self) -> str | None:
+        return self.name_or_path
+
     def _load(self, what: str, loader):
-        source = self.tokenizer if what == "tokenizer" and self.tokenizer else self.name_or_path
+        source = self.tokenizer if what == "tokenizer" and self.tokenizer else self._source()
         try:
             return loader(source, trust_remote_code=self.trust_remote_code, revision=self.revision)
         except (OSError, ValueError) as exc:
@@ -48,9 +52,76 @@ class Backbone:
         """The tokenizer, loaded once per process (sweep trials share it)."""
         return _cached_tokenizer(self)
 
-    def load_encoder(self):
-        """A fresh copy of the base encoder (no head); the weights are read from disk once per process."""
-        return copy.deepcopy(_cached_encoder(self, self.key))
+    def load_model(self):
+        """A fresh copy of the base model (an encoder without head here); the weights are read from
+        disk once per process, so sweep trials start from the same weights without reloading."""
+        return copy.deepcopy(_cached_model(self, self.key))
+
+    def build_model(self):
+        import transformers
+
+        auto = getattr(transformers, self.auto_class)
+        if self.config:
+            settings = dict(self.config)
+            return auto.from_config(transformers.AutoConfig.for_model(settings.pop("model_type"), **settings))
+        return self._load("model", auto.from_pretrained)
+
+
+@dataclass(frozen=True)
+class CausalBackbone(Backbone):
+    """A causal LM by hub id or folder, a random one from `config`, or a GGUF file (`gguf_file`
+    inside `name_or_path`) de-quantized once into a safetensors folder under `cache_dir`. With both
+    `config` and a source, the weights are random and only the tokenizer comes from the source."""
+
+    auto_class: ClassVar[str] = "AutoModelForCausalLM"
+    gguf_file: str | None = None
+    cache_dir: str | None = None
+
+    @property
+    def key(self) -> tuple:
+        return (*super().key, self.gguf_file)
+
+    def _source(self) -> str | None:
+        """Where weights and tokenizer load from: the de-quantized cache of a GGUF file, else name_or_path."""
+        if not self.gguf_file:
+            return self.name_or_path
+        from pathlib import Path
+
+        cached = Path(self.cache_dir or ".") / Path(self.gguf_file).stem
+        if not (cached / "config.json").is_file():
+            _dequantize(self.name_or_path, self.gguf_file, cached)
+        return str(cached)
+
+    def load_tokenizer(self):
+        tokenizer = _cached_tokenizer(self)
+        if tokenizer.pad_token is None:  # batches need a pad id; padded positions never count in the loss
+            tokenizer.pad_token = tokenizer.eos_token
+        return tokenizer
+
+
+def _dequantize(folder: str, gguf_file: str, target) -> None:
+    """GGUF -> float32 safetensors folder, once (about 3 s); later loads take well under a second."""
+    import os
+    import shutil
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    try:
+        AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file).save_pretrained(partial)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
+        model.hf_quantizer = None  # the weights are plain float tensors now: save them as such
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(partial)
+    except (OSError, ValueError) as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise UserError(f"model.gguf_file '{gguf_file}' in '{folder}': cannot read it ({str(exc).splitlines()[0]})") from None
+    try:
+        partial.rename(target)  # atomic: parallel workers never see half a folder
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)  # another worker finished first
 
 
 def _frozen(config: dict | None) -> tuple | None:
@@ -65,11 +136,5 @@ def _cached_tokenizer(backbone: Backbone):
 
 
 @cache
-def _cached_encoder(backbone: Backbone, _key: tuple):
-    from transformers import AutoConfig, AutoModel
-
-    if backbone.config:
-        settings = dict(backbone.config)
-        config = AutoConfig.for_model(settings.pop("model_type"), **settings)
-        return AutoModel.from_config(config)
-    return backbone._load("model", AutoModel.from_pretrained)
+def _cached_model(backbone: Backbone, _key: tuple):
+    return backbone.build_model()

@@ -46,14 +46,27 @@ def plot_learning_curve(history: list[dict], metric: str, path: Path) -> Path | 
     return path
 
 
-def verdict(metric: str, value: float, baseline: float, mode: str) -> str:
-    """Plain words on whether fine-tuning beat the frozen base model with a linear head."""
+PROBE = "the frozen encoder with a linear head"
+
+
+def verdict(metric: str, value: float, baseline: float, mode: str, instead: str = PROBE) -> str:
+    """Plain words on whether fine-tuning beat the base model (`instead`: what to use if not)."""
     gain = (value - baseline) * (1 if mode == "max" else -1)
     if gain > 0:
         return f"fine-tuning improved {metric} by {gain:.4f}"
     if gain == 0:
-        return "fine-tuning only tied the base model: the frozen encoder with a linear head is as good and cheaper"
-    return "fine-tuning did NOT beat the base model: the frozen encoder with a linear head is the better choice"
+        return f"fine-tuning only tied the base model: {instead} is as good and cheaper"
+    return f"fine-tuning did NOT beat the base model: {instead} is the better choice"
+
+
+def baseline_line(metrics: dict, value: float | None) -> str | None:
+    """'<base model>: <metric> <its value>; <verdict>' for a run's (or best trial's) value."""
+    baseline, metric = metrics.get("baseline", {}), metrics.get("best", {}).get("metric")
+    if metric not in baseline or value is None:
+        return None
+    instead = baseline.get("instead", PROBE)
+    return (f"  base model ({baseline.get('kind', 'linear probe')}): {metric} {baseline[metric]:.4f}; "
+            + verdict(metric, value, baseline[metric], metrics.get("mode", "max"), instead))
 
 
 def summary_text(metrics: dict) -> str:
@@ -65,9 +78,8 @@ def summary_text(metrics: dict) -> str:
         lines.append(f"  best {best['metric']} = {best['value']:.4f} at epoch {best['epoch']}")
     if test:
         lines.append("  test (best checkpoint): " + "  ".join(f"{k.removeprefix('test/')} {v:.4f}" for k, v in test.items()))
-    baseline, metric = metrics.get("baseline", {}), best["metric"]
-    if metric in baseline and best["value"] is not None:
-        lines.append(f"  base model + linear head (probe): {metric} {baseline[metric]:.4f}; "
-                     + verdict(metric, best["value"], baseline[metric], metrics.get("mode", "max")))
+    compared = baseline_line(metrics, best["value"])
+    if compared:
+        lines.append(compared)
     lines.append(f"  outputs: {metrics['run_dir']}")
     return "\n".join(lines)

@@ -122,7 +122,7 @@ def train(cfg: DictConfig) -> float | None:
     _close_wandb(loggers, exit_code=0, summary={
         "outcome": "complete",
         "best/value": metrics["best"]["value"], "best/epoch": metrics["best"]["epoch"],
-        **{f"baseline/{k}": v for k, v in metrics.get("baseline", {}).items() if k != "kind"},
+        **{f"baseline/{k}": v for k, v in metrics.get("baseline", {}).items() if isinstance(v, (int, float))},
     })
     print(outputs.summary_text(metrics), flush=True)
     return metrics["best"]["value"]

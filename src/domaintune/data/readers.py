@@ -19,6 +19,12 @@ FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json", ".p
 ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
 
 
+def files_stamp(path: Path) -> tuple:
+    """Name, size and mtime of the data file(s): in-process caches read an edited file again."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+
+
 def data_format(path: Path) -> str | None:
     """Format from the name: `x.csv`, `x.csv.gz`; a bare `x.gz` holds text lines."""
     suffixes = [s.lower() for s in path.suffixes]

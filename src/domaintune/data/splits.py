@@ -92,6 +92,12 @@ def stratified_split(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[p
     return frame.loc[sorted(rest)].reset_index(drop=True), frame.loc[sorted(held)].reset_index(drop=True)
 
 
+def split_off(rows: list, fraction: float, seed: int) -> tuple[list, list]:
+    """Seeded random split of unlabeled rows (instruction data): (rest, held out), order kept."""
+    held = set(random.Random(seed).sample(range(len(rows)), max(1, round(len(rows) * fraction)) if fraction > 0 and len(rows) > 1 else 0))
+    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
 def _label_files(folder: Path) -> pd.DataFrame | None:
     """A folder of text-line files, one per label (the file name is the label), as one frame."""
     files = data_files(folder)

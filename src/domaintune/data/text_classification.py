@@ -11,6 +11,7 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
 from domaintune.data.batching import LengthGroupedBatchSampler, TokenizedDataset, pad_collate
+from domaintune.data.readers import files_stamp
 from domaintune.data.splits import load_splits
 from domaintune.data.tokenized import texts_fingerprint, tokenize, tokenizer_fingerprint
 from domaintune.errors import DataError
@@ -18,11 +19,6 @@ from domaintune.errors import DataError
 log = logging.getLogger(__name__)
 _LOADED: dict[tuple, tuple] = {}  # (files, settings, tokenizer) -> (labels, tokenized splits, fingerprint)
 
-
-def _files_stamp(path: Path) -> tuple:
-    """Name, size and mtime of the data file(s): an edit between two trials is read again."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
 
 
 class TextClassificationDataModule(pl.LightningDataModule):
@@ -69,7 +65,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:  # fit and test reuse the tokenized splits
             return
-        key = (_files_stamp(self.path) if self.path.exists() else str(self.path), self.text_column, self.label_column,
+        key = (files_stamp(self.path) if self.path.exists() else str(self.path), self.text_column, self.label_column,
                self.val_fraction, self.test_fraction, self.seed, self.max_length, tokenizer_fingerprint(self.tokenizer))
         if key not in _LOADED:  # the trials of a sweep read and tokenize the data once per process
             _LOADED[key] = self._load()

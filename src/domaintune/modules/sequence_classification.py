@@ -60,7 +60,7 @@ class SequenceClassificationModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "peft_config"], logger=False)
         self.backbone = backbone
-        encoder = backbone.load_encoder()
+        encoder = backbone.load_model()
         if pooling != "pooler" and getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None  # unused: would waste compute and leave DDP with gradient-less weights
         if peft_config is not None:

@@ -12,7 +12,7 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
-from domaintune.outputs import verdict
+from domaintune.outputs import baseline_line
 
 log = logging.getLogger(__name__)
 
@@ -142,11 +142,9 @@ def summary(study: optuna.Study, folder: Path, fixed: list[str]) -> str:
         lines.append("  no trial completed")
     else:
         lines.append(f"  best trial {best.number}: value {best.value:.4f}  " + "  ".join(f"{k}={v}" for k, v in best.params.items()))
-        metrics = _run_metrics(best)
-        baseline, metric = metrics.get("baseline", {}), metrics.get("best", {}).get("metric")
-        if metric in baseline:
-            lines.append(f"  base model + linear head (probe): {metric} {baseline[metric]:.4f}; "
-                         + verdict(metric, best.value, baseline[metric], metrics.get("mode", "max")))
+        compared = baseline_line(_run_metrics(best), best.value)
+        if compared:
+            lines.append(compared)
         lines.append(f"  reproduce: domaintune train {' '.join(reproduce_overrides(best, fixed))}")
         lines.append(f"        or: domaintune train --config-dir {folder} experiment=best")
     lines.append(f"  sweep folder: {folder} (trials.csv, best.yaml, plots/, trial-*/)")

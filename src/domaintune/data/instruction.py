@@ -1,0 +1,285 @@
+"""Instruction data for causal LMs: prompt/response columns or chat `messages`, rendered with the
+tokenizer's chat template, the loss on response tokens only, optionally packed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from domaintune.data.batching import LengthGroupedBatchSampler, TokenizedDataset
+from domaintune.data.readers import files_stamp, read_table
+from domaintune.data.splits import find_split_files, split_off
+from domaintune.errors import DataError
+
+log = logging.getLogger(__name__)
+PROMPT_COLUMNS = ("prompt", "instruction", "input", "question", "query", "original_text", "text", "facts", "message")
+RESPONSE_COLUMNS = ("response", "output", "answer", "completion", "reference_summary", "summary", "reply", "copy", "target")
+_LOADED: dict[tuple, tuple] = {}  # (files, settings, tokenizer) -> (examples per split, fingerprint, length report)
+
+
+class InstructionDataModule(pl.LightningDataModule):
+    """`path` is one file (split here, seeded) or a folder of train/val/test files, each JSONL, JSON,
+    CSV, TSV or Parquet with a prompt and a response column, or a chat `messages` column whose last
+    assistant turn is the response. Domain plugins subclass it to set `default_path`."""
+
+    default_path: Path | None = None
+
+    def __init__(self, tokenizer, path: str | None = None, prompt_column: str | None = None,
+                 response_column: str | None = None, messages_column: str | None = None,
+                 system_prompt: str | None = None, prompt_template: str = "{prompt}", max_length: int = 512,
+                 batch_size: int = 8, eval_batch_size: int = 16, val_fraction: float = 0.1,
+                 test_fraction: float = 0.1, seed: int = 42, packing: bool = False, num_workers: int = 0):
+        super().__init__()
+        if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+            raise DataError(f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction}: each must be "
+                            "in (0, 1) (test may be 0 when the data has a test file) and together below 1")
+        if "{prompt}" not in prompt_template:
+            raise DataError(f"data.prompt_template '{prompt_template}' has no {{prompt}} placeholder; add one")
+        if path is None and self.default_path is None:
+            raise DataError("data.path is not set; point it at a data file or folder")
+        self.tokenizer = tokenizer
+        self.path = Path(path) if path is not None else self.default_path
+        self.columns = (prompt_column, response_column, messages_column)
+        self.system_prompt, self.prompt_template, self.max_length = system_prompt, prompt_template, max_length
+        self.batch_size, self.eval_batch_size, self.packing, self.num_workers = batch_size, eval_batch_size, packing, num_workers
+        self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
+        self.datasets: dict[str, TokenizedDataset] = {}
+        self.references: dict[str, list[str]] = {}
+        self.fingerprint = ""
+        self.length_report: dict[str, int] = {}
+
+    # -- reading and rendering ---------------------------------------------------------------
+    def _conversations(self, frame: pd.DataFrame, source: Path) -> list[tuple[list[dict], str]]:
+        """(prompt messages, response) per row, rows with an empty prompt or response dropped."""
+        prompt_col, response_col, messages_col = self.columns
+        if messages_col or (not prompt_col and "messages" in frame.columns):
+            column = messages_col or "messages"
+            if column not in frame.columns:
+                raise DataError(f"{source}: no column '{column}' (data.messages_column); columns are {list(frame.columns)}")
+            rows = []
+            for number, messages in enumerate(frame[column], start=1):
+                if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and "role" in m and "content" in m for m in messages):
+                    raise DataError(f"{source}: row {number}: '{column}' must be a list of {{role, content}} messages")
+                if messages[-1]["role"] != "assistant":
+                    raise DataError(f"{source}: row {number}: the last message must be the assistant's reply (the response)")
+                rows.append((list(messages[:-1]), str(messages[-1]["content"])))
+            return rows
+        prompt = _column(frame, prompt_col, PROMPT_COLUMNS, "prompt", source)
+        response = _column(frame, response_col, RESPONSE_COLUMNS, "response", source)
+        rows = []
+        for p, r in zip(frame[prompt], frame[response]):
+            if pd.isna(p) or pd.isna(r) or not str(p).strip() or not str(r).strip():
+                continue
+            rows.append((prompt_messages(str(p).strip(), self.system_prompt, self.prompt_template), str(r).strip()))
+        if len(rows) < len(frame):
+            log.warning("%s: dropped %d of %d rows with an empty prompt or response", source, len(frame) - len(rows), len(frame))
+        return rows
+
+    def _encode(self, conversations: list[tuple[list[dict], str]], counts: dict[str, int]) -> tuple[list, list, list, list]:
+        """Token ids and prompt lengths; a response that does not fit is cut, a prompt that leaves
+        no room for one drops the row (both counted)."""
+        prompts = [render_prompt(self.tokenizer, messages) for messages, _ in conversations]
+        eos = self.tokenizer.eos_token or ""
+        prompt_ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        response_ids = self.tokenizer([r + eos for _, r in conversations], add_special_tokens=False)["input_ids"]
+        ids, prompt_lens, kept_prompts, references = [], [], [], []
+        for p, r, text, (_, reference) in zip(prompt_ids, response_ids, prompts, conversations):
+            if len(p) >= self.max_length - 8:
+                counts["dropped"] += 1
+                continue
+            if len(p) + len(r) > self.max_length:
+                counts["truncated"] += 1
+                r = r[: self.max_length - len(p)]
+            ids.append(np.asarray(p + r, dtype=np.int32))
+            prompt_lens.append(len(p))
+            kept_prompts.append(text)
+            references.append(reference)
+        return ids, prompt_lens, kept_prompts, references
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        from domaintune.data.tokenized import tokenizer_fingerprint
+
+        key = (files_stamp(self.path) if self.path.exists() else str(self.path), self.columns, self.system_prompt,
+               self.prompt_template, self.max_length, self.val_fraction, self.test_fraction, self.seed,
+               tokenizer_fingerprint(self.tokenizer))
+        if key not in _LOADED:  # sweep trials read and tokenize once per process
+            _LOADED[key] = self._load()
+        self.datasets, self.references, self.prompts, self.fingerprint, self.length_report = _LOADED[key]
+        report = self.length_report
+        log.info("data %s: %s rows, fingerprint %s; %d rows cut to max_length=%d, %d dropped (prompt too long)",
+                 self.path, " / ".join(f"{k} {len(v)}" for k, v in self.datasets.items()), self.fingerprint,
+                 report["truncated"], self.max_length, report["dropped"])
+
+    def _load(self):
+        frames = self._read()
+        counts = {"truncated": 0, "dropped": 0}
+        datasets, references, prompts, digest = {}, {}, {}, hashlib.sha256()
+        for split, frame in frames.items():
+            ids, prompt_lens, prompts[split], references[split] = self._encode(frame, counts)
+            if not ids:
+                raise DataError(f"{self.path}: the {split} split has no row that fits data.max_length={self.max_length}; "
+                                "raise max_length or shorten the prompts")
+            datasets[split] = TokenizedDataset(ids, prompt_lens)
+            for row in ids:
+                digest.update(row.tobytes())
+            digest.update(split.encode())
+        return datasets, references, prompts, digest.hexdigest()[:16], counts
+
+    def _read(self) -> dict[str, list]:
+        if not self.path.exists():
+            raise DataError(f"{self.path}: no such file or folder; set data.path to your data")
+        files = find_split_files(self.path) if self.path.is_dir() else {"train": self.path}
+        if "train" not in files:
+            raise DataError(f"{self.path}: no train file (train.jsonl, train.csv, ...) and not a single data file")
+        splits = {split: self._conversations(read_table(p), p) for split, p in files.items()}
+        if "test" not in splits:
+            splits["train"], splits["test"] = split_off(splits["train"], self.test_fraction, self.seed)
+        if "val" not in splits:
+            fraction = self.val_fraction / (1 - self.test_fraction) if "test" not in files else self.val_fraction
+            splits["train"], splits["val"] = split_off(splits["train"], fraction, self.seed + 1)
+        for split, rows in splits.items():
+            if not rows:
+                raise DataError(f"{self.path}: the {split} split is empty; add rows or change data.val_fraction / data.test_fraction")
+        return splits
+
+    # -- what the module and the run folder need ---------------------------------------------
+    def module_inputs(self) -> dict:
+        return {"tokenizer": self.tokenizer}
+
+    def generation_rows(self, split: str, count: int) -> tuple[list[list[int]], list[str], list[str]]:
+        """The first `count` rows of a split (a fixed subset): prompt ids, prompt text, reference response."""
+        dataset = self.datasets[split]
+        count = min(count, len(dataset))
+        prompt_ids = [dataset.ids[i][: dataset.labels[i]].tolist() for i in range(count)]
+        return prompt_ids, self.prompts[split][:count], self.references[split][:count]
+
+    def save_artifacts(self, folder: Path) -> None:
+        rows = {split: len(ds) for split, ds in self.datasets.items()}
+        (Path(folder) / "data_report.json").write_text(json.dumps({**rows, **self.length_report, "max_length": self.max_length}, indent=2))
+
+    # -- batches --------------------------------------------------------------------------------
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.datasets[split]
+        items = list(range(len(dataset)))
+        if shuffle and self.packing:
+            items = pack(dataset, self.max_length, self.seed)
+        lengths = [sum(len(dataset.ids[i]) for i in group) for group in items] if shuffle and self.packing else [len(r) for r in dataset.ids]
+        sampler = LengthGroupedBatchSampler(lengths, self.batch_size if shuffle else self.eval_batch_size, shuffle=shuffle, seed=self.seed)
+        source = _Packs(dataset, items) if shuffle and self.packing else dataset
+        collate = packed_collate if shuffle and self.packing else padded_collate
+        return DataLoader(source, batch_sampler=sampler, collate_fn=collate(self.tokenizer.pad_token_id or 0),
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+def prompt_messages(prompt: str, system_prompt: str | None, template: str) -> list[dict]:
+    """A plain prompt as chat messages: the task's system prompt, then the templated user turn."""
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return system + [{"role": "user", "content": template.format(prompt=prompt)}]
+
+
+def render_prompt(tokenizer, messages: list[dict]) -> str:
+    """The prompt text the model sees: the tokenizer's chat template when it has one."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return "\n\n".join(m["content"] for m in messages) + "\n\n"
+
+
+def _column(frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, ...], role: str, source: Path) -> str:
+    if wanted is not None:
+        if wanted not in frame.columns:
+            raise DataError(f"{source}: no column '{wanted}' (data.{role}_column); columns are {list(frame.columns)}")
+        return wanted
+    by_lower = {str(c).lower(): c for c in frame.columns}
+    for name in candidates:
+        if name in by_lower:
+            return by_lower[name]
+    raise DataError(f"{source}: cannot tell which column holds the {role}; columns are {list(frame.columns)}; "
+                    f"set data.{role}_column=<name> (or data.messages_column for chat data)")
+
+
+def pack(dataset: TokenizedDataset, max_length: int, seed: int) -> list[list[int]]:
+    """Examples in a seeded order, greedily joined into packs of at most `max_length` tokens."""
+    order = np.random.default_rng(seed).permutation(len(dataset)).tolist()
+    packs, current, size = [], [], 0
+    for i in order:
+        length = len(dataset.ids[i])
+        if current and size + length > max_length:
+            packs.append(current)
+            current, size = [], 0
+        current.append(i)
+        size += length
+    return packs + ([current] if current else [])
+
+
+class _Packs(torch.utils.data.Dataset):
+    def __init__(self, dataset: TokenizedDataset, packs: list[list[int]]):
+        self.dataset, self.packs = dataset, packs
+
+    def __len__(self) -> int:
+        return len(self.packs)
+
+    def __getitem__(self, index: int) -> list[tuple]:
+        return [self.dataset[i] for i in self.packs[index]]
+
+
+def _labels(ids: np.ndarray, prompt_len: int) -> torch.Tensor:
+    labels = torch.as_tensor(ids, dtype=torch.long).clone()
+    labels[:prompt_len] = -100  # the loss is on the response only
+    return labels
+
+
+def padded_collate(pad_id: int):
+    def collate(rows: list[tuple]) -> dict[str, torch.Tensor]:
+        width = max(len(ids) for ids, _ in rows)
+        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, (ids, prompt_len) in enumerate(rows):
+            input_ids[r, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+            labels[r, : len(ids)] = _labels(ids, prompt_len)
+            mask[r, : len(ids)] = 1
+        return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+    return collate
+
+
+def packed_collate(pad_id: int):
+    """Packs side by side: positions restart at every example and no attention mask is passed, so
+    transformers builds a block-diagonal causal mask and examples never attend to each other."""
+
+    def collate(packs: list[list[tuple]]) -> dict[str, torch.Tensor]:
+        width = max(sum(len(ids) for ids, _ in pack) for pack in packs)
+        input_ids = torch.full((len(packs), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(packs), width), -100, dtype=torch.long)
+        positions = torch.zeros((len(packs), width), dtype=torch.long)
+        for r, pack in enumerate(packs):
+            start = 0
+            for ids, prompt_len in pack:
+                end = start + len(ids)
+                input_ids[r, start:end] = torch.as_tensor(ids, dtype=torch.long)
+                labels[r, start:end] = _labels(ids, prompt_len)
+                positions[r, start:end] = torch.arange(len(ids))
+                start = end
+            positions[r, start:] = torch.arange(width - start)  # padding: a sequence of its own, never in the loss
+        return {"input_ids": input_ids, "position_ids": positions, "labels": labels}
+
+    return collate

@@ -1,0 +1,225 @@
+"""A causal LM fine-tuned (usually through a peft adapter) on instruction data, judged against
+the same model without the adapter: validation loss, perplexity and generation quality."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from torchmetrics import MeanMetric
+
+from domaintune.models import Backbone
+
+log = logging.getLogger(__name__)
+_BASELINES: dict[tuple, dict] = {}  # (model, data, generation settings) -> base model's val scores, once per process
+
+
+def rouge_l(predictions: list[str], references: list[str]) -> float:
+    """Mean ROUGE-L F1 (torchmetrics' implementation), 0..1."""
+    from torchmetrics.functional.text.rouge import rouge_score
+
+    if not predictions:
+        return 0.0
+    return float(rouge_score(predictions, references, rouge_keys="rougeL")["rougeL_fmeasure"])
+
+
+def exact_match(predictions: list[str], references: list[str]) -> float:
+    def norm(text: str) -> str:
+        return re.sub(r"\s+", " ", text).strip().lower()
+
+    return sum(norm(p) == norm(r) for p, r in zip(predictions, references)) / max(len(predictions), 1)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, batch_size: int = 16) -> list[str]:
+    """Greedy answers, in left-padded batches, decoded without the prompt and special tokens."""
+    pad = tokenizer.pad_token_id or 0
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    answers = []
+    for start in range(0, len(prompt_ids), batch_size):
+        chunk = prompt_ids[start:start + batch_size]
+        width = max(len(p) for p in chunk)
+        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long, device=device)
+        mask = torch.zeros_like(input_ids)
+        for r, ids in enumerate(chunk):
+            input_ids[r, width - len(ids):] = torch.as_tensor(ids, device=device)
+            mask[r, width - len(ids):] = 1
+        out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                             do_sample=False, pad_token_id=pad, use_cache=True)
+        answers += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+    model.train(was_training)
+    return answers
+
+
+class CausalLMModule(pl.LightningModule):
+    """Loss on response tokens only, with logits computed for those tokens alone (the prompt's
+    never reach the vocabulary projection: less memory and time). Every validation epoch logs
+    `val/loss`, `val/ppl` and, on a fixed subset of validation prompts, `val/rougeL` (and
+    `val/exact_match` when the task asks for it); any of them can be the sweep metric."""
+
+    def __init__(self, backbone: Backbone, tokenizer, peft_config=None, lr: float = 2e-4, weight_decay: float = 0.0,
+                 warmup_ratio: float = 0.1, schedule: str = "linear", generate_rows: int = 16,
+                 test_generate_rows: int = 100, max_new_tokens: int = 128, exact_match: bool = False,
+                 gradient_checkpointing: bool = False):
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone", "tokenizer", "peft_config"], logger=False)
+        self.backbone, self.tokenizer = backbone, tokenizer
+        model = backbone.load_model()
+        model.config.use_cache = False
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, peft_config)
+        self.model = model
+        self.has_adapter = peft_config is not None
+        self.val_nll, self.test_nll, self.base_test_nll = MeanMetric(), MeanMetric(), MeanMetric()
+        self.baseline: dict[str, float] = {}
+        self.samples: list[dict] = []
+        self.strict_loading = peft_config is None  # checkpoints hold only what trains
+
+    # -- loss ------------------------------------------------------------------------------------
+    def _nll(self, batch: dict, model=None) -> tuple[torch.Tensor, int]:
+        """Mean token loss over response tokens, and their count. Hidden states of all tokens,
+        logits only where a next token is scored."""
+        model = model or self.model
+        hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                                     position_ids=batch.get("position_ids"), use_cache=False).last_hidden_state
+        targets = batch["labels"][:, 1:]
+        scored = targets != -100
+        logits = model.get_output_embeddings()(hidden[:, :-1][scored])
+        count = int(scored.sum())
+        return torch.nn.functional.cross_entropy(logits.float(), targets[scored]), count
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, count = self._nll(batch)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=count)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        loss, count = self._nll(batch)
+        self.val_nll.update(loss, count)
+
+    def on_validation_epoch_end(self) -> None:
+        loss = self.val_nll.compute()
+        self.val_nll.reset()
+        rows = 2 if self.trainer.sanity_checking else self.hparams.generate_rows  # the sanity check stays quick
+        scores = self._generation_scores("val", rows, prefix="val/")
+        self.log_dict({"val/loss": loss, "val/ppl": torch.exp(loss), **scores}, prog_bar=True, sync_dist=True)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        loss, count = self._nll(batch)
+        self.test_nll.update(loss, count)
+        with self._base_model() as base:
+            base_loss, _ = self._nll(batch, base)
+        self.base_test_nll.update(base_loss, count)
+
+    def on_test_epoch_end(self) -> None:
+        loss, base_loss = self.test_nll.compute(), self.base_test_nll.compute()
+        prompts, references, tuned = self._generate("test", self.hparams.test_generate_rows)
+        with self._base_model() as base:
+            _, _, untuned = self._generate("test", self.hparams.test_generate_rows, base)
+        scores = {"test/loss": loss, "test/ppl": torch.exp(loss), **self._score(tuned, references, "test/")}
+        self.log_dict(scores, sync_dist=True)
+        base_scores = {"test/loss": float(base_loss), "test/ppl": math.exp(float(base_loss)), **self._score(untuned, references, "test/")}
+        self.baseline.update({k: round(float(v), 6) for k, v in base_scores.items()})
+        self.samples = [{"prompt": p, "reference": r, "fine_tuned": t, "base": b}
+                        for p, r, t, b in zip(prompts, references, tuned, untuned)]
+
+    # -- generation ----------------------------------------------------------------------------
+    @contextmanager
+    def _base_model(self):
+        """The base model on the same rows: the adapter switched off, or (full fine-tuning) a fresh copy."""
+        if self.has_adapter:
+            with self.model.disable_adapter():
+                yield self.model
+        else:
+            base = self.backbone.load_model().to(self.device).eval()
+            yield base
+            del base
+
+    def _generate(self, split: str, count: int, model=None) -> tuple[list[str], list[str], list[str]]:
+        """Greedy answers to the first `count` prompts of a split."""
+        prompt_ids, prompts, references = self.trainer.datamodule.generation_rows(split, count)
+        answers = generate(model or self.model, self.tokenizer, prompt_ids, self.hparams.max_new_tokens,
+                           self.trainer.datamodule.eval_batch_size)
+        return prompts, references, answers
+
+    def _score(self, answers: list[str], references: list[str], prefix: str) -> dict[str, float]:
+        scores = {f"{prefix}rougeL": rouge_l(answers, references)}
+        if self.hparams.exact_match:
+            scores[f"{prefix}exact_match"] = exact_match(answers, references)
+        return scores
+
+    def _generation_scores(self, split: str, count: int, prefix: str) -> dict[str, float]:
+        if count <= 0:
+            return {}
+        prompts, references, answers = self._generate(split, count)
+        if not self.trainer.sanity_checking:
+            self._log_samples(prompts, references, answers)
+        return self._score(answers, references, prefix)
+
+    def _log_samples(self, prompts: list[str], references: list[str], answers: list[str]) -> None:
+        """A W&B table of this epoch's generations (when W&B logs the run)."""
+        for logger in self.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                rows = [[self.current_epoch, p, r, a] for p, r, a in zip(prompts, references, answers)][:16]
+                logger.log_table(key="val/samples", columns=["epoch", "prompt", "reference", "generated"], data=rows)
+
+    def on_fit_start(self) -> None:
+        """The base model's validation scores, once per process: every run says whether it beat them."""
+        datamodule = self.trainer.datamodule
+        key = (self.backbone.key, datamodule.fingerprint, self.hparams.generate_rows, self.hparams.max_new_tokens,
+               self.hparams.exact_match)
+        if key not in _BASELINES:
+            nll = MeanMetric().to(self.device)
+            with self._base_model() as base, torch.no_grad():
+                base.eval()
+                for batch in datamodule.val_dataloader():
+                    loss, count = self._nll(self.transfer_batch_to_device(batch, self.device, 0), base)
+                    nll.update(loss, count)
+                _, references, answers = self._generate("val", self.hparams.generate_rows, base)
+            loss = float(nll.compute())
+            _BASELINES[key] = {"val/loss": loss, "val/ppl": math.exp(loss), **self._score(answers, references, "val/")}
+            self.model.train()
+        self.baseline = {k: round(float(v), 6) for k, v in _BASELINES[key].items()}
+        log.info("base model (no fine-tuning) on validation: %s", self.baseline)
+
+    # -- optimisation and outputs --------------------------------------------------------------
+    def configure_optimizers(self):
+        from transformers import get_scheduler
+
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        total = self.trainer.estimated_stepping_batches
+        scheduler = get_scheduler(self.hparams.schedule, optimizer,
+                                  num_warmup_steps=int(self.hparams.warmup_ratio * total), num_training_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        frozen = {name for name, p in self.named_parameters() if not p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
+
+    def report(self) -> dict:
+        if not self.baseline:
+            return {}
+        return {"baseline": {"kind": "without an adapter", "instead": "the base model as it is", **self.baseline}}
+
+    def save_artifacts(self, folder: Path) -> None:
+        """The adapter (or whole model) in safetensors, the tokenizer, and the test generations
+        side by side with the base model's."""
+        self.model.save_pretrained(folder / ("adapter" if self.has_adapter else "model"))
+        self.tokenizer.save_pretrained(folder / "tokenizer")
+        if self.samples:
+            with open(folder / "samples.jsonl", "w") as handle:
+                for sample in self.samples:
+                    handle.write(json.dumps(sample, ensure_ascii=False) + "\n")
