@@ -61,9 +61,13 @@ class Backbone:
         import transformers
 
         auto = getattr(transformers, self.auto_class)
-        if self.config:
+        if self.config:  # the same random weights in every process: a saved adapter fits them again
+            import torch
+
             settings = dict(self.config)
-            return auto.from_config(transformers.AutoConfig.for_model(settings.pop("model_type"), **settings))
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                return auto.from_config(transformers.AutoConfig.for_model(settings.pop("model_type"), **settings))
         return self._load("model", auto.from_pretrained)
 
 

@@ -1,0 +1,139 @@
+"""Generative fine-tuning on the tiny random Llama: data rendering and masking, packing, a full run,
+generate and export."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from conftest import domaintune
+from domaintune import registry
+from domaintune.data.instruction import packed_collate, padded_collate
+from domaintune.errors import DataError
+
+TINY = ["model=tiny_causal", "logger=none", "trainer=debug", "module.generate_rows=2", "module.test_generate_rows=3",
+        "module.max_new_tokens=4"]
+
+
+@pytest.fixture
+def datamodule(make_cfg, tmp_path):
+    def build(*overrides):
+        registry.discover()
+        cfg = make_cfg("task=support_replies", *TINY, *overrides)
+        dm = instantiate(cfg.data, _partial_=True)(tokenizer=instantiate(cfg.model).load_tokenizer())
+        dm.setup("fit")
+        dm.model_spec = cfg.model
+        return dm
+
+    return build
+
+
+def test_prompt_tokens_are_masked_and_the_chat_template_is_used(datamodule):
+    dm = datamodule()
+    ids, prompt_len = dm.datasets["train"][0]
+    batch = padded_collate(0)([(ids, prompt_len)])
+    assert (batch["labels"][0, :prompt_len] == -100).all()
+    assert (batch["labels"][0, prompt_len:len(ids)] == torch.as_tensor(ids[prompt_len:])).all()
+    prompt = dm.tokenizer.decode(ids[:prompt_len])
+    assert prompt.startswith("<|im_start|>system\nYou are a friendly") and prompt.endswith("<|im_start|>assistant\n")
+    assert dm.tokenizer.decode(ids[prompt_len:]).endswith(dm.tokenizer.eos_token)  # the model learns to stop
+    assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 128, "test": 16, "val": 16}
+
+
+def test_long_rows_are_cut_or_dropped_and_counted(datamodule, tmp_path):
+    rows = [{"prompt": "short question", "response": "word " * 300}, {"prompt": "word " * 300, "response": "ok"}]
+    rows += [{"prompt": f"question {i}", "response": f"answer {i}"} for i in range(20)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dm = datamodule(f"data.path={tmp_path / 'd.jsonl'}", "data.max_length=64")
+    assert dm.length_report == {"truncated": 1, "dropped": 1}
+    assert max(len(ids) for ds in dm.datasets.values() for ids in ds.ids) <= 64
+
+
+def test_chat_messages_column_takes_the_last_assistant_turn_as_response(datamodule, tmp_path):
+    rows = [{"messages": [{"role": "user", "content": f"hi {i}"}, {"role": "assistant", "content": f"hello {i}"}]} for i in range(20)]
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dm = datamodule(f"data.path={tmp_path / 'chat.jsonl'}", "data.system_prompt=null")
+    ids, prompt_len = dm.datasets["train"][0]
+    assert dm.tokenizer.decode(ids[prompt_len:]).startswith("hello ")
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([{"question": "q", "reply_text": "r"}] * 20, "cannot tell which column holds the response"),
+    ([{"messages": [{"role": "user", "content": "q"}]}] * 20, "row 1: the last message must be the assistant's reply"),
+])
+def test_bad_instruction_data_is_a_one_line_error(datamodule, tmp_path, rows, message):
+    (tmp_path / "bad.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=message):
+        datamodule(f"data.path={tmp_path / 'bad.jsonl'}")
+
+
+def test_packed_examples_do_not_attend_to_each_other(datamodule):
+    """The loss of two examples packed in one row equals their loss as separate padded rows."""
+    dm = datamodule()
+    rows = [dm.datasets["train"][i] for i in (0, 1)]
+    model = instantiate(dm.model_spec).load_model().eval()
+    padded, packed = padded_collate(0)(rows), packed_collate(0)([rows])
+    assert "attention_mask" not in packed and packed["position_ids"][0, len(rows[0][0])] == 0
+    with torch.no_grad():  # no cache: as in training, where the packed mask applies
+        separate = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"], use_cache=False).logits
+        together = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).logits
+    first, second = len(rows[0][0]), len(rows[1][0])
+    assert torch.allclose(together[0, :first], separate[0, :first], atol=1e-5)
+    assert torch.allclose(together[0, first:first + second], separate[1, :second], atol=1e-5)
+
+
+@pytest.mark.parametrize("peft", ["lora", "dora", "ia3"])
+def test_every_peft_method_fine_tunes_the_causal_lm(make_cfg, peft):
+    from domaintune.train import train
+
+    registry.discover()
+    cfg = make_cfg("task=legal_summaries", *TINY, f"peft={peft}", "data.packing=true")
+    assert train(cfg) is not None
+    metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"test/loss", "test/ppl", "test/rougeL"}
+    assert {"val/loss", "val/ppl", "val/rougeL", "test/loss", "test/ppl", "test/rougeL"} <= set(metrics["baseline"])
+    assert all({"val/loss", "val/ppl", "val/rougeL"} <= set(epoch) for epoch in metrics["history"])
+    assert (Path(cfg.paths.run_dir) / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_train_generate_and_export_a_support_reply_model(tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    env = {"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
+    trained = domaintune("train", "task=support_replies", *TINY, env=env)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "base model (without an adapter): val/loss" in trained.stdout
+    (run,) = [p.parent for p in tmp_path.glob("runs/*/*/metrics.json")]
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 3 and set(samples[0]) == {"prompt", "reference", "fine_tuned", "base"}
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Where is my order #123?\nCan I return my lamp?\n")
+    answered = domaintune("generate", f"run={run}", f"prompts={prompts}", "max_new_tokens=3")
+    assert answered.returncode == 0, answered.stderr[-2000:]
+    assert [json.loads(line)["prompt"] for line in answered.stdout.splitlines()] == ["Where is my order #123?", "Can I return my lamp?"]
+
+    exported = domaintune("export", f"run={run}")
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    merged = AutoModelForCausalLM.from_pretrained(run / "export").eval()
+    card = (run / "export" / "README.md").read_text()
+    assert "| test/loss |" in card and json.loads((run / "metrics.json").read_text())["data"]["fingerprint"] in card
+    from domaintune.inference import load_run
+
+    with_adapter, tokenizer, _, _ = load_run(str(run))
+    assert isinstance(with_adapter, PeftModel)
+    ids = tokenizer("Hello, where is my parcel?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, with_adapter(ids).logits, atol=1e-4)  # merging changed nothing
+    again = domaintune("export", f"run={run}")
+    assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_generative_tasks_sweep_like_any_task(tmp_path):
+    result = domaintune("train", "-m", "sweep=optuna", "task=legal_summaries", *TINY, "hydra.sweeper.n_trials=2",
+                        "hydra.sweeper.params.trainer.max_epochs=int(interval(1,2))", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "best trial" in result.stdout and "base model (without an adapter): val/loss" in result.stdout
