@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -36,7 +37,8 @@ class InstructionDataModule(pl.LightningDataModule):
                  response_column: str | None = None, messages_column: str | None = None,
                  system_prompt: str | None = None, prompt_template: str = "{prompt}", max_length: int = 512,
                  batch_size: int = 8, eval_batch_size: int = 16, val_fraction: float = 0.1,
-                 test_fraction: float = 0.1, seed: int = 42, packing: bool = False, num_workers: int = 0):
+                 test_fraction: float = 0.1, seed: int = 42, train_rows: int | None = None, packing: bool = False,
+                 num_workers: int = 0):
         super().__init__()
         if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
             raise DataError(f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction}: each must be "
@@ -50,7 +52,7 @@ class InstructionDataModule(pl.LightningDataModule):
         self.columns = (prompt_column, response_column, messages_column)
         self.system_prompt, self.prompt_template, self.max_length = system_prompt, prompt_template, max_length
         self.batch_size, self.eval_batch_size, self.packing, self.num_workers = batch_size, eval_batch_size, packing, num_workers
-        self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
+        self.val_fraction, self.test_fraction, self.seed, self.train_rows = val_fraction, test_fraction, seed, train_rows
         self.datasets: dict[str, TokenizedDataset] = {}
         self.references: dict[str, list[str]] = {}
         self.fingerprint = ""
@@ -111,7 +113,7 @@ class InstructionDataModule(pl.LightningDataModule):
 
         key = (files_stamp(self.path) if self.path.exists() else str(self.path), self.columns, self.system_prompt,
                self.prompt_template, self.max_length, self.val_fraction, self.test_fraction, self.seed,
-               tokenizer_fingerprint(self.tokenizer))
+               self.train_rows, tokenizer_fingerprint(self.tokenizer))
         if key not in _LOADED:  # sweep trials read and tokenize once per process
             _LOADED[key] = self._load()
         self.datasets, self.references, self.prompts, self.fingerprint, self.length_report = _LOADED[key]
@@ -147,6 +149,9 @@ class InstructionDataModule(pl.LightningDataModule):
         if "val" not in splits:
             fraction = self.val_fraction / (1 - self.test_fraction) if "test" not in files else self.val_fraction
             splits["train"], splits["val"] = split_off(splits["train"], fraction, self.seed + 1)
+        if self.train_rows and len(splits["train"]) > self.train_rows:  # start small: a seeded share of train
+            keep = set(random.Random(self.seed + 2).sample(range(len(splits["train"])), self.train_rows))
+            splits["train"] = [row for i, row in enumerate(splits["train"]) if i in keep]
         for split, rows in splits.items():
             if not rows:
                 raise DataError(f"{self.path}: the {split} split is empty; add rows or change data.val_fraction / data.test_fraction")
