@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup run test test-fast bench clean
+.PHONY: setup run test test-fast bench bench-sweep bench-causal clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,12 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python bench/overhead.py
+
+bench-sweep: setup   # about 65 minutes on 2 CPU cores: the Hugging Face side takes most of it
+	$(BIN)/python bench/sweep.py
+
+bench-causal: setup
+	$(BIN)/python bench/causal.py
 
 clean:
 	rm -rf $(VENV) outputs/runs outputs/multiruns outputs/cache

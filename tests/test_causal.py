@@ -84,7 +84,7 @@ def test_packed_examples_do_not_attend_to_each_other(datamodule):
     assert torch.allclose(together[0, first:first + second], separate[1, :second], atol=1e-5)
 
 
-@pytest.mark.parametrize("peft", ["lora", "dora", "ia3"])
+@pytest.mark.parametrize("peft", ["lora", "dora", "ia3", "none"])
 def test_every_peft_method_fine_tunes_the_causal_lm(make_cfg, peft):
     from domaintune.train import train
 
@@ -95,7 +95,8 @@ def test_every_peft_method_fine_tunes_the_causal_lm(make_cfg, peft):
     assert set(metrics["test"]) == {"test/loss", "test/ppl", "test/rougeL"}
     assert {"val/loss", "val/ppl", "val/rougeL", "test/loss", "test/ppl", "test/rougeL"} <= set(metrics["baseline"])
     assert all({"val/loss", "val/ppl", "val/rougeL"} <= set(epoch) for epoch in metrics["history"])
-    assert (Path(cfg.paths.run_dir) / "adapter" / "adapter_model.safetensors").is_file()
+    saved = Path(cfg.paths.run_dir) / ("model/model.safetensors" if peft == "none" else "adapter/adapter_model.safetensors")
+    assert saved.is_file()
 
 
 def test_train_generate_and_export_a_support_reply_model(tmp_path):
@@ -103,10 +104,14 @@ def test_train_generate_and_export_a_support_reply_model(tmp_path):
     from transformers import AutoModelForCausalLM
 
     env = {"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
-    trained = domaintune("train", "task=support_replies", *TINY, env=env)
+    trained = domaintune("train", "task=support_replies", *TINY, "logger=wandb", env=env)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "base model (without an adapter): val/loss" in trained.stdout
     (run,) = [p.parent for p in tmp_path.glob("runs/*/*/metrics.json")]
+    from test_train import read_wandb
+
+    record = read_wandb(run)
+    assert record["state"] == "finished" and "val/samples" in record["summary"]  # generations as a W&B table
     samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 3 and set(samples[0]) == {"prompt", "reference", "fine_tuned", "base"}
 

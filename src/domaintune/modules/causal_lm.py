@@ -80,11 +80,14 @@ class CausalLMModule(pl.LightningModule):
             from peft import get_peft_model
 
             model = get_peft_model(model, peft_config)
+            if gradient_checkpointing:
+                model.enable_input_require_grads()  # checkpointed blocks need a grad path through frozen embeddings
         self.model = model
         self.has_adapter = peft_config is not None
         self.val_nll, self.test_nll, self.base_test_nll = MeanMetric(), MeanMetric(), MeanMetric()
         self.baseline: dict[str, float] = {}
         self.samples: list[dict] = []
+        self._base_copy = None  # full fine-tuning: the untouched base model, loaded when needed
         self.strict_loading = peft_config is None  # checkpoints hold only what trains
 
     # -- loss ------------------------------------------------------------------------------------
@@ -143,9 +146,12 @@ class CausalLMModule(pl.LightningModule):
             with self.model.disable_adapter():
                 yield self.model
         else:
-            base = self.backbone.load_model().to(self.device).eval()
-            yield base
-            del base
+            if self._base_copy is None:
+                self._base_copy = self.backbone.load_model().to(self.device).eval()
+            yield self._base_copy
+
+    def on_test_end(self) -> None:
+        self._base_copy = None
 
     def _generate(self, split: str, count: int, model=None) -> tuple[list[str], list[str], list[str]]:
         """Greedy answers to the first `count` prompts of a split."""
@@ -191,6 +197,7 @@ class CausalLMModule(pl.LightningModule):
             loss = float(nll.compute())
             _BASELINES[key] = {"val/loss": loss, "val/ppl": math.exp(loss), **self._score(answers, references, "val/")}
             self.model.train()
+            self._base_copy = None
         self.baseline = {k: round(float(v), 6) for k, v in _BASELINES[key].items()}
         log.info("base model (no fine-tuning) on validation: %s", self.baseline)
 
