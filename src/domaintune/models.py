@@ -68,7 +68,12 @@ class Backbone:
             with torch.random.fork_rng():
                 torch.manual_seed(0)
                 return auto.from_config(transformers.AutoConfig.for_model(settings.pop("model_type"), **settings))
-        return self._load("model", auto.from_pretrained)
+        import functools
+
+        import torch
+
+        # float32 master weights (hub checkpoints saved in bf16 would load as bf16); mixed precision is the trainer's job
+        return self._load("model", functools.partial(auto.from_pretrained, dtype=torch.float32))
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,10 @@ class CausalBackbone(Backbone):
             return self.name_or_path
         from pathlib import Path
 
-        cached = Path(self.cache_dir or ".") / Path(self.gguf_file).stem
+        import hashlib
+
+        source = hashlib.sha256(f"{self.name_or_path}|{self.revision}|{self.gguf_file}".encode()).hexdigest()[:8]
+        cached = Path(self.cache_dir or ".") / f"{Path(self.gguf_file).stem}-{source}"  # same file name, other repo: other folder
         if not (cached / "config.json").is_file():
             _dequantize(self.name_or_path, self.gguf_file, cached)
         return str(cached)

@@ -67,12 +67,15 @@ class InstructionDataModule(pl.LightningDataModule):
             if column not in frame.columns:
                 raise DataError(f"{source}: no column '{column}' (data.messages_column); columns are {list(frame.columns)}")
             rows = []
+            system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
             for number, messages in enumerate(frame[column], start=1):
+                messages = list(messages) if isinstance(messages, (list, tuple, np.ndarray)) else messages  # Parquet: arrays
                 if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and "role" in m and "content" in m for m in messages):
                     raise DataError(f"{source}: row {number}: '{column}' must be a list of {{role, content}} messages")
                 if messages[-1]["role"] != "assistant":
                     raise DataError(f"{source}: row {number}: the last message must be the assistant's reply (the response)")
-                rows.append((list(messages[:-1]), str(messages[-1]["content"])))
+                turns = [dict(m) for m in messages[:-1]]
+                rows.append(((system if not turns or turns[0]["role"] != "system" else []) + turns, str(messages[-1]["content"])))
             return rows
         prompt = _column(frame, prompt_col, PROMPT_COLUMNS, "prompt", source)
         response = _column(frame, response_col, RESPONSE_COLUMNS, "response", source)
@@ -113,7 +116,8 @@ class InstructionDataModule(pl.LightningDataModule):
 
         key = (files_stamp(self.path) if self.path.exists() else str(self.path), self.columns, self.system_prompt,
                self.prompt_template, self.max_length, self.val_fraction, self.test_fraction, self.seed,
-               self.train_rows, tokenizer_fingerprint(self.tokenizer))
+               self.train_rows, tokenizer_fingerprint(self.tokenizer), getattr(self.tokenizer, "chat_template", None),
+               self.tokenizer.eos_token)
         if key not in _LOADED:  # sweep trials read and tokenize once per process
             _LOADED[key] = self._load()
         self.datasets, self.references, self.prompts, self.fingerprint, self.length_report = _LOADED[key]

@@ -52,8 +52,8 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
         for r, ids in enumerate(chunk):
             input_ids[r, width - len(ids):] = torch.as_tensor(ids, device=device)
             mask[r, width - len(ids):] = 1
-        out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                             do_sample=False, pad_token_id=pad, use_cache=True)
+        out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=pad, eos_token_id=tokenizer.eos_token_id, use_cache=True)
         answers += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
     model.train(was_training)
     return answers
@@ -115,7 +115,8 @@ class CausalLMModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         loss = self.val_nll.compute()
         self.val_nll.reset()
-        rows = 2 if self.trainer.sanity_checking else self.hparams.generate_rows  # the sanity check stays quick
+        rows = self.hparams.generate_rows
+        rows = min(2, rows) if self.trainer.sanity_checking else rows  # the sanity check stays quick
         scores = self._generation_scores("val", rows, prefix="val/")
         self.log_dict({"val/loss": loss, "val/ppl": torch.exp(loss), **scores}, prog_bar=True, sync_dist=True)
 
@@ -128,12 +129,16 @@ class CausalLMModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         loss, base_loss = self.test_nll.compute(), self.base_test_nll.compute()
-        prompts, references, tuned = self._generate("test", self.hparams.test_generate_rows)
-        with self._base_model() as base:
-            _, _, untuned = self._generate("test", self.hparams.test_generate_rows, base)
-        scores = {"test/loss": loss, "test/ppl": torch.exp(loss), **self._score(tuned, references, "test/")}
+        scores = {"test/loss": loss, "test/ppl": torch.exp(loss)}
+        base_scores = {"test/loss": float(base_loss), "test/ppl": math.exp(float(base_loss))}
+        prompts, references, tuned, untuned = [], [], [], []
+        if self.hparams.test_generate_rows > 0:
+            prompts, references, tuned = self._generate("test", self.hparams.test_generate_rows)
+            with self._base_model() as base:
+                _, _, untuned = self._generate("test", self.hparams.test_generate_rows, base)
+            scores.update(self._score(tuned, references, "test/"))
+            base_scores.update(self._score(untuned, references, "test/"))
         self.log_dict(scores, sync_dist=True)
-        base_scores = {"test/loss": float(base_loss), "test/ppl": math.exp(float(base_loss)), **self._score(untuned, references, "test/")}
         self.baseline.update({k: round(float(v), 6) for k, v in base_scores.items()})
         self.samples = [{"prompt": p, "reference": r, "fine_tuned": t, "base": b}
                         for p, r, t, b in zip(prompts, references, tuned, untuned)]
@@ -213,7 +218,7 @@ class CausalLMModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        frozen = {name for name, p in self.named_parameters() if not p.requires_grad}
+        frozen = {name for name, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad}  # tied weights too
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
 
     def report(self) -> dict:

@@ -204,7 +204,7 @@ class SequenceClassificationModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        frozen = {name for name, p in self.named_parameters() if not p.requires_grad}
+        frozen = {name for name, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad}  # tied weights too
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
 
     def report(self) -> dict:
