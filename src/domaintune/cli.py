@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from domaintune.errors import UserError, exit_with
@@ -118,6 +119,36 @@ def generate(args: argparse.Namespace) -> None:
         print(json.dumps({"prompt": prompt, "response": reply}, ensure_ascii=False) if len(prompts) > 1 else reply)
 
 
+def prepare(args: argparse.Namespace) -> None:
+    """Compose the task's config as `train` would, then clean, split and report into a new folder."""
+    from datetime import datetime
+    from pathlib import Path
+
+    from domaintune import config, registry
+    from domaintune.prepare import prepare as prepare_data
+
+    overrides = [o for o in args.overrides if not o.startswith("out=")]
+    outs = [o.removeprefix("out=") for o in args.overrides if o.startswith("out=")]
+    config.check_group_choices(overrides)
+    registry.discover()
+    cfg = config.compose_job(overrides, Path("."), Path(os.environ.get("DOMAINTUNE_OUTPUT_DIR", "outputs")))
+    out = Path(outs[0]) if outs else Path(cfg.paths.output_dir) / "prepared" / f"{datetime.now():%Y-%m-%d}" / f"{datetime.now():%H-%M-%S_%f}_{cfg.task_name}"
+    if out.exists():
+        raise UserError(f"out={out} already exists; nothing was overwritten; pass out=<new folder>")
+    summary = prepare_data(cfg, out)
+    rows = ", ".join(f"{s} {n}" for s, n in summary["rows"].items())
+    print(f"prepared {summary['source']}: {rows} rows, fingerprint {summary['fingerprint']}")
+    cleaning = summary["cleaning"]
+    print(f"  removed: {sum(cleaning['empty'].values())} empty, {sum(cleaning['exact_duplicates'].values())} exact and "
+          f"{sum(cleaning['near_duplicates'].values())} near duplicates, {sum(cleaning['leaked'].values())} leaked between splits")
+    if summary["imbalance"]["warn"]:
+        print(f"  warning: imbalanced, the largest class is {summary['imbalance']['majority_share']:.0%} of train; "
+              "judge by macro-F1 and train with module.class_weights=balanced")
+    print(f"  {summary['truncated_share']:.1%} of train rows exceed max_length={summary['max_length']}")
+    kept = " ".join(o for o in overrides if not o.startswith("data.path="))
+    print(f"  report: {out / 'report.md'}; train on it: domaintune train {kept} data.path={out}")
+
+
 def export(args: argparse.Namespace) -> None:
     from domaintune.inference import export as export_run
 
@@ -147,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--host", default="127.0.0.1")
     board.add_argument("--port", type=int, default=8080)
     board.set_defaults(handler=dashboard)
+    preparing = sub.add_parser("prepare", help="validate, clean and split data, and write a report: task=<task> data.path=<file or folder>")
+    preparing.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides as for train, plus out=<folder>")
+    preparing.set_defaults(handler=prepare)
     generating = sub.add_parser("generate", help="answer prompts with a fine-tuned causal-LM run: run=<folder> prompt=\"...\" (or prompts=<file>)")
     generating.add_argument("settings", nargs="+", metavar="KEY=VALUE", help="run=<run folder> prompt=... | prompts=<file> [max_new_tokens=128]")
     generating.set_defaults(handler=generate)

@@ -106,7 +106,8 @@ def train(cfg: DictConfig) -> float | None:
         "sanity_check_s": history.sanity_seconds,
         "test": {k: round(float(v), 6) for k, v in test_results[0].items()},
         "data": {"path": str(datamodule.path), "fingerprint": datamodule.fingerprint,
-                 **{f"{split}_rows": len(ds) for split, ds in datamodule.datasets.items()}},
+                 **{f"{split}_rows": len(ds) for split, ds in datamodule.datasets.items()},
+                 **getattr(datamodule, "length_report", {})},  # rows cut or dropped for max_length
         "history": history.epochs,
         **module.report(),
     }

@@ -137,11 +137,11 @@ def load_splits(path: Path, text_column: str | None, label_column: str | None,
         # fractions are of all the rows we split, so rescale once test has been taken out
         fraction = val_fraction / (1 - test_fraction) if carved_test else val_fraction
         splits["train"], splits["val"] = stratified_split(splits["train"], fraction, seed + 1)
-    _check_labels(path, splits)
+    check_labels(path, splits)
     return splits
 
 
-def _check_labels(path: Path, splits: dict[str, pd.DataFrame]) -> None:
+def check_labels(path: Path, splits: dict[str, pd.DataFrame]) -> None:
     for split, frame in splits.items():
         if frame.empty:
             raise DataError(f"{path}: the {split} split is empty; add rows or change data.val_fraction / data.test_fraction")

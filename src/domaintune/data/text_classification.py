@@ -93,7 +93,10 @@ class TextClassificationDataModule(pl.LightningDataModule):
 
     def module_inputs(self) -> dict:
         """What the module needs to know about the data to build its head."""
-        return {"num_labels": self.num_labels, "labels": self.labels}
+        counts = [0] * self.num_labels
+        for label in self.datasets["train"].labels:
+            counts[label] += 1
+        return {"num_labels": self.num_labels, "labels": self.labels, "class_counts": counts}
 
     def save_artifacts(self, folder: Path) -> None:
         (Path(folder) / "label_map.json").write_text(json.dumps({label: i for i, label in enumerate(self.labels)}, indent=2))

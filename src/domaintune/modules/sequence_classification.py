@@ -33,6 +33,19 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str, poole
     return pooler_output
 
 
+def _class_weights(kind: str | None, counts: list[int] | None, num_labels: int) -> torch.Tensor | None:
+    """`balanced`: each class weighs rows / (classes x its rows), as scikit-learn's, so a rare class
+    counts as much as the majority in the loss (the imbalance remedy `prepare` suggests)."""
+    if kind is None:
+        return None
+    if kind != "balanced":
+        from domaintune.errors import UserError
+
+        raise UserError(f"module.class_weights '{kind}' is unknown; use balanced or null")
+    counts_t = torch.as_tensor(counts or [1] * num_labels, dtype=torch.float).clamp(min=1)
+    return counts_t.sum() / (num_labels * counts_t)
+
+
 class SequenceClassificationModule(pl.LightningModule):
     """Fine-tunes `encoder` with a fresh head. With `peft_config` only the adapter and head train.
 
@@ -56,9 +69,11 @@ class SequenceClassificationModule(pl.LightningModule):
         schedule: str = "linear",
         label_smoothing: float = 0.0,
         head_init: str = "random",
+        class_weights: str | None = None,
+        class_counts: list[int] | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["backbone", "peft_config"], logger=False)
+        self.save_hyperparameters(ignore=["backbone", "peft_config", "class_counts"], logger=False)
         self.backbone = backbone
         encoder = backbone.load_model()
         if pooling != "pooler" and getattr(encoder, "pooler", None) is not None:
@@ -70,7 +85,8 @@ class SequenceClassificationModule(pl.LightningModule):
         self.encoder = encoder
         self.labels = labels or [str(i) for i in range(num_labels)]
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder.config.hidden_size, num_labels))
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.loss_fn = nn.CrossEntropyLoss(weight=_class_weights(class_weights, class_counts, num_labels),
+                                           label_smoothing=label_smoothing)
         summary = MetricCollection({
             "acc": MulticlassAccuracy(num_labels, average="micro"),
             "macro_f1": MulticlassF1Score(num_labels, average="macro"),

@@ -1,0 +1,138 @@
+"""`domaintune prepare`: validate, clean and split a classification data set before any training,
+and write what was found (report.md, plots) next to the cleaned splits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from domaintune.data.cleaning import CleaningReport, clean_split, conflicting_labels, remove_leakage
+from domaintune.data.readers import read_table
+from domaintune.data.splits import canonical, check_labels, find_split_files, stratified_split
+from domaintune.errors import DataError, UserError
+
+IMBALANCE_SHARE = 0.5  # a majority class above this share of train rows gets a warning and a remedy
+
+
+def read_raw(path: Path, text_column: str | None, label_column: str | None, report: CleaningReport) -> dict[str, pd.DataFrame]:
+    """The splits the data brings (or one `train` frame), with `text` and `label` columns; rows
+    with an empty text or label are dropped and counted."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder; set data.path to your data")
+    files = find_split_files(path) if path.is_dir() else {"train": path}
+    if not files:
+        raise DataError(f"{path}: no data files found (train/val/test files or one data file)")
+    if "train" not in files:
+        raise DataError(f"{path}: has {', '.join(p.name for p in files.values())} but no train file")
+    splits = {}
+    for split, file in files.items():
+        raw = read_table(file)
+        splits[split] = canonical(raw, file, text_column, label_column)
+        report.empty[split] = len(raw) - len(splits[split])
+    return splits
+
+
+def prepare(cfg, out: Path) -> dict:
+    """Clean -> split what is missing -> remove leakage -> check labels -> report. Returns the summary."""
+    data = cfg.data
+    if "text_column" not in data:
+        raise UserError(f"task={cfg.task_name}: prepare handles classification data (text + label) for now")
+    path = Path(data.path) if data.path else _default_path(data)
+    report = CleaningReport()
+    splits = {s: clean_split(f, s, ("text", "label"), report) for s, f in read_raw(path, data.text_column, data.label_column, report).items()}
+    brought = set(splits)
+    if "test" not in splits:
+        splits["train"], splits["test"] = stratified_split(splits["train"], data.test_fraction, data.seed)
+    if "val" not in splits:
+        fraction = data.val_fraction / (1 - data.test_fraction) if "test" not in brought else data.val_fraction
+        splits["train"], splits["val"] = stratified_split(splits["train"], fraction, data.seed + 1)
+    splits = remove_leakage(splits, "text", report)
+    conflicting_labels(pd.concat(splits.values()), report)
+    check_labels(path, splits)
+
+    out.mkdir(parents=True, exist_ok=False)
+    digest = hashlib.sha256()
+    for split, frame in splits.items():
+        frame.to_json(out / f"{split}.jsonl", orient="records", lines=True, force_ascii=False)
+        digest.update((out / f"{split}.jsonl").read_bytes())
+    lengths = _token_lengths(cfg, splits["train"].text.tolist())
+    summary = {
+        "source": str(path), "fingerprint": digest.hexdigest()[:16], "rows": {s: len(f) for s, f in splits.items()},
+        "split_by_us": sorted(set(splits) - brought), "cleaning": report.__dict__,
+        "labels": {s: f.label.value_counts().to_dict() for s, f in splits.items()},
+        "max_length": int(data.max_length), "truncated_share": sum(n > data.max_length for n in lengths) / max(len(lengths), 1),
+    }
+    majority = max(summary["labels"]["train"].values()) / summary["rows"]["train"]
+    summary["imbalance"] = {"majority_share": round(majority, 4), "warn": majority > IMBALANCE_SHARE}
+    _plots(splits, lengths, int(data.max_length), out)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "report.md").write_text(report_markdown(summary, out))
+    return summary
+
+
+def _default_path(data) -> Path:
+    from hydra.utils import get_class
+
+    default = getattr(get_class(data._target_), "default_path", None)
+    if default is None:
+        raise UserError("data.path is not set; point it at a data file or folder")
+    return Path(default)
+
+
+def _token_lengths(cfg, texts: list[str]) -> list[int]:
+    from hydra.utils import instantiate
+
+    tokenizer = instantiate(cfg.model).load_tokenizer()
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+
+
+def _plots(splits: dict[str, pd.DataFrame], lengths: list[int], max_length: int, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = pd.DataFrame({s: f.label.value_counts() for s, f in splits.items()}).fillna(0)
+    counts = counts.sort_values("train", ascending=False)
+    figure, axis = plt.subplots(figsize=(max(6, 0.25 * len(counts)), 4))
+    counts.plot.bar(ax=axis, width=0.8)
+    axis.set(title="rows per label and split", ylabel="rows")
+    figure.tight_layout()
+    figure.savefig(out / "labels.png", dpi=100)
+    plt.close(figure)
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.hist(lengths, bins=50)
+    axis.axvline(max_length, color="tab:red", label=f"max_length {max_length}")
+    axis.set(title="train token lengths", xlabel="tokens", ylabel="rows")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(out / "token_lengths.png", dpi=100)
+    plt.close(figure)
+
+
+def report_markdown(summary: dict, out: Path) -> str:
+    cleaning = summary["cleaning"]
+    lines = [f"# Data report: {summary['source']}", "", f"Prepared {datetime.now():%Y-%m-%d %H:%M}; fingerprint `{summary['fingerprint']}`.", "",
+             "| split | rows | empty dropped | exact duplicates | near duplicates | leaked from an earlier split |",
+             "|---|---|---|---|---|---|"]
+    for split, rows in summary["rows"].items():
+        lines.append(f"| {split}{' (split by us)' if split in summary['split_by_us'] else ''} | {rows} | "
+                     f"{cleaning['empty'].get(split, 0)} | {cleaning['exact_duplicates'].get(split, 0)} | "
+                     f"{cleaning['near_duplicates'].get(split, 0)} | {cleaning['leaked'].get(split, 0)} |")
+    for kind, texts in cleaning["examples"].items():
+        if texts:
+            lines += ["", f"Examples ({kind}):"] + [f"- {t[:200]}" for t in texts]
+    if cleaning["conflicting_labels"]:
+        lines += ["", f"**{cleaning['conflicting_labels']} texts appear with more than one label**: the model cannot learn both."]
+    imbalance = summary["imbalance"]
+    lines += ["", "## Balance", "", f"The largest class holds {imbalance['majority_share']:.0%} of train."]
+    if imbalance["warn"]:
+        lines.append("**Imbalanced**: judge by macro-F1, not accuracy, and train with `module.class_weights=balanced`.")
+    lines += ["", "![labels](labels.png)", "", "## Length", "",
+              f"{summary['truncated_share']:.1%} of train rows are longer than max_length={summary['max_length']} tokens and would be cut.",
+              "", "![token lengths](token_lengths.png)", "", f"Train on it: `domaintune train ... data.path={out}`", ""]
+    return "\n".join(lines)

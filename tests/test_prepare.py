@@ -1,0 +1,59 @@
+"""`domaintune prepare`: cleaning counts, leakage, imbalance, the report; and the class-weight remedy."""
+
+import json
+
+import pandas as pd
+import torch
+
+from conftest import domaintune
+from domaintune.data.cleaning import CleaningReport, clean_split, near_key, normalize, remove_leakage
+from domaintune.modules.sequence_classification import _class_weights
+
+
+def test_normalize_and_near_key():
+    assert normalize("  a\u200bb\x07 c\n\n d ") == "a b c d"
+    assert near_key("Where is MY card?!") == near_key("where is my card") != near_key("where is my cards")
+
+
+def test_clean_split_counts_empty_exact_and_near_duplicates():
+    frame = pd.DataFrame({"text": ["Hi there", "hi there!", "Hi  there", "", "other", "other"],
+                          "label": ["a", "a", "a", "a", "b", "b"]})
+    report = CleaningReport()
+    cleaned = clean_split(frame, "train", ("text", "label"), report)
+    assert cleaned.text.tolist() == ["Hi there", "other"]
+    assert (report.empty["train"], report.exact_duplicates["train"], report.near_duplicates["train"]) == (1, 2, 1)
+
+
+def test_leaked_rows_leave_the_later_split():
+    splits = {"train": pd.DataFrame({"text": ["x one", "y two"], "label": ["a", "b"]}),
+              "test": pd.DataFrame({"text": ["X ONE!", "z three"], "label": ["a", "b"]})}
+    report = CleaningReport()
+    out = remove_leakage(splits, "text", report)
+    assert out["test"].text.tolist() == ["z three"] and report.leaked == {"train": 0, "test": 1}
+
+
+def test_balanced_class_weights_follow_inverse_frequency():
+    weights = _class_weights("balanced", [90, 10], 2)
+    assert torch.allclose(weights, torch.tensor([100 / 180, 100 / 20]))
+    assert _class_weights(None, [90, 10], 2) is None
+
+
+def test_prepare_cleans_splits_and_reports(tmp_path):
+    rows = [{"text": f"clause number {i} about payment", "label": "other"} for i in range(90)]
+    rows += [{"text": f"we may end your account {i}", "label": "termination"} for i in range(10)]
+    rows += [{"text": "clause number 1 about payment", "label": "other"}] * 3 + [{"text": " ", "label": "other"}]
+    source = tmp_path / "clauses.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "prepared"
+    result = domaintune("prepare", "task=legal", "model=tiny", f"data.path={source}", f"out={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["cleaning"]["exact_duplicates"]["train"] == 3 and summary["cleaning"]["empty"]["train"] == 1
+    assert sum(summary["rows"].values()) == 100 and summary["imbalance"]["warn"]
+    assert "warning: imbalanced" in result.stdout and (out / "labels.png").is_file() and (out / "token_lengths.png").is_file()
+    assert "module.class_weights=balanced" in (out / "report.md").read_text()
+    again = domaintune("prepare", "task=legal", "model=tiny", f"data.path={source}", f"out={out}")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    trained = domaintune("train", "task=legal", "model=tiny", "logger=none", "trainer=debug", f"data.path={out}",
+                         "module.class_weights=balanced", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "o")})
+    assert trained.returncode == 0, trained.stderr[-2000:]
