@@ -57,3 +57,33 @@ def test_prepare_cleans_splits_and_reports(tmp_path):
     trained = domaintune("train", "task=legal", "model=tiny", "logger=none", "trainer=debug", f"data.path={out}",
                          "module.class_weights=balanced", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "o")})
     assert trained.returncode == 0, trained.stderr[-2000:]
+
+
+def test_evaluate_reproduces_the_run_and_compares_with_the_probe(make_cfg, tmp_path):
+    from pathlib import Path
+
+    from domaintune import registry
+    from domaintune.train import train
+
+    registry.discover()
+    cfg = make_cfg("model=tiny", "logger=none", "trainer=debug", "task=marketing")
+    train(cfg)
+    run = Path(cfg.paths.run_dir)
+    metrics = json.loads((run / "metrics.json").read_text())
+    result = domaintune("evaluate", f"run={run}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (report,) = (run / "evaluations").glob("*/evaluation.json")
+    evaluation = json.loads(report.read_text())
+    assert abs(evaluation["scores"]["fine_tuned"]["acc"] - metrics["test"]["test/acc"]) < 1e-6  # the best weights, reloaded
+    assert abs(evaluation["scores"]["base_probe"]["acc"] - metrics["baseline"]["val/acc"]) < 0.5
+    low, high = evaluation["ci95"]["macro_f1"]
+    assert low <= evaluation["difference"]["macro_f1"] <= high
+    assert evaluation["verdict"] in result.stdout and (report.parent / "confusion_matrix.png").is_file()
+    assert evaluation["data"]["same_as_training"]
+
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"text": f"row {i}", "label": f"new{i % 2}"}) + "\n" for i in range(40)))
+    wrong = domaintune("evaluate", f"run={run}", f"data.path={other}")
+    assert wrong.returncode == 2 and "labels differ from the run's" in wrong.stderr and "Traceback" not in wrong.stderr
+    missing = domaintune("evaluate", f"run={tmp_path}")
+    assert missing.returncode == 2 and "not a finished run folder" in missing.stderr

@@ -149,6 +149,25 @@ def prepare(args: argparse.Namespace) -> None:
     print(f"  report: {out / 'report.md'}; train on it: domaintune train {kept} data.path={out}")
 
 
+def evaluate(args: argparse.Namespace) -> None:
+    from domaintune.evaluate import evaluate as evaluate_run
+
+    runs = [a.removeprefix("run=") for a in args.settings if a.startswith("run=")]
+    if len(runs) != 1:
+        raise UserError("give the run to evaluate: run=<run folder>")
+    result, out = evaluate_run(runs[0], [a for a in args.settings if not a.startswith("run=")])
+    tuned, base = result["scores"]["fine_tuned"], result["scores"]["base_probe"]
+    print(f"evaluated {result['run']} on {result['data']['test_rows']} test rows of {result['data']['path']}")
+    print(f"  fine-tuned: acc {tuned['acc']:.4f}  macro-F1 {tuned['macro_f1']:.4f}")
+    print(f"  base model (linear probe on the frozen encoder): acc {base['acc']:.4f}  macro-F1 {base['macro_f1']:.4f}")
+    gap = result["train_val_gap"]
+    if "val_minus_train" in gap:
+        signal = "validation loss well above training loss: overfitting" if gap["val_minus_train"] > 0.1 else "no sign of overfitting"
+        print(f"  train/val loss gap at the best epoch: {gap['val_minus_train']:+.4f} ({signal})")
+    print(f"  {result['verdict']}")
+    print(f"  report: {out}")
+
+
 def export(args: argparse.Namespace) -> None:
     from domaintune.inference import export as export_run
 
@@ -178,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--host", default="127.0.0.1")
     board.add_argument("--port", type=int, default=8080)
     board.set_defaults(handler=dashboard)
+    evaluating = sub.add_parser("evaluate", help="compare a classification run with the base model on test data: run=<folder> [data.path=...]")
+    evaluating.add_argument("settings", nargs="+", metavar="KEY=VALUE", help="run=<run folder> [data.path=<test data>]")
+    evaluating.set_defaults(handler=evaluate)
     preparing = sub.add_parser("prepare", help="validate, clean and split data, and write a report: task=<task> data.path=<file or folder>")
     preparing.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides as for train, plus out=<folder>")
     preparing.set_defaults(handler=prepare)

@@ -174,14 +174,14 @@ class SequenceClassificationModule(pl.LightningModule):
                self.hparams.pooling, self.hparams.num_labels)
         if key not in _PROBES:
             # under DDP every process sees its shard: all take rank 0's probe, so the copies agree
-            _PROBES[key] = self.trainer.strategy.broadcast(self._probe(datamodule), src=0)
+            _PROBES[key] = self.trainer.strategy.broadcast(self.fit_probe(datamodule), src=0)
         weight, bias, self.probe_scores = _PROBES[key]
         linear = self.head[-1]
         linear.weight.data.copy_(weight)
         linear.bias.data.copy_(bias)
         log.info("linear probe on the frozen base model: %s", self.probe_scores)
 
-    def _probe(self, datamodule) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    def fit_probe(self, datamodule) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         from sklearn.linear_model import LogisticRegression
 
         x_train, y_train = self._features(datamodule.train_dataloader())

@@ -1,0 +1,157 @@
+"""`domaintune evaluate`: a finished classification run's best weights against the base model (a
+linear probe on the frozen base encoder) on the same test rows, with bootstrap intervals on the
+difference, a per-class report, a confusion matrix and the train/val gap."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from domaintune.errors import DataError, UserError
+
+BOOTSTRAP = 1000
+
+
+def _load_run(run: str) -> tuple[Path, dict, dict]:
+    folder = Path(run)
+    if not (folder / "metrics.json").is_file() or not (folder / "config.yaml").is_file():
+        raise UserError(f"run={folder}: not a finished run folder (no metrics.json / config.yaml)")
+    if not (folder / "head.safetensors").is_file():
+        raise UserError(f"run={folder}: not a classification run (no head.safetensors); evaluate handles classifiers for now")
+    import yaml
+
+    return folder, yaml.safe_load((folder / "config.yaml").read_text()), json.loads((folder / "metrics.json").read_text())
+
+
+def _module(cfg, datamodule, backbone, folder: Path | None):
+    """The run's classifier with its saved weights (`folder`), or the bare base encoder (None)."""
+    import torch
+    from hydra.utils import instantiate
+    from safetensors.torch import load_file
+
+    module = instantiate(cfg.module, _partial_=True)(backbone=backbone, peft_config=None, **datamodule.module_inputs())
+    if folder is not None:
+        if (folder / "adapter").is_dir():
+            from peft import PeftModel
+
+            module.encoder = PeftModel.from_pretrained(module.encoder, folder / "adapter")
+        else:
+            from transformers import AutoModel
+
+            module.encoder = AutoModel.from_pretrained(folder / "encoder", dtype=torch.float32)
+        module.head.load_state_dict(load_file(folder / "head.safetensors"))
+    return module.eval()
+
+
+def _predict(module, loader) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        features, labels = module._features(loader)
+        return module.head(features).argmax(-1).numpy(), labels.numpy()
+
+
+def _scores(truth: np.ndarray, predicted: np.ndarray, classes: list[int]) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
+    return {"acc": float((truth == predicted).mean()),
+            "macro_f1": float(f1_score(truth, predicted, labels=classes, average="macro", zero_division=0))}
+
+
+def bootstrap_difference(truth, tuned, base, classes: list[int], seed: int = 0) -> dict[str, list[float]]:
+    """95% interval of (fine-tuned - base) for each score, resampling the same test rows for both."""
+    rng = np.random.default_rng(seed)
+    draws = {"acc": [], "macro_f1": []}
+    for _ in range(BOOTSTRAP):
+        rows = rng.integers(0, len(truth), len(truth))
+        a, b = _scores(truth[rows], tuned[rows], classes), _scores(truth[rows], base[rows], classes)
+        for key in draws:
+            draws[key].append(a[key] - b[key])
+    return {key: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for key, v in draws.items()}
+
+
+def verdict_line(metric: str, difference: float, interval: list[float]) -> str:
+    low, high = interval
+    if low > 0:
+        return f"fine-tuning improved {metric} by {difference:.2f} (95% CI {low:.2f} to {high:.2f})"
+    if high < 0:
+        return f"fine-tuning made {metric} WORSE by {-difference:.2f} (95% CI {low:.2f} to {high:.2f}): use the base model with a linear head"
+    return (f"fine-tuning changed {metric} by {difference:+.2f}, not distinguishable from the base model "
+            f"(95% CI {low:.2f} to {high:.2f}): the frozen encoder with a linear head is as good and cheaper")
+
+
+def evaluate(run: str, overrides: list[str]) -> tuple[dict, Path]:
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from domaintune import registry
+
+    folder, config, metrics = _load_run(run)
+    cfg = OmegaConf.create(config)
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or not key.startswith("data."):
+            raise UserError(f"'{override}': evaluate takes data.* overrides (data.path=<test data>) only")
+        OmegaConf.update(cfg, key, value)
+    registry.discover()
+    backbone = instantiate(cfg.model)
+    datamodule = instantiate(cfg.data, _partial_=True)(tokenizer=backbone.load_tokenizer())
+    datamodule.setup("test")
+    trained = json.loads((folder / "label_map.json").read_text())
+    if list(trained) != datamodule.labels:
+        unknown = sorted(set(datamodule.labels) - set(trained))
+        raise DataError(f"{datamodule.path}: its labels differ from the run's ({len(trained)} labels)"
+                        + (f"; unknown to the model: {unknown[:5]}" if unknown else "") + "; evaluate on data with the run's labels")
+
+    tuned_module = _module(cfg, datamodule, backbone, folder)
+    tuned, truth = _predict(tuned_module, datamodule.test_dataloader())
+    base_module = _module(cfg, datamodule, backbone, None)
+    weight, bias, _ = base_module.fit_probe(datamodule)  # the probe fitted on train, as every run reports it
+    base_module.head[-1].weight.data.copy_(weight)
+    base_module.head[-1].bias.data.copy_(bias)
+    base, _ = _predict(base_module, datamodule.test_dataloader())
+    classes = list(range(len(datamodule.labels)))
+    scores = {"fine_tuned": _scores(truth, tuned, classes), "base_probe": _scores(truth, base, classes)}
+    intervals = bootstrap_difference(truth, tuned, base, classes)
+    metric = "macro_f1"
+    difference = scores["fine_tuned"][metric] - scores["base_probe"][metric]
+    best_epoch = next((e for e in metrics["history"] if e.get("epoch") == metrics["best"]["epoch"]), {})
+    gap = {"train/loss": best_epoch.get("train/loss"), "val/loss": best_epoch.get("val/loss")}
+    if None not in gap.values():
+        gap["val_minus_train"] = round(gap["val/loss"] - gap["train/loss"], 4)
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    result = {
+        "run": str(folder), "data": {"path": str(datamodule.path), "fingerprint": datamodule.fingerprint, "test_rows": len(truth),
+                                     "same_as_training": datamodule.fingerprint == metrics["data"]["fingerprint"]},
+        "scores": scores, "difference": {k: scores["fine_tuned"][k] - scores["base_probe"][k] for k in ("acc", "macro_f1")},
+        "ci95": intervals, "train_val_gap": gap,
+        "per_class": classification_report(truth, tuned, labels=classes, target_names=datamodule.labels, output_dict=True, zero_division=0),
+        "verdict": verdict_line(metric, difference, intervals[metric]),
+    }
+    out = folder / "evaluations" / f"{datetime.now():%Y-%m-%d_%H-%M-%S_%f}"
+    out.mkdir(parents=True)
+    (out / "evaluation.json").write_text(json.dumps(result, indent=2))
+    _plot_confusion(confusion_matrix(truth, tuned, labels=classes), datamodule.labels, out / "confusion_matrix.png")
+    return result, out
+
+
+def _plot_confusion(matrix: np.ndarray, labels: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4, 0.3 * len(labels))
+    figure, axis = plt.subplots(figsize=(size + 1, size))
+    image = axis.imshow(matrix, cmap="Blues")
+    axis.set(xticks=range(len(labels)), yticks=range(len(labels)), xlabel="predicted", ylabel="true", title="confusion matrix (test)")
+    axis.set_xticklabels(labels, rotation=90, fontsize=7)
+    axis.set_yticklabels(labels, fontsize=7)
+    figure.colorbar(image)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
