@@ -87,3 +87,24 @@ def test_evaluate_reproduces_the_run_and_compares_with_the_probe(make_cfg, tmp_p
     assert wrong.returncode == 2 and "labels differ from the run's" in wrong.stderr and "Traceback" not in wrong.stderr
     missing = domaintune("evaluate", f"run={tmp_path}")
     assert missing.returncode == 2 and "not a finished run folder" in missing.stderr
+
+
+def test_init_from_continues_a_run_and_checks_forgetting_on_its_test_set(tmp_path):
+    from pathlib import Path
+
+    env = {"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
+    fast = ["model=tiny", "logger=none", "trainer=debug", "task=marketing"]
+    assert domaintune("train", *fast, env=env).returncode == 0
+    (first,) = [p.parent for p in tmp_path.glob("runs/*/*/metrics.json")]
+    result = domaintune("train", *fast, f"init_from={first}", "regression_tolerance=0.0", "seed=7", env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (second,) = [p.parent for p in tmp_path.glob("runs/*/*/metrics.json") if p.parent != first]
+    regression = json.loads((second / "metrics.json").read_text())["regression"]
+    assert regression["before"] == json.loads((first / "metrics.json").read_text())["test"][regression["metric"]]
+    assert regression["regressed"] == (regression["drop"] > 0.0)
+    assert f"earlier run's test set: {regression['metric']}" in result.stdout
+    wrong_labels = domaintune("train", "model=tiny", "logger=none", "trainer=debug", "task=support", f"init_from={first}", env=env)
+    assert wrong_labels.returncode == 2 and "labels differ" in wrong_labels.stderr
+    full = domaintune("train", *fast, "peft=none", f"init_from={first}", env=env)
+    assert full.returncode == 2 and "use the same peft setting" in full.stderr
+    assert Path(first / "metrics.json").is_file()

@@ -28,21 +28,12 @@ def _load_run(run: str) -> tuple[Path, dict, dict]:
 
 def _module(cfg, datamodule, backbone, folder: Path | None):
     """The run's classifier with its saved weights (`folder`), or the bare base encoder (None)."""
-    import torch
     from hydra.utils import instantiate
-    from safetensors.torch import load_file
 
-    module = instantiate(cfg.module, _partial_=True)(backbone=backbone, peft_config=None, **datamodule.module_inputs())
+    peft_config = instantiate(cfg.peft) if folder is not None and cfg.get("peft") else None
+    module = instantiate(cfg.module, _partial_=True)(backbone=backbone, peft_config=peft_config, **datamodule.module_inputs())
     if folder is not None:
-        if (folder / "adapter").is_dir():
-            from peft import PeftModel
-
-            module.encoder = PeftModel.from_pretrained(module.encoder, folder / "adapter")
-        else:
-            from transformers import AutoModel
-
-            module.encoder = AutoModel.from_pretrained(folder / "encoder", dtype=torch.float32)
-        module.head.load_state_dict(load_file(folder / "head.safetensors"))
+        module.load_weights(folder)
     return module.eval()
 
 

@@ -81,5 +81,10 @@ def summary_text(metrics: dict) -> str:
     compared = baseline_line(metrics, best["value"])
     if compared:
         lines.append(compared)
+    regression = metrics.get("regression", {})
+    if "drop" in regression:
+        state = (f"REGRESSION: it forgot more than the tolerance {regression['tolerance']}" if regression["regressed"]
+                 else f"kept within the tolerance {regression['tolerance']}")
+        lines.append(f"  earlier run's test set: {regression['metric']} {regression['before']:.4f} -> {regression['after']:.4f}; {state}")
     lines.append(f"  outputs: {metrics['run_dir']}")
     return "\n".join(lines)

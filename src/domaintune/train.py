@@ -12,7 +12,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from domaintune import outputs, registry
+from domaintune import continual, outputs, registry
 from domaintune.callbacks import EpochHistory, FiniteLoss, MetricGuard, OptunaPruning
 from domaintune.errors import UserError
 
@@ -61,6 +61,9 @@ def train(cfg: DictConfig) -> float | None:
     peft_config = instantiate(cfg.peft) if cfg.get("peft") else None
     build_module = instantiate(cfg.module, _partial_=True)  # objects go in as call arguments, not config
     module = build_module(backbone=backbone, peft_config=peft_config, **datamodule.module_inputs())
+    if cfg.get("init_from"):  # keep a model current: continue from an earlier run on new data
+        earlier = continual.check_earlier_run(Path(cfg.init_from), datamodule)
+        module.load_weights(earlier)
 
     # Trainer: checkpointing and early stopping (in cfg.callbacks) watch `optimized_metric`.
     history = EpochHistory()
@@ -111,6 +114,8 @@ def train(cfg: DictConfig) -> float | None:
         "history": history.epochs,
         **module.report(),
     }
+    if cfg.get("init_from"):  # forgetting: the earlier run's test set, before and after
+        metrics["regression"] = continual.regression_check(cfg, module, backbone, Path(cfg.init_from))
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     datamodule.save_artifacts(run_dir)
     module.save_artifacts(run_dir)

@@ -100,6 +100,7 @@ class SequenceClassificationModule(pl.LightningModule):
         })
         self.test_report: dict = {}
         self.probe_scores: dict[str, float] = {}
+        self.loaded_from: Path | None = None
         # Checkpoints keep only what trains (adapter/head or the whole encoder): frozen base weights
         # are loaded from the model anyway, so leave them out and load the rest non-strictly.
         self.strict_loading = peft_config is None
@@ -151,8 +152,27 @@ class SequenceClassificationModule(pl.LightningModule):
         self.per_class.reset()
 
     def on_fit_start(self) -> None:
-        if self.hparams.head_init == "probe":
+        if self.hparams.head_init == "probe":  # with loaded weights only its scores are kept, as the baseline
             self._fit_probe_head()
+
+    def load_weights(self, folder: Path) -> None:
+        """Start from a finished run's weights (`init_from`): its adapter (or encoder) and head."""
+        from safetensors.torch import load_file
+
+        from domaintune.errors import UserError
+
+        if (folder / "adapter").is_dir():
+            if not hasattr(self.encoder, "peft_config"):
+                raise UserError(f"init_from={folder}: that run trained an adapter; use the same peft setting (not peft=none)")
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.encoder, load_file(folder / "adapter" / "adapter_model.safetensors"))
+        else:
+            if hasattr(self.encoder, "peft_config"):
+                raise UserError(f"init_from={folder}: that run fine-tuned the whole encoder; continue it with peft=none")
+            self.encoder.load_state_dict(load_file(folder / "encoder" / "model.safetensors"), strict=False)
+        self.head.load_state_dict(load_file(folder / "head.safetensors"))
+        self.loaded_from = folder
 
     @torch.no_grad()
     def _features(self, loader) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,23 +190,29 @@ class SequenceClassificationModule(pl.LightningModule):
         """Logistic regression on frozen base features -> head weights; its val scores are the baseline.
         It depends only on the base model and the data, so trials of a sweep fit it once."""
         datamodule = self.trainer.datamodule
+        if self.loaded_from is not None and not hasattr(self.encoder, "peft_config"):
+            return  # a fine-tuned encoder was loaded: no frozen base features here; the earlier run has the baseline
         key = (self.backbone.key, datamodule.fingerprint, getattr(datamodule, "max_length", None),
                self.hparams.pooling, self.hparams.num_labels)
         if key not in _PROBES:
             # under DDP every process sees its shard: all take rank 0's probe, so the copies agree
             _PROBES[key] = self.trainer.strategy.broadcast(self.fit_probe(datamodule), src=0)
         weight, bias, self.probe_scores = _PROBES[key]
-        linear = self.head[-1]
-        linear.weight.data.copy_(weight)
-        linear.bias.data.copy_(bias)
         log.info("linear probe on the frozen base model: %s", self.probe_scores)
+        if self.loaded_from is None:  # loaded weights keep their own head
+            self.head[-1].weight.data.copy_(weight)
+            self.head[-1].bias.data.copy_(bias)
 
     def fit_probe(self, datamodule) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         from sklearn.linear_model import LogisticRegression
 
-        x_train, y_train = self._features(datamodule.train_dataloader())
+        from contextlib import nullcontext
+
+        frozen_base = self.encoder.disable_adapter() if hasattr(self.encoder, "peft_config") else nullcontext()
+        with frozen_base:  # the base encoder's features, also when an adapter was loaded (init_from)
+            x_train, y_train = self._features(datamodule.train_dataloader())
+            x_val, y_val = self._features(datamodule.val_dataloader())
         probe = LogisticRegression(max_iter=1000).fit(x_train.numpy(), y_train.numpy())
-        x_val, y_val = self._features(datamodule.val_dataloader())
         logits = torch.as_tensor(probe.decision_function(x_val.numpy()), dtype=torch.float32)
         if logits.ndim == 1:  # sklearn scores binary problems with one column
             logits = torch.stack([-logits, logits], dim=1)

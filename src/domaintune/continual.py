@@ -1,0 +1,41 @@
+"""Keep a model current: continue from an earlier run (`init_from`) and check that it did not
+forget what it knew, on the earlier run's own test set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from domaintune.errors import UserError
+
+
+def check_earlier_run(folder: Path, datamodule) -> Path:
+    """The earlier run must be finished and know the same labels (classifiers)."""
+    if not (folder / "metrics.json").is_file() or not (folder / "config.yaml").is_file():
+        raise UserError(f"init_from={folder}: not a finished run folder (no metrics.json / config.yaml)")
+    label_map = folder / "label_map.json"
+    if label_map.is_file() and list(json.loads(label_map.read_text())) != list(getattr(datamodule, "labels", [])):
+        raise UserError(f"init_from={folder}: the new data's labels differ from that run's; continue only on data with the same labels")
+    return folder
+
+
+def regression_check(cfg, module, backbone, folder: Path) -> dict:
+    """Test the updated model on the earlier run's test set and compare with that run's own score."""
+    import lightning.pytorch as pl
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    earlier_cfg = OmegaConf.load(folder / "config.yaml")
+    earlier = json.loads((folder / "metrics.json").read_text())
+    key = "test/" + cfg.optimized_metric.removeprefix("val/")
+    if key not in earlier.get("test", {}):
+        return {"skipped": f"the earlier run has no {key}"}
+    datamodule = instantiate(earlier_cfg.data, _partial_=True)(tokenizer=backbone.load_tokenizer())
+    datamodule.setup("test")
+    tester = pl.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    now = tester.test(module, datamodule=datamodule, verbose=False)[0][key]
+    before = earlier["test"][key]
+    drop = (before - now) if cfg.mode == "max" else (now - before)
+    return {"metric": key, "data": str(datamodule.path), "before": before, "after": round(float(now), 6),
+            "drop": round(float(drop), 6), "tolerance": cfg.regression_tolerance, "regressed": bool(drop > cfg.regression_tolerance)}
