@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import logging
+import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -58,7 +59,7 @@ def read_table(path: Path) -> pd.DataFrame:
     if path.suffix.lower() == ".gz":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{path}: not a valid gzip file ({exc})") from None
     if not raw.strip():
         raise DataError(f"{path}: the file is empty; it needs rows of text and labels")

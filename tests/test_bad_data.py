@@ -1,0 +1,69 @@
+"""The malformed-input corpus in tests/data/bad/: every file ends in a one-line error (exit 2) or a
+handled warning, never a traceback, and nothing is written outside the run's own folder."""
+
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, domaintune
+
+BAD = ROOT / "tests" / "data" / "bad"
+ERRORS = {
+    "invalid_json_line.jsonl": "line 7 is not valid JSON",
+    "missing_label_column.jsonl": "cannot tell which column holds the label",
+    "missing_text_column.jsonl": "cannot tell which column holds the text",
+    "empty.csv": "the file is empty",
+    "header_only.csv": "no row has both a text",
+    "one_class.jsonl": "has one class",
+    "empty_texts.jsonl": "no row has both a text",
+    "unseen_val_label": "val has labels that never occur in train: ['zzz']",
+    "binary.csv": "looks like a binary file",
+    "no_data_files": "no data files found",
+    "ragged_row.csv": "Expected 2 fields in line 12, saw 4",
+    "data.xlsx": "unknown data format",
+    "corrupt.csv.gz": "not a valid gzip file",
+    "not_records.json": "expected a list of objects",
+    "array_line.jsonl": "line 2 is a JSON list",
+    "two_train_files": "both train.csv and train.jsonl look like the train split",
+    "no_train_file": "but no train file",
+    "comma_in_tsv.tsv": "cannot tell which column holds the text; columns are ['text,label']",
+    "corrupt.parquet": "not a readable Parquet file",
+    "empty_labels.jsonl": "no row has both a text",
+}
+HANDLED = {  # read, with a warning or a normalization, and prepared
+    "numbers_as_text.jsonl": "",
+    "latin1.csv": "is not UTF-8; read it as cp1252",
+    "utf8_bom.jsonl": "",
+    "huge_rows.jsonl": "of train rows exceed max_length",
+    "control_chars.jsonl": "",
+}
+
+
+def test_the_corpus_covers_every_file():
+    assert sorted(p.name for p in BAD.iterdir()) == sorted({**ERRORS, **HANDLED})
+    assert len(ERRORS) + len(HANDLED) >= 20
+
+
+@pytest.mark.parametrize("name", sorted({**ERRORS, **HANDLED}))
+def test_bad_input_is_one_line_or_handled(tmp_path, name):
+    out = tmp_path / "prepared"
+    result = domaintune("prepare", "task=legal", "model=tiny", f"data.path={BAD / name}", f"out={out}", cwd=tmp_path,
+                        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "outputs")})
+    assert "Traceback" not in result.stderr + result.stdout
+    if name in ERRORS:
+        assert result.returncode == 2, result.stdout[-500:]
+        errors = [line for line in result.stderr.splitlines() if line.startswith("domaintune: error:")]
+        assert len(errors) == 1 and ERRORS[name] in errors[0] and str(BAD / name).split("/")[-1] in errors[0]
+        assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written anywhere
+    else:
+        assert result.returncode == 0, result.stderr[-1500:]
+        assert HANDLED[name] in result.stdout + result.stderr
+        assert {p.name for p in out.iterdir()} >= {"train.jsonl", "val.jsonl", "test.jsonl", "report.md"}
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # only the run's own folder
+
+
+def test_training_on_bad_data_fails_in_the_first_seconds_without_a_run(tmp_path):
+    result = domaintune("train", "task=legal", "model=tiny", "logger=none", f"data.path={BAD / 'invalid_json_line.jsonl'}",
+                        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
+    assert result.returncode == 2 and "line 7 is not valid JSON" in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("runs/*/*/metrics.json"))
