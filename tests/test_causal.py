@@ -142,3 +142,16 @@ def test_generative_tasks_sweep_like_any_task(tmp_path):
                         "hydra.sweeper.params.trainer.max_epochs=int(interval(1,2))", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "best trial" in result.stdout and "base model (without an adapter): val/loss" in result.stdout
+
+
+def test_evaluate_a_generative_run_against_its_base_model(tmp_path):
+    trained = domaintune("train", "task=marketing_copy", *TINY, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    (run,) = [p.parent for p in tmp_path.glob("runs/*/*/metrics.json")]
+    result = domaintune("evaluate", f"run={run}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (report,) = (run / "evaluations").glob("*/evaluation.json")
+    evaluation = json.loads(report.read_text())
+    low, high = evaluation["ci95"]["rougeL"]
+    assert low <= evaluation["difference"]["rougeL"] <= high and evaluation["data"]["test_rows"] == 3
+    assert "base model (the base model without fine-tuning): rougeL" in result.stdout and evaluation["verdict"] in result.stdout

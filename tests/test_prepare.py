@@ -75,7 +75,7 @@ def test_evaluate_reproduces_the_run_and_compares_with_the_probe(make_cfg, tmp_p
     (report,) = (run / "evaluations").glob("*/evaluation.json")
     evaluation = json.loads(report.read_text())
     assert abs(evaluation["scores"]["fine_tuned"]["acc"] - metrics["test"]["test/acc"]) < 1e-6  # the best weights, reloaded
-    assert abs(evaluation["scores"]["base_probe"]["acc"] - metrics["baseline"]["val/acc"]) < 0.5
+    assert abs(evaluation["scores"]["base"]["acc"] - metrics["baseline"]["val/acc"]) < 0.5
     low, high = evaluation["ci95"]["macro_f1"]
     assert low <= evaluation["difference"]["macro_f1"] <= high
     assert evaluation["verdict"] in result.stdout and (report.parent / "confusion_matrix.png").is_file()
@@ -108,3 +108,18 @@ def test_init_from_continues_a_run_and_checks_forgetting_on_its_test_set(tmp_pat
     full = domaintune("train", *fast, "peft=none", f"init_from={first}", env=env)
     assert full.returncode == 2 and "use the same peft setting" in full.stderr
     assert Path(first / "metrics.json").is_file()
+
+
+def test_prepare_instruction_data_dedupes_and_splits_by_prompt(tmp_path):
+    rows = [{"instruction": f"question {i}", "response": f"answer {i}"} for i in range(40)]
+    rows += [{"instruction": "Question 3!", "response": "answer 3"}, {"instruction": "question 5", "response": ""}]
+    source = tmp_path / "qa.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "prepared"
+    result = domaintune("prepare", "task=support_replies", "model=tiny_causal", f"data.path={source}", f"out={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["cleaning"]["empty"]["train"] == 1 and summary["cleaning"]["near_duplicates"]["train"] == 1
+    assert sum(summary["rows"].values()) == 40 and "imbalance" not in summary
+    first = json.loads((out / "train.jsonl").read_text().splitlines()[0])
+    assert set(first) == {"prompt", "response"}  # what the instruction datamodule reads back

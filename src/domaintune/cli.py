@@ -141,7 +141,7 @@ def prepare(args: argparse.Namespace) -> None:
     cleaning = summary["cleaning"]
     print(f"  removed: {sum(cleaning['empty'].values())} empty, {sum(cleaning['exact_duplicates'].values())} exact and "
           f"{sum(cleaning['near_duplicates'].values())} near duplicates, {sum(cleaning['leaked'].values())} leaked between splits")
-    if summary["imbalance"]["warn"]:
+    if summary.get("imbalance", {}).get("warn"):
         print(f"  warning: imbalanced, the largest class is {summary['imbalance']['majority_share']:.0%} of train; "
               "judge by macro-F1 and train with module.class_weights=balanced")
     print(f"  {summary['truncated_share']:.1%} of train rows exceed max_length={summary['max_length']}")
@@ -156,10 +156,9 @@ def evaluate(args: argparse.Namespace) -> None:
     if len(runs) != 1:
         raise UserError("give the run to evaluate: run=<run folder>")
     result, out = evaluate_run(runs[0], [a for a in args.settings if not a.startswith("run=")])
-    tuned, base = result["scores"]["fine_tuned"], result["scores"]["base_probe"]
     print(f"evaluated {result['run']} on {result['data']['test_rows']} test rows of {result['data']['path']}")
-    print(f"  fine-tuned: acc {tuned['acc']:.4f}  macro-F1 {tuned['macro_f1']:.4f}")
-    print(f"  base model (linear probe on the frozen encoder): acc {base['acc']:.4f}  macro-F1 {base['macro_f1']:.4f}")
+    for name, label in (("fine_tuned", "fine-tuned"), ("base", f"base model ({result['base_kind']})")):
+        print(f"  {label}: " + "  ".join(f"{k} {v:.4f}" for k, v in result["scores"][name].items()))
     gap = result["train_val_gap"]
     if "val_minus_train" in gap:
         signal = "validation loss well above training loss: overfitting" if gap["val_minus_train"] > 0.1 else "no sign of overfitting"
@@ -197,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--host", default="127.0.0.1")
     board.add_argument("--port", type=int, default=8080)
     board.set_defaults(handler=dashboard)
-    evaluating = sub.add_parser("evaluate", help="compare a classification run with the base model on test data: run=<folder> [data.path=...]")
+    evaluating = sub.add_parser("evaluate", help="compare a run with the base model on test data, with confidence intervals: run=<folder> [data.path=...]")
     evaluating.add_argument("settings", nargs="+", metavar="KEY=VALUE", help="run=<run folder> [data.path=<test data>]")
     evaluating.set_defaults(handler=evaluate)
     preparing = sub.add_parser("prepare", help="validate, clean and split data, and write a report: task=<task> data.path=<file or folder>")

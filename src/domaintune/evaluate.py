@@ -19,8 +19,6 @@ def _load_run(run: str) -> tuple[Path, dict, dict]:
     folder = Path(run)
     if not (folder / "metrics.json").is_file() or not (folder / "config.yaml").is_file():
         raise UserError(f"run={folder}: not a finished run folder (no metrics.json / config.yaml)")
-    if not (folder / "head.safetensors").is_file():
-        raise UserError(f"run={folder}: not a classification run (no head.safetensors); evaluate handles classifiers for now")
     import yaml
 
     return folder, yaml.safe_load((folder / "config.yaml").read_text()), json.loads((folder / "metrics.json").read_text())
@@ -87,6 +85,8 @@ def evaluate(run: str, overrides: list[str]) -> tuple[dict, Path]:
         if not sep or not key.startswith("data."):
             raise UserError(f"'{override}': evaluate takes data.* overrides (data.path=<test data>) only")
         OmegaConf.update(cfg, key, value)
+    if not (folder / "head.safetensors").is_file():
+        return _save(folder, _evaluate_generative(folder, cfg, metrics, bool(overrides)), None)
     registry.discover()
     backbone = instantiate(cfg.model)
     datamodule = instantiate(cfg.data, _partial_=True)(tokenizer=backbone.load_tokenizer())
@@ -105,29 +105,95 @@ def evaluate(run: str, overrides: list[str]) -> tuple[dict, Path]:
     base_module.head[-1].bias.data.copy_(bias)
     base, _ = _predict(base_module, datamodule.test_dataloader())
     classes = list(range(len(datamodule.labels)))
-    scores = {"fine_tuned": _scores(truth, tuned, classes), "base_probe": _scores(truth, base, classes)}
+    scores = {"fine_tuned": _scores(truth, tuned, classes), "base": _scores(truth, base, classes)}
     intervals = bootstrap_difference(truth, tuned, base, classes)
     metric = "macro_f1"
-    difference = scores["fine_tuned"][metric] - scores["base_probe"][metric]
-    best_epoch = next((e for e in metrics["history"] if e.get("epoch") == metrics["best"]["epoch"]), {})
-    gap = {"train/loss": best_epoch.get("train/loss"), "val/loss": best_epoch.get("val/loss")}
-    if None not in gap.values():
-        gap["val_minus_train"] = round(gap["val/loss"] - gap["train/loss"], 4)
+    difference = scores["fine_tuned"][metric] - scores["base"][metric]
+    gap = _gap(metrics)
     from sklearn.metrics import classification_report, confusion_matrix
 
     result = {
         "run": str(folder), "data": {"path": str(datamodule.path), "fingerprint": datamodule.fingerprint, "test_rows": len(truth),
                                      "same_as_training": datamodule.fingerprint == metrics["data"]["fingerprint"]},
-        "scores": scores, "difference": {k: scores["fine_tuned"][k] - scores["base_probe"][k] for k in ("acc", "macro_f1")},
+        "base_kind": "linear probe on the frozen base encoder",
+        "scores": scores, "difference": {k: scores["fine_tuned"][k] - scores["base"][k] for k in ("acc", "macro_f1")},
         "ci95": intervals, "train_val_gap": gap,
         "per_class": classification_report(truth, tuned, labels=classes, target_names=datamodule.labels, output_dict=True, zero_division=0),
         "verdict": verdict_line(metric, difference, intervals[metric]),
     }
+    matrix = confusion_matrix(truth, tuned, labels=classes)
+    return _save(folder, result, lambda out: _plot_confusion(matrix, datamodule.labels, out / "confusion_matrix.png"))
+
+
+def _save(folder: Path, result: dict, plot) -> tuple[dict, Path]:
+    """A new `<run>/evaluations/<time>/`: earlier evaluations are never overwritten."""
     out = folder / "evaluations" / f"{datetime.now():%Y-%m-%d_%H-%M-%S_%f}"
     out.mkdir(parents=True)
     (out / "evaluation.json").write_text(json.dumps(result, indent=2))
-    _plot_confusion(confusion_matrix(truth, tuned, labels=classes), datamodule.labels, out / "confusion_matrix.png")
+    if plot is not None:
+        plot(out)
     return result, out
+
+
+def _evaluate_generative(folder: Path, cfg, metrics: dict, new_data: bool) -> dict:
+    """ROUGE-L of the fine-tuned and the base model on the same test prompts: the run's own
+    `samples.jsonl`, or fresh answers on `data.path=...`."""
+    from torchmetrics.functional.text.rouge import rouge_score
+
+    if new_data:
+        references, tuned, base = _answer_new_data(folder, cfg)
+    else:
+        if not (folder / "samples.jsonl").is_file():
+            raise UserError(f"run={folder}: no samples.jsonl (the run generated no test answers); pass data.path=<test data>")
+        samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+        references, tuned, base = ([s[k] for s in samples] for k in ("reference", "fine_tuned", "base"))
+
+    def per_row(answers):
+        return np.array([float(rouge_score(a, r, rouge_keys="rougeL")["rougeL_fmeasure"]) for a, r in zip(answers, references)])
+
+    a, b = per_row(tuned), per_row(base)
+    rng = np.random.default_rng(0)
+    draws = [(a[rows] - b[rows]).mean() for rows in (rng.integers(0, len(a), len(a)) for _ in range(BOOTSTRAP))]
+    interval = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+    test, baseline = metrics.get("test", {}), metrics.get("baseline", {})
+    return {
+        "run": str(folder), "data": {"path": str(cfg.data.path), "test_rows": len(a), "same_as_training": not new_data},
+        "base_kind": "the base model without fine-tuning",
+        "scores": {"fine_tuned": {"rougeL": float(a.mean()), **({k.removeprefix("test/"): v for k, v in test.items() if "ppl" in k} if not new_data else {})},
+                   "base": {"rougeL": float(b.mean()), **({k.removeprefix("test/"): v for k, v in baseline.items() if k == "test/ppl"} if not new_data else {})}},
+        "difference": {"rougeL": float(a.mean() - b.mean())}, "ci95": {"rougeL": interval},
+        "train_val_gap": _gap(metrics),
+        "verdict": verdict_line("ROUGE-L", float(a.mean() - b.mean()), interval),
+    }
+
+
+def _answer_new_data(folder: Path, cfg) -> tuple[list[str], list[str], list[str]]:
+    from hydra.utils import instantiate
+
+    from domaintune.inference import load_run
+    from domaintune.modules.causal_lm import generate
+
+    model, tokenizer, _, _ = load_run(str(folder))
+    datamodule = instantiate(cfg.data, _partial_=True)(tokenizer=tokenizer)
+    datamodule.setup("test")
+    prompt_ids, _, references = datamodule.generation_rows("test", int(cfg.module.test_generate_rows))
+    new_tokens = int(cfg.module.max_new_tokens)
+    tuned = generate(model, tokenizer, prompt_ids, new_tokens)
+    if hasattr(model, "disable_adapter"):
+        with model.disable_adapter():
+            base = generate(model, tokenizer, prompt_ids, new_tokens)
+    else:
+        base = generate(instantiate(cfg.model).load_model(), tokenizer, prompt_ids, new_tokens)
+    return references, tuned, base
+
+
+def _gap(metrics: dict) -> dict:
+    """Train and validation loss at the best epoch: validation far above training means overfitting."""
+    best = next((e for e in metrics.get("history", []) if e.get("epoch") == metrics["best"]["epoch"]), {})
+    gap = {"train/loss": best.get("train/loss"), "val/loss": best.get("val/loss")}
+    if None not in gap.values():
+        gap["val_minus_train"] = round(gap["val/loss"] - gap["train/loss"], 4)
+    return gap
 
 
 def _plot_confusion(matrix: np.ndarray, labels: list[str], path: Path) -> None:

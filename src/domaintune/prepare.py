@@ -1,5 +1,5 @@
-"""`domaintune prepare`: validate, clean and split a classification data set before any training,
-and write what was found (report.md, plots) next to the cleaned splits."""
+"""`domaintune prepare`: validate, clean and split a data set (classification or instruction)
+before any training, and write what was found (report.md, plots) next to the cleaned splits."""
 
 from __future__ import annotations
 
@@ -36,42 +36,80 @@ def read_raw(path: Path, text_column: str | None, label_column: str | None, repo
     return splits
 
 
+def read_instructions(path: Path, data, report: CleaningReport) -> dict[str, pd.DataFrame]:
+    """Instruction data as `prompt` / `response` frames (chat `messages`: earlier turns as the prompt)."""
+    from domaintune.data.instruction import PROMPT_COLUMNS, RESPONSE_COLUMNS, _column
+
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder; set data.path to your data")
+    files = find_split_files(path) if path.is_dir() else {"train": path}
+    if "train" not in files:
+        raise DataError(f"{path}: no train file (train.jsonl, train.csv, ...) and not a single data file")
+    splits = {}
+    for split, file in files.items():
+        raw = read_table(file)
+        if data.messages_column or (not data.prompt_column and "messages" in raw.columns):
+            turns = raw[data.messages_column or "messages"]
+            frame = pd.DataFrame({"prompt": [" \n".join(f"{m['role']}: {m['content']}" for m in list(t)[:-1]) for t in turns],
+                                  "response": [list(t)[-1]["content"] for t in turns]})
+        else:
+            prompt = _column(raw, data.prompt_column, PROMPT_COLUMNS, "prompt", file)
+            response = _column(raw, data.response_column, RESPONSE_COLUMNS, "response", file)
+            frame = pd.DataFrame({"prompt": raw[prompt], "response": raw[response]})
+        splits[split] = frame
+        report.empty[split] = 0
+    return splits
+
+
 def prepare(cfg, out: Path) -> dict:
     """Clean -> split what is missing -> remove leakage -> check labels -> report. Returns the summary."""
     data = cfg.data
-    if "text_column" not in data:
-        raise UserError(f"task={cfg.task_name}: prepare handles classification data (text + label) for now")
+    generative = "prompt_column" in data  # instruction data: prompt/response instead of text/label
     path = Path(data.path) if data.path else _default_path(data)
     report = CleaningReport()
-    splits = {s: clean_split(f, s, ("text", "label"), report) for s, f in read_raw(path, data.text_column, data.label_column, report).items()}
+    raw = read_instructions(path, data, report) if generative else read_raw(path, data.text_column, data.label_column, report)
+    key, columns = ("prompt", ("prompt", "response")) if generative else ("text", ("text", "label"))
+    splits = {s: clean_split(f, s, columns, report) for s, f in raw.items()}
     brought = set(splits)
+    split = _random_split if generative else stratified_split
     if "test" not in splits:
-        splits["train"], splits["test"] = stratified_split(splits["train"], data.test_fraction, data.seed)
+        splits["train"], splits["test"] = split(splits["train"], data.test_fraction, data.seed)
     if "val" not in splits:
         fraction = data.val_fraction / (1 - data.test_fraction) if "test" not in brought else data.val_fraction
-        splits["train"], splits["val"] = stratified_split(splits["train"], fraction, data.seed + 1)
-    splits = remove_leakage(splits, "text", report)
-    conflicting_labels(pd.concat(splits.values()), report)
-    check_labels(path, splits)
+        splits["train"], splits["val"] = split(splits["train"], fraction, data.seed + 1)
+    splits = remove_leakage(splits, key, report)
+    if not generative:
+        conflicting_labels(pd.concat(splits.values()), report)
+        check_labels(path, splits)
+    for name, frame in splits.items():
+        if frame.empty:
+            raise DataError(f"{path}: the {name} split is empty after cleaning; add rows or change data.val_fraction / data.test_fraction")
 
     out.mkdir(parents=True, exist_ok=False)
     digest = hashlib.sha256()
-    for split, frame in splits.items():
-        frame.to_json(out / f"{split}.jsonl", orient="records", lines=True, force_ascii=False)
-        digest.update((out / f"{split}.jsonl").read_bytes())
-    lengths = _token_lengths(cfg, splits["train"].text.tolist())
+    for name, frame in splits.items():
+        frame.to_json(out / f"{name}.jsonl", orient="records", lines=True, force_ascii=False)
+        digest.update((out / f"{name}.jsonl").read_bytes())
+    texts = (splits["train"].prompt + "\n" + splits["train"].response) if generative else splits["train"].text
+    lengths = _token_lengths(cfg, texts.tolist())
     summary = {
         "source": str(path), "fingerprint": digest.hexdigest()[:16], "rows": {s: len(f) for s, f in splits.items()},
         "split_by_us": sorted(set(splits) - brought), "cleaning": report.__dict__,
-        "labels": {s: f.label.value_counts().to_dict() for s, f in splits.items()},
         "max_length": int(data.max_length), "truncated_share": sum(n > data.max_length for n in lengths) / max(len(lengths), 1),
     }
-    majority = max(summary["labels"]["train"].values()) / summary["rows"]["train"]
-    summary["imbalance"] = {"majority_share": round(majority, 4), "warn": majority > IMBALANCE_SHARE}
-    _plots(splits, lengths, int(data.max_length), out)
+    if not generative:
+        summary["labels"] = {s: f.label.value_counts().to_dict() for s, f in splits.items()}
+        majority = max(summary["labels"]["train"].values()) / summary["rows"]["train"]
+        summary["imbalance"] = {"majority_share": round(majority, 4), "warn": majority > IMBALANCE_SHARE}
+    _plots(splits if not generative else {}, lengths, int(data.max_length), out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "report.md").write_text(report_markdown(summary, out))
     return summary
+
+
+def _random_split(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    held = frame.sample(frac=fraction, random_state=seed) if len(frame) > 1 else frame.iloc[:0]
+    return frame.drop(held.index).reset_index(drop=True), held.sort_index().reset_index(drop=True)
 
 
 def _default_path(data) -> Path:
@@ -96,14 +134,15 @@ def _plots(splits: dict[str, pd.DataFrame], lengths: list[int], max_length: int,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    counts = pd.DataFrame({s: f.label.value_counts() for s, f in splits.items()}).fillna(0)
-    counts = counts.sort_values("train", ascending=False)
-    figure, axis = plt.subplots(figsize=(max(6, 0.25 * len(counts)), 4))
-    counts.plot.bar(ax=axis, width=0.8)
-    axis.set(title="rows per label and split", ylabel="rows")
-    figure.tight_layout()
-    figure.savefig(out / "labels.png", dpi=100)
-    plt.close(figure)
+    if splits:  # classification: rows per label and split
+        counts = pd.DataFrame({s: f.label.value_counts() for s, f in splits.items()}).fillna(0)
+        counts = counts.sort_values("train", ascending=False)
+        figure, axis = plt.subplots(figsize=(max(6, 0.25 * len(counts)), 4))
+        counts.plot.bar(ax=axis, width=0.8)
+        axis.set(title="rows per label and split", ylabel="rows")
+        figure.tight_layout()
+        figure.savefig(out / "labels.png", dpi=100)
+        plt.close(figure)
     figure, axis = plt.subplots(figsize=(6, 4))
     axis.hist(lengths, bins=50)
     axis.axvline(max_length, color="tab:red", label=f"max_length {max_length}")
@@ -128,11 +167,13 @@ def report_markdown(summary: dict, out: Path) -> str:
             lines += ["", f"Examples ({kind}):"] + [f"- {t[:200]}" for t in texts]
     if cleaning["conflicting_labels"]:
         lines += ["", f"**{cleaning['conflicting_labels']} texts appear with more than one label**: the model cannot learn both."]
-    imbalance = summary["imbalance"]
-    lines += ["", "## Balance", "", f"The largest class holds {imbalance['majority_share']:.0%} of train."]
-    if imbalance["warn"]:
-        lines.append("**Imbalanced**: judge by macro-F1, not accuracy, and train with `module.class_weights=balanced`.")
-    lines += ["", "![labels](labels.png)", "", "## Length", "",
+    imbalance = summary.get("imbalance")
+    if imbalance:
+        lines += ["", "## Balance", "", f"The largest class holds {imbalance['majority_share']:.0%} of train."]
+        if imbalance["warn"]:
+            lines.append("**Imbalanced**: judge by macro-F1, not accuracy, and train with `module.class_weights=balanced`.")
+        lines += ["", "![labels](labels.png)"]
+    lines += ["", "## Length", "",
               f"{summary['truncated_share']:.1%} of train rows are longer than max_length={summary['max_length']} tokens and would be cut.",
               "", "![token lengths](token_lengths.png)", "", f"Train on it: `domaintune train ... data.path={out}`", ""]
     return "\n".join(lines)
