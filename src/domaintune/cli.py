@@ -145,7 +145,7 @@ def prepare(args: argparse.Namespace) -> None:
         print(f"  warning: imbalanced, the largest class is {summary['imbalance']['majority_share']:.0%} of train; "
               "judge by macro-F1 and train with module.class_weights=balanced")
     print(f"  {summary['truncated_share']:.1%} of train rows exceed max_length={summary['max_length']}")
-    kept = " ".join(o for o in overrides if not o.startswith("data.path="))
+    kept = " ".join(o for o in overrides if not o.startswith("data.path=") and not o.endswith("_column=") and "_column=" not in o)
     print(f"  report: {out / 'report.md'}; train on it: domaintune train {kept} data.path={out}")
 
 

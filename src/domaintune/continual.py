@@ -9,10 +9,23 @@ from pathlib import Path
 from domaintune.errors import UserError
 
 
-def check_earlier_run(folder: Path, datamodule) -> Path:
-    """The earlier run must be finished and know the same labels (classifiers)."""
+def check_earlier_run(cfg, folder: Path, datamodule, module) -> Path:
+    """The earlier run must be finished, on the same base model and adapter settings, with the
+    same labels (classifiers); continuing runs on one device."""
     if not (folder / "metrics.json").is_file() or not (folder / "config.yaml").is_file():
         raise UserError(f"init_from={folder}: not a finished run folder (no metrics.json / config.yaml)")
+    if not hasattr(module, "load_weights"):
+        raise UserError(f"init_from: {type(module).__name__} cannot load an earlier run's weights")
+    if "ddp" in str(cfg.trainer.get("strategy")):
+        raise UserError("init_from runs on one device: drop trainer=ddp")
+    from omegaconf import OmegaConf
+
+    earlier = OmegaConf.load(folder / "config.yaml")
+    for key in ("model", "peft"):
+        then, now = OmegaConf.to_container(earlier.get(key) or {}), OmegaConf.to_container(cfg.get(key) or {}, resolve=True)
+        if then != now:
+            raise UserError(f"init_from={folder}: that run used another {key} setting ({then.get('_target_') or then.get('name_or_path')}); "
+                            f"continue it with the same {key} config")
     label_map = folder / "label_map.json"
     if label_map.is_file() and list(json.loads(label_map.read_text())) != list(getattr(datamodule, "labels", [])):
         raise UserError(f"init_from={folder}: the new data's labels differ from that run's; continue only on data with the same labels")
@@ -32,8 +45,8 @@ def regression_check(cfg, module, backbone, folder: Path) -> dict:
         return {"skipped": f"the earlier run has no {key}"}
     datamodule = instantiate(earlier_cfg.data, _partial_=True)(tokenizer=backbone.load_tokenizer())
     datamodule.setup("test")
-    tester = pl.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    tester = pl.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     now = tester.test(module, datamodule=datamodule, verbose=False)[0][key]
     before = earlier["test"][key]
     drop = (before - now) if cfg.mode == "max" else (now - before)

@@ -43,20 +43,23 @@ def _predict(module, loader) -> tuple[np.ndarray, np.ndarray]:
         return module.head(features).argmax(-1).numpy(), labels.numpy()
 
 
-def _scores(truth: np.ndarray, predicted: np.ndarray, classes: list[int]) -> dict[str, float]:
+def _scores(truth: np.ndarray, predicted: np.ndarray, classes=None) -> dict[str, float]:
+    """Accuracy and macro-F1 over `classes` (default: the classes present in `truth`, so a class a
+    bootstrap draw left out does not count as F1 0 for both models)."""
     from sklearn.metrics import f1_score
 
+    classes = np.unique(truth) if classes is None else classes
     return {"acc": float((truth == predicted).mean()),
             "macro_f1": float(f1_score(truth, predicted, labels=classes, average="macro", zero_division=0))}
 
 
-def bootstrap_difference(truth, tuned, base, classes: list[int], seed: int = 0) -> dict[str, list[float]]:
+def bootstrap_difference(truth, tuned, base, seed: int = 0) -> dict[str, list[float]]:
     """95% interval of (fine-tuned - base) for each score, resampling the same test rows for both."""
     rng = np.random.default_rng(seed)
     draws = {"acc": [], "macro_f1": []}
     for _ in range(BOOTSTRAP):
         rows = rng.integers(0, len(truth), len(truth))
-        a, b = _scores(truth[rows], tuned[rows], classes), _scores(truth[rows], base[rows], classes)
+        a, b = _scores(truth[rows], tuned[rows]), _scores(truth[rows], base[rows])
         for key in draws:
             draws[key].append(a[key] - b[key])
     return {key: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for key, v in draws.items()}
@@ -79,12 +82,11 @@ def evaluate(run: str, overrides: list[str]) -> tuple[dict, Path]:
     from domaintune import registry
 
     folder, config, metrics = _load_run(run)
-    cfg = OmegaConf.create(config)
     for override in overrides:
-        key, sep, value = override.partition("=")
+        key, sep, _ = override.partition("=")
         if not sep or not key.startswith("data."):
             raise UserError(f"'{override}': evaluate takes data.* overrides (data.path=<test data>) only")
-        OmegaConf.update(cfg, key, value)
+    cfg = OmegaConf.merge(OmegaConf.create(config), OmegaConf.from_dotlist(overrides))  # typed values: max_length=256 is an int
     if not (folder / "head.safetensors").is_file():
         return _save(folder, _evaluate_generative(folder, cfg, metrics, bool(overrides)), None)
     registry.discover()
@@ -105,8 +107,8 @@ def evaluate(run: str, overrides: list[str]) -> tuple[dict, Path]:
     base_module.head[-1].bias.data.copy_(bias)
     base, _ = _predict(base_module, datamodule.test_dataloader())
     classes = list(range(len(datamodule.labels)))
-    scores = {"fine_tuned": _scores(truth, tuned, classes), "base": _scores(truth, base, classes)}
-    intervals = bootstrap_difference(truth, tuned, base, classes)
+    scores = {"fine_tuned": _scores(truth, tuned), "base": _scores(truth, base)}
+    intervals = bootstrap_difference(truth, tuned, base)
     metric = "macro_f1"
     difference = scores["fine_tuned"][metric] - scores["base"][metric]
     gap = _gap(metrics)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -49,9 +50,10 @@ def read_instructions(path: Path, data, report: CleaningReport) -> dict[str, pd.
     for split, file in files.items():
         raw = read_table(file)
         if data.messages_column or (not data.prompt_column and "messages" in raw.columns):
-            turns = raw[data.messages_column or "messages"]
-            frame = pd.DataFrame({"prompt": [" \n".join(f"{m['role']}: {m['content']}" for m in list(t)[:-1]) for t in turns],
-                                  "response": [list(t)[-1]["content"] for t in turns]})
+            turns = [list(t) for t in raw[data.messages_column or "messages"]]
+            frame = pd.DataFrame({"prompt": ["\n".join(f"{m['role']}: {m['content']}" for m in t[:-1]) for t in turns],
+                                  "response": [t[-1]["content"] for t in turns],
+                                  "messages": turns})  # written back as is: the chat template needs the turns
         else:
             prompt = _column(raw, data.prompt_column, PROMPT_COLUMNS, "prompt", file)
             response = _column(raw, data.response_column, RESPONSE_COLUMNS, "response", file)
@@ -69,7 +71,7 @@ def prepare(cfg, out: Path) -> dict:
     report = CleaningReport()
     raw = read_instructions(path, data, report) if generative else read_raw(path, data.text_column, data.label_column, report)
     key, columns = ("prompt", ("prompt", "response")) if generative else ("text", ("text", "label"))
-    splits = {s: clean_split(f, s, columns, report) for s, f in raw.items()}
+    splits = {s: clean_split(f, s, columns, report, keep_lines=generative) for s, f in raw.items()}
     brought = set(splits)
     split = _random_split if generative else stratified_split
     if "test" not in splits:
@@ -85,13 +87,26 @@ def prepare(cfg, out: Path) -> dict:
         if frame.empty:
             raise DataError(f"{path}: the {name} split is empty after cleaning; add rows or change data.val_fraction / data.test_fraction")
 
-    out.mkdir(parents=True, exist_ok=False)
+    texts = (splits["train"].prompt + "\n" + splits["train"].response) if generative else splits["train"].text
+    lengths = _token_lengths(cfg, texts.tolist())  # before anything is written: a tokenizer that fails leaves nothing
+    partial = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        summary = _write(splits, brought, path, data, report, lengths, generative, partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    partial.rename(out)  # the folder appears complete or not at all
+    return summary
+
+
+def _write(splits, brought, path, data, report, lengths, generative, folder: Path, out: Path) -> dict:
     digest = hashlib.sha256()
     for name, frame in splits.items():
-        frame.to_json(out / f"{name}.jsonl", orient="records", lines=True, force_ascii=False)
-        digest.update((out / f"{name}.jsonl").read_bytes())
-    texts = (splits["train"].prompt + "\n" + splits["train"].response) if generative else splits["train"].text
-    lengths = _token_lengths(cfg, texts.tolist())
+        kept = frame[["messages"]] if "messages" in frame else frame
+        kept.to_json(folder / f"{name}.jsonl", orient="records", lines=True, force_ascii=False)
+        digest.update((folder / f"{name}.jsonl").read_bytes())
     summary = {
         "source": str(path), "fingerprint": digest.hexdigest()[:16], "rows": {s: len(f) for s, f in splits.items()},
         "split_by_us": sorted(set(splits) - brought), "cleaning": report.__dict__,
@@ -101,9 +116,9 @@ def prepare(cfg, out: Path) -> dict:
         summary["labels"] = {s: f.label.value_counts().to_dict() for s, f in splits.items()}
         majority = max(summary["labels"]["train"].values()) / summary["rows"]["train"]
         summary["imbalance"] = {"majority_share": round(majority, 4), "warn": majority > IMBALANCE_SHARE}
-    _plots(splits if not generative else {}, lengths, int(data.max_length), out)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    (out / "report.md").write_text(report_markdown(summary, out))
+    _plots(splits if not generative else {}, lengths, int(data.max_length), folder)
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (folder / "report.md").write_text(report_markdown(summary, out))
     return summary
 
 

@@ -62,8 +62,7 @@ def train(cfg: DictConfig) -> float | None:
     build_module = instantiate(cfg.module, _partial_=True)  # objects go in as call arguments, not config
     module = build_module(backbone=backbone, peft_config=peft_config, **datamodule.module_inputs())
     if cfg.get("init_from"):  # keep a model current: continue from an earlier run on new data
-        earlier = continual.check_earlier_run(Path(cfg.init_from), datamodule)
-        module.load_weights(earlier)
+        module.load_weights(continual.check_earlier_run(cfg, Path(cfg.init_from), datamodule, module))
 
     # Trainer: checkpointing and early stopping (in cfg.callbacks) watch `optimized_metric`.
     history = EpochHistory()
@@ -114,11 +113,11 @@ def train(cfg: DictConfig) -> float | None:
         "history": history.epochs,
         **module.report(),
     }
-    if cfg.get("init_from"):  # forgetting: the earlier run's test set, before and after
-        metrics["regression"] = continual.regression_check(cfg, module, backbone, Path(cfg.init_from))
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     datamodule.save_artifacts(run_dir)
     module.save_artifacts(run_dir)
+    if cfg.get("init_from"):  # forgetting: the earlier run's test set, before and after (its artifacts are saved)
+        metrics["regression"] = continual.regression_check(cfg, module, backbone, Path(cfg.init_from))
     if checkpoint:  # the safetensors above hold the same weights; don't keep them twice
         Path(checkpoint).unlink(missing_ok=True)
         if not any(Path(checkpoint).parent.iterdir()):

@@ -221,6 +221,23 @@ class CausalLMModule(pl.LightningModule):
         frozen = {name for name, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad}  # tied weights too
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
 
+    def load_weights(self, folder: Path) -> None:
+        """Start from a finished run's adapter (or whole model): `init_from`."""
+        from safetensors.torch import load_file
+
+        from domaintune.errors import UserError
+
+        if (folder / "adapter").is_dir() != self.has_adapter:
+            raise UserError(f"init_from={folder}: that run's peft setting differs from this one; use the same peft config")
+        if self.has_adapter:
+            from peft import set_peft_model_state_dict
+
+            unexpected = set_peft_model_state_dict(self.model, load_file(folder / "adapter" / "adapter_model.safetensors")).unexpected_keys
+        else:
+            unexpected = self.model.load_state_dict(load_file(folder / "model" / "model.safetensors"), strict=False).unexpected_keys
+        if unexpected:
+            raise UserError(f"{folder}: its weights do not fit this model ({len(unexpected)} unknown, e.g. {unexpected[0]})")
+
     def report(self) -> dict:
         if not self.baseline:
             return {}

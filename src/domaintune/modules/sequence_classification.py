@@ -166,11 +166,15 @@ class SequenceClassificationModule(pl.LightningModule):
                 raise UserError(f"init_from={folder}: that run trained an adapter; use the same peft setting (not peft=none)")
             from peft import set_peft_model_state_dict
 
-            set_peft_model_state_dict(self.encoder, load_file(folder / "adapter" / "adapter_model.safetensors"))
+            loaded = set_peft_model_state_dict(self.encoder, load_file(folder / "adapter" / "adapter_model.safetensors"))
+            unexpected = loaded.unexpected_keys
         else:
             if hasattr(self.encoder, "peft_config"):
                 raise UserError(f"init_from={folder}: that run fine-tuned the whole encoder; continue it with peft=none")
-            self.encoder.load_state_dict(load_file(folder / "encoder" / "model.safetensors"), strict=False)
+            unexpected = self.encoder.load_state_dict(load_file(folder / "encoder" / "model.safetensors"), strict=False).unexpected_keys
+        if unexpected:
+            raise UserError(f"{folder}: its weights do not fit this model ({len(unexpected)} unknown, e.g. {unexpected[0]}); "
+                            "use the run's own model and peft settings")
         self.head.load_state_dict(load_file(folder / "head.safetensors"))
         self.loaded_from = folder
 
