@@ -31,7 +31,7 @@ def overrides(args) -> list[str]:
             "logger=none", "test=false", "trainer.max_epochs=1", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
             "callbacks.model_checkpoint=null", "callbacks.early_stopping=null", "module.generate_rows=0",
             "trainer.enable_progress_bar=false", f"trainer.accelerator={args.device}", f"trainer.precision={args.precision_lightning}",
-            "data.val_fraction=0.01"]
+            "data.val_fraction=0.01", "data.test_fraction=0.1"]
 
 
 def compose(args, extra: list[str] = ()):
@@ -92,7 +92,7 @@ def side_hf(args) -> dict:
         rows.append({"input_ids": ids.tolist(), "labels": labels})
     model = get_peft_model(backbone.load_model(), LoraConfig(r=16, lora_alpha=32, lora_dropout=0.1, target_modules="all-linear"))
     targs = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="hf-causal-"), per_device_train_batch_size=args.batch,
-                              num_train_epochs=1, learning_rate=1e-3, warmup_ratio=0.1, lr_scheduler_type="linear",
+                              num_train_epochs=1, learning_rate=1e-3, warmup_steps=0.1, lr_scheduler_type="linear",
                               save_strategy="no", eval_strategy="no", logging_strategy="no", report_to="none",
                               disable_tqdm=True, seed=0, bf16=args.precision == "bf16", use_cpu=args.device == "cpu",
                               dataloader_pin_memory=False)

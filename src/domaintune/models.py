@@ -52,10 +52,18 @@ class Backbone:
         """The tokenizer, loaded once per process (sweep trials share it)."""
         return _cached_tokenizer(self)
 
-    def load_model(self):
+    def load_model(self, share_weights: bool = False):
         """A fresh copy of the base model (an encoder without head here); the weights are read from
-        disk once per process, so sweep trials start from the same weights without reloading."""
-        return copy.deepcopy(_cached_model(self, self.key))
+        disk once per process, so sweep trials start from the same weights without reloading.
+        `share_weights`: a new module tree over the same weight tensors, for adapters that never
+        change the base weights (half the memory)."""
+        cached = _cached_model(self, self.key)
+        if share_weights:
+            return copy.deepcopy(cached, memo={id(p): p for p in cached.parameters()})
+        model = copy.deepcopy(cached)
+        for parameter in model.parameters():  # an adapter run may have frozen the shared tensors
+            parameter.requires_grad_(True)
+        return model
 
     def build_model(self):
         import transformers

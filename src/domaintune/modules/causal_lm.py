@@ -72,7 +72,7 @@ class CausalLMModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "tokenizer", "peft_config"], logger=False)
         self.backbone, self.tokenizer = backbone, tokenizer
-        model = backbone.load_model()
+        model = backbone.load_model(share_weights=peft_config is not None)  # adapters leave base weights as they are
         model.config.use_cache = False
         if gradient_checkpointing:
             model.gradient_checkpointing_enable()
