@@ -123,3 +123,17 @@ def test_prepare_instruction_data_dedupes_and_splits_by_prompt(tmp_path):
     assert sum(summary["rows"].values()) == 40 and "imbalance" not in summary
     first = json.loads((out / "train.jsonl").read_text().splitlines()[0])
     assert set(first) == {"prompt", "response"}  # what the instruction datamodule reads back
+
+
+def test_class_weights_weigh_rows_without_pulling_every_row_to_rare_classes():
+    from domaintune.modules.sequence_classification import SequenceClassificationModule
+
+    logits = torch.tensor([[4.0, 0.0], [4.0, 0.0], [0.0, 4.0]])  # rows 1-2 right (class 0), row 3 right (class 1)
+    labels = torch.tensor([0, 0, 1])
+    module = SequenceClassificationModule.__new__(SequenceClassificationModule)
+    torch.nn.Module.__init__(module)
+    module._hparams = type("H", (), {"label_smoothing": 0.1})()
+    module.register_buffer("class_weight", torch.tensor([0.1, 10.0]))
+    per_row = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1, reduction="none")
+    expected = (per_row * torch.tensor([0.1, 0.1, 10.0])).sum() / 10.2
+    assert torch.allclose(module.loss(logits, labels), expected)

@@ -85,8 +85,8 @@ class SequenceClassificationModule(pl.LightningModule):
         self.encoder = encoder
         self.labels = labels or [str(i) for i in range(num_labels)]
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder.config.hidden_size, num_labels))
-        self.loss_fn = nn.CrossEntropyLoss(weight=_class_weights(class_weights, class_counts, num_labels),
-                                           label_smoothing=label_smoothing)
+        weights = _class_weights(class_weights, class_counts, num_labels)
+        self.register_buffer("class_weight", weights if weights is not None else torch.ones(num_labels), persistent=False)
         summary = MetricCollection({
             "acc": MulticlassAccuracy(num_labels, average="micro"),
             "macro_f1": MulticlassF1Score(num_labels, average="macro"),
@@ -114,7 +114,15 @@ class SequenceClassificationModule(pl.LightningModule):
 
     def _step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["input_ids"], batch["attention_mask"])
-        return self.loss_fn(logits, batch["labels"]), logits
+        return self.loss(logits, batch["labels"]), logits
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy (with label smoothing), each row weighted by its true class's weight. Not
+        CrossEntropyLoss(weight=...): with label smoothing it also weighs the smoothed targets, so
+        every row is pulled toward the rarest classes and training collapses onto them."""
+        per_row = nn.functional.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing, reduction="none")
+        weight = self.class_weight[labels]
+        return (per_row * weight).sum() / weight.sum()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, _ = self._step(batch)
