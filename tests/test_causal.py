@@ -154,4 +154,4 @@ def test_evaluate_a_generative_run_against_its_base_model(tmp_path):
     evaluation = json.loads(report.read_text())
     low, high = evaluation["ci95"]["rougeL"]
     assert low <= evaluation["difference"]["rougeL"] <= high and evaluation["data"]["test_rows"] == 3
-    assert "base model (the base model without fine-tuning): rougeL" in result.stdout and evaluation["verdict"] in result.stdout
+    assert "base model (no fine-tuning): rougeL" in result.stdout and evaluation["verdict"] in result.stdout

@@ -33,7 +33,7 @@ def test_plugins_lists_name_kind_and_source():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["task=nope"], "unknown task 'nope'; available: legal, marketing, support"),
+    (["task=nope"], "unknown task 'nope'; available: legal, legal_summaries, marketing, marketing_copy, support, support_replies"),
     (["model=bert9"], "unknown model 'bert9'"),
     (["data.path=/no/such/data.csv"], "/no/such/data.csv: no such file or folder"),
     (["data.path=README.md"], "README.md: unknown data format"),

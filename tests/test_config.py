@@ -7,7 +7,12 @@ from domaintune.config import check_group_choices, group_options
 from domaintune.errors import UserError
 
 TASKS = group_options("task")
-MODELS = [m for m in group_options("model") if m != "hf"]  # hf needs a name_or_path
+GENERATIVE = {"support_replies", "legal_summaries", "marketing_copy"}
+CAUSAL_MODELS = {"smollm2_135m", "tiny_causal"}
+MODELS = [m for m in group_options("model") if m not in ("hf", "hf_causal")]  # these need a name_or_path
+# each task with every model of its kind: encoders for classification, causal LMs for generation
+COMBINATIONS = [(t, m, p) for t, m, p in itertools.product(TASKS, MODELS, group_options("peft"))
+                if (t in GENERATIVE) == (m in CAUSAL_MODELS)]
 PEFTS = group_options("peft")
 TRAINERS = group_options("trainer")
 LOGGERS = group_options("logger")
@@ -21,12 +26,20 @@ def test_groups_offer_what_users_expect():
     assert {"minilm", "hf", "tiny"} <= set(group_options("model"))
 
 
-@pytest.mark.parametrize("task,model,peft", list(itertools.product(TASKS, MODELS, PEFTS)))
+def test_generative_and_classification_tasks_are_all_covered():
+    assert GENERATIVE < set(TASKS) and {"support", "legal", "marketing"} < set(TASKS)
+    assert len(COMBINATIONS) == len(TASKS) * 2 * len(PEFTS)
+
+
+@pytest.mark.parametrize("task,model,peft", COMBINATIONS)
 def test_every_task_model_peft_combination_composes(make_cfg, task, model, peft):
     cfg = make_cfg(f"task={task}", f"model={model}", f"peft={peft}")
     assert cfg.task_name == task
     assert cfg.data._target_.startswith("plugins.")
-    assert cfg.module.pooling == cfg.model.pooling
+    if task in GENERATIVE:
+        assert cfg.module._target_.endswith("CausalLMModule") and cfg.model._target_.endswith("CausalBackbone")
+    else:
+        assert cfg.module.pooling == cfg.model.pooling
     assert (cfg.peft is None) == (peft == "none")
     for key in ("model_checkpoint", "early_stopping"):
         assert cfg.callbacks[key].monitor == cfg.optimized_metric
@@ -63,7 +76,7 @@ def test_minilm_resolves_to_the_packaged_weights(make_cfg):
 
 
 def test_unknown_group_choice_is_one_line_with_options():
-    with pytest.raises(UserError, match=r"unknown task 'nope'; available: legal, marketing, support"):
+    with pytest.raises(UserError, match=r"unknown task 'nope'; available: legal, legal_summaries, marketing, marketing_copy, support, support_replies"):
         check_group_choices(["task=nope"])
     with pytest.raises(UserError, match=r"unknown model 'bert9'"):
         check_group_choices(["task=legal,support", "model=tiny,bert9"])

@@ -74,7 +74,7 @@ def test_bad_plugin_name_is_rejected(plugin_root):
 
 
 def test_unknown_name_lists_available():
-    with pytest.raises(PluginError, match=r"unknown datamodule plugin 'nope'; available: .*legal, marketing, support"):
+    with pytest.raises(PluginError, match=r"unknown datamodule plugin 'nope'; available: .*legal, legal_summaries, marketing, marketing_copy, support, support_replies"):
         registry.get("datamodule", "nope")
 
 

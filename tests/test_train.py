@@ -143,8 +143,8 @@ def test_trials_in_one_process_fit_the_probe_once(make_cfg, tmp_path, monkeypatc
 
     monkeypatch.setattr(sc, "_PROBES", {})
     calls = []
-    original = sc.SequenceClassificationModule._probe
-    monkeypatch.setattr(sc.SequenceClassificationModule, "_probe", lambda self, dm: calls.append(1) or original(self, dm))
+    original = sc.SequenceClassificationModule.fit_probe
+    monkeypatch.setattr(sc.SequenceClassificationModule, "fit_probe", lambda self, dm: calls.append(1) or original(self, dm))
     scores = []
     for n, lr in enumerate(["1e-3", "1e-4"]):
         cfg = make_cfg(*FAST, f"module.lr={lr}")

@@ -22,7 +22,7 @@ def check_earlier_run(cfg, folder: Path, datamodule, module) -> Path:
 
     earlier = OmegaConf.load(folder / "config.yaml")
     for key in ("model", "peft"):
-        then, now = OmegaConf.to_container(earlier.get(key) or {}), OmegaConf.to_container(cfg.get(key) or {}, resolve=True)
+        then, now = (OmegaConf.to_container(c, resolve=True) if c is not None else {} for c in (earlier.get(key), cfg.get(key)))
         if then != now:
             raise UserError(f"init_from={folder}: that run used another {key} setting ({then.get('_target_') or then.get('name_or_path')}); "
                             f"continue it with the same {key} config")

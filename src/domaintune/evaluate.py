@@ -160,7 +160,7 @@ def _evaluate_generative(folder: Path, cfg, metrics: dict, new_data: bool) -> di
     test, baseline = metrics.get("test", {}), metrics.get("baseline", {})
     return {
         "run": str(folder), "data": {"path": str(cfg.data.path), "test_rows": len(a), "same_as_training": not new_data},
-        "base_kind": "the base model without fine-tuning",
+        "base_kind": "no fine-tuning",
         "scores": {"fine_tuned": {"rougeL": float(a.mean()), **({k.removeprefix("test/"): v for k, v in test.items() if "ppl" in k} if not new_data else {})},
                    "base": {"rougeL": float(b.mean()), **({k.removeprefix("test/"): v for k, v in baseline.items() if k == "test/ppl"} if not new_data else {})}},
         "difference": {"rougeL": float(a.mean() - b.mean())}, "ci95": {"rougeL": interval},
