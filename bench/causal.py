@@ -17,10 +17,9 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import lightning.pytorch as pl
+from overhead import EpochTimer  # noqa: F401 - `+callbacks.timer._target_=__main__.EpochTimer`
 
 ROOT = Path(__file__).resolve().parents[1]
 BITEXT = ROOT.parent / "shared" / "datasets" / "support" / "bitext_customer_support" / "Bitext_Sample_Customer_Support_Training_Dataset.csv"
@@ -45,18 +44,6 @@ def compose(args, extra: list[str] = ()):
 
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class EpochTimer(pl.Callback):
-    """Seconds of the training epoch (validation is off), added through `+callbacks.timer`."""
-
-    seconds: list[float] = []
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self.started = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        EpochTimer.seconds.append(time.perf_counter() - self.started)
 
 
 def side_ours(args) -> dict:

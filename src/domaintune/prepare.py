@@ -39,7 +39,8 @@ def read_raw(path: Path, text_column: str | None, label_column: str | None, repo
 
 def read_instructions(path: Path, data, report: CleaningReport) -> dict[str, pd.DataFrame]:
     """Instruction data as `prompt` / `response` frames (chat `messages`: earlier turns as the prompt)."""
-    from domaintune.data.instruction import PROMPT_COLUMNS, RESPONSE_COLUMNS, _column
+    from domaintune.data.instruction import CHAT_HINT, PROMPT_COLUMNS, RESPONSE_COLUMNS
+    from domaintune.data.splits import find_column
 
     if not path.exists():
         raise DataError(f"{path}: no such file or folder; set data.path to your data")
@@ -55,8 +56,8 @@ def read_instructions(path: Path, data, report: CleaningReport) -> dict[str, pd.
                                   "response": [t[-1]["content"] for t in turns],
                                   "messages": turns})  # written back as is: the chat template needs the turns
         else:
-            prompt = _column(raw, data.prompt_column, PROMPT_COLUMNS, "prompt", file)
-            response = _column(raw, data.response_column, RESPONSE_COLUMNS, "response", file)
+            prompt = find_column(raw, data.prompt_column, PROMPT_COLUMNS, "prompt", file, CHAT_HINT)
+            response = find_column(raw, data.response_column, RESPONSE_COLUMNS, "response", file, CHAT_HINT)
             frame = pd.DataFrame({"prompt": raw[prompt], "response": raw[response]})
         splits[split] = frame
         report.empty[split] = 0

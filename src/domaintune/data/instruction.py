@@ -17,12 +17,13 @@ from torch.utils.data import DataLoader
 
 from domaintune.data.batching import LengthGroupedBatchSampler, TokenizedDataset
 from domaintune.data.readers import files_stamp, read_table
-from domaintune.data.splits import find_split_files, split_off
+from domaintune.data.splits import find_column, find_split_files, split_off
 from domaintune.errors import DataError
 
 log = logging.getLogger(__name__)
 PROMPT_COLUMNS = ("prompt", "instruction", "input", "question", "query", "original_text", "text", "facts", "message")
 RESPONSE_COLUMNS = ("response", "output", "answer", "completion", "reference_summary", "summary", "reply", "copy", "target")
+CHAT_HINT = " (or data.messages_column for chat data)"
 _LOADED: dict[tuple, tuple] = {}  # (files, settings, tokenizer) -> (examples per split, fingerprint, length report)
 
 
@@ -77,8 +78,8 @@ class InstructionDataModule(pl.LightningDataModule):
                 turns = [dict(m) for m in messages[:-1]]
                 rows.append(((system if not turns or turns[0]["role"] != "system" else []) + turns, str(messages[-1]["content"])))
             return rows
-        prompt = _column(frame, prompt_col, PROMPT_COLUMNS, "prompt", source)
-        response = _column(frame, response_col, RESPONSE_COLUMNS, "response", source)
+        prompt = find_column(frame, prompt_col, PROMPT_COLUMNS, "prompt", source, CHAT_HINT)
+        response = find_column(frame, response_col, RESPONSE_COLUMNS, "response", source, CHAT_HINT)
         rows = []
         for p, r in zip(frame[prompt], frame[response]):
             if pd.isna(p) or pd.isna(r) or not str(p).strip() or not str(r).strip():
@@ -210,19 +211,6 @@ def render_prompt(tokenizer, messages: list[dict]) -> str:
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return "\n\n".join(m["content"] for m in messages) + "\n\n"
-
-
-def _column(frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, ...], role: str, source: Path) -> str:
-    if wanted is not None:
-        if wanted not in frame.columns:
-            raise DataError(f"{source}: no column '{wanted}' (data.{role}_column); columns are {list(frame.columns)}")
-        return wanted
-    by_lower = {str(c).lower(): c for c in frame.columns}
-    for name in candidates:
-        if name in by_lower:
-            return by_lower[name]
-    raise DataError(f"{source}: cannot tell which column holds the {role}; columns are {list(frame.columns)}; "
-                    f"set data.{role}_column=<name> (or data.messages_column for chat data)")
 
 
 def pack(dataset: TokenizedDataset, max_length: int, seed: int) -> list[list[int]]:

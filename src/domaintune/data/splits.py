@@ -46,7 +46,9 @@ def find_split_files(folder: Path) -> dict[str, Path]:
     return found
 
 
-def _column(frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, ...], role: str, source: Path) -> str:
+def find_column(frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, ...], role: str, source: Path,
+                hint: str = "") -> str:
+    """The column named by `data.<role>_column`, else the first of `candidates` (any case)."""
     if wanted is not None:
         if wanted not in frame.columns:
             raise DataError(f"{source}: no column '{wanted}' (data.{role}_column); columns are {list(frame.columns)}")
@@ -57,14 +59,14 @@ def _column(frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, ...]
             return by_lower[name]
     raise DataError(
         f"{source}: cannot tell which column holds the {role}; columns are {list(frame.columns)}; "
-        f"set data.{role}_column=<name>"
+        f"set data.{role}_column=<name>{hint}"
     )
 
 
 def canonical(frame: pd.DataFrame, source: Path, text_column: str | None, label_column: str | None) -> pd.DataFrame:
     """Keep `text` and `label` as clean strings; drop rows with no text or no label, saying how many."""
-    text = _column(frame, text_column, TEXT_COLUMNS, "text", source)
-    label = _column(frame, label_column, LABEL_COLUMNS, "label", source)
+    text = find_column(frame, text_column, TEXT_COLUMNS, "text", source)
+    label = find_column(frame, label_column, LABEL_COLUMNS, "label", source)
     out = pd.DataFrame({
         "text": frame[text].map(lambda v: " ".join(str(v).split()) if pd.notna(v) else ""),
         "label": frame[label].map(lambda v: str(v).strip() if pd.notna(v) else ""),
