@@ -43,7 +43,7 @@ def storage_url(storage: str | None, folder: Path) -> str:
 def open_storage(url: str, heartbeat_interval: int | None = None) -> optuna.storages.BaseStorage:
     """The study's storage. On a database, workers record a heartbeat while they run a trial, so a
     trial of a worker that died on any machine is failed after two missed beats and tried again."""
-    beat = {"heartbeat_interval": heartbeat_interval, "failed_trial_callback": _retry_stale_trial} if heartbeat_interval else {}
+    beat = {"heartbeat_interval": heartbeat_interval, "heartbeat_stale_trial_callback": _retry_stale_trial} if heartbeat_interval else {}
     if url.endswith(JOURNAL_SUFFIXES) and "://" not in url:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
