@@ -7,20 +7,20 @@ import json
 from pathlib import Path
 
 from domaintune.errors import UserError
+from domaintune.outputs import read_run
 
 
 def check_earlier_run(cfg, folder: Path, datamodule, module) -> Path:
     """The earlier run must be finished, on the same base model and adapter settings, with the
     same labels (classifiers); continuing runs on one device."""
-    if not (folder / "metrics.json").is_file() or not (folder / "config.yaml").is_file():
-        raise UserError(f"init_from={folder}: not a finished run folder (no metrics.json / config.yaml)")
+    config, _ = read_run(folder, "init_from")
     if not hasattr(module, "load_weights"):
         raise UserError(f"init_from: {type(module).__name__} cannot load an earlier run's weights")
     if "ddp" in str(cfg.trainer.get("strategy")):
         raise UserError("init_from runs on one device: drop trainer=ddp")
     from omegaconf import OmegaConf
 
-    earlier = OmegaConf.load(folder / "config.yaml")
+    earlier = OmegaConf.create(config)
     for key in ("model", "peft"):
         then, now = (OmegaConf.to_container(c, resolve=True) if c is not None else {} for c in (earlier.get(key), cfg.get(key)))
         if then != now:
@@ -38,8 +38,8 @@ def regression_check(cfg, module, backbone, folder: Path) -> dict:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    earlier_cfg = OmegaConf.load(folder / "config.yaml")
-    earlier = json.loads((folder / "metrics.json").read_text())
+    config, earlier = read_run(folder, "init_from")
+    earlier_cfg = OmegaConf.create(config)
     key = "test/" + cfg.optimized_metric.removeprefix("val/")
     if key not in earlier.get("test", {}):
         return {"skipped": f"the earlier run has no {key}"}

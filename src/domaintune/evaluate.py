@@ -11,17 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from domaintune.errors import DataError, UserError
+from domaintune.outputs import read_run
 
 BOOTSTRAP = 1000
-
-
-def _load_run(run: str) -> tuple[Path, dict, dict]:
-    folder = Path(run)
-    if not (folder / "metrics.json").is_file() or not (folder / "config.yaml").is_file():
-        raise UserError(f"run={folder}: not a finished run folder (no metrics.json / config.yaml)")
-    import yaml
-
-    return folder, yaml.safe_load((folder / "config.yaml").read_text()), json.loads((folder / "metrics.json").read_text())
 
 
 def _module(cfg, datamodule, backbone, folder: Path | None):
@@ -81,7 +73,8 @@ def evaluate(run: str, overrides: list[str]) -> tuple[dict, Path]:
 
     from domaintune import registry
 
-    folder, config, metrics = _load_run(run)
+    folder = Path(run)
+    config, metrics = read_run(folder)
     for override in overrides:
         key, sep, _ = override.partition("=")
         if not sep or not key.startswith("data."):

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from domaintune.errors import UserError
+from domaintune.outputs import read_run
 
 
 def _run_parts(run: str) -> tuple[Path, dict, dict]:
     folder = Path(run)
-    if not (folder / "metrics.json").is_file() or not (folder / "config.yaml").is_file():
-        raise UserError(f"run={folder}: not a finished run folder (no metrics.json / config.yaml); pass outputs/runs/<date>/<run>")
+    config, metrics = read_run(folder)
     if not ((folder / "adapter").is_dir() or (folder / "model").is_dir()) or not (folder / "tokenizer").is_dir():
         raise UserError(f"run={folder}: not a causal-LM run (no adapter/ or model/ and tokenizer/); generate and export need one")
-    import yaml
-
-    return folder, yaml.safe_load((folder / "config.yaml").read_text()), json.loads((folder / "metrics.json").read_text())
+    return folder, config, metrics
 
 
 def load_run(run: str):

@@ -5,12 +5,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from domaintune.errors import UserError
+
 
 def best_epoch(history: list[dict], metric: str, mode: str) -> dict | None:
     rows = [row for row in history if metric in row]
     if not rows:
         return None
     return (max if mode == "max" else min)(rows, key=lambda row: row[metric])
+
+
+def read_run(folder: Path, key: str = "run") -> tuple[dict, dict]:
+    """The config and metrics of a finished run folder; a one-line error naming `key=` otherwise."""
+    if not (folder / "metrics.json").is_file() or not (folder / "config.yaml").is_file():
+        raise UserError(f"{key}={folder}: not a finished run folder (no metrics.json / config.yaml); pass outputs/runs/<date>/<run>")
+    import yaml
+
+    return yaml.safe_load((folder / "config.yaml").read_text()), json.loads((folder / "metrics.json").read_text())
 
 
 def write_json(path: Path, data: dict) -> Path:
