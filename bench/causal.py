@@ -4,6 +4,8 @@ Trainer + peft, side by side, each in its own process, with its peak memory.
 Same model (the de-quantized SmolLM2 folder), same LoRA (r 16, alpha 32, dropout 0.1, all linear
 layers), same rows with the very same token ids and labels (Bitext replies, prompt masked,
 max_length 256), same batch size, one epoch each. Tokens/s counts real (not padding) tokens.
+`--precision bf16`: both sides keep the frozen base weights in bfloat16 (the adapter in float32)
+and train under bf16 autocast.
 
     python bench/causal.py [--rows 256] [--batch 8] [--device cpu|cuda] [--precision 32|bf16]
 """
@@ -30,7 +32,7 @@ def overrides(args) -> list[str]:
             "logger=none", "test=false", "trainer.max_epochs=1", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
             "callbacks.model_checkpoint=null", "callbacks.early_stopping=null", "module.generate_rows=0",
             "trainer.enable_progress_bar=false", f"trainer.accelerator={args.device}", f"trainer.precision={args.precision_lightning}",
-            "data.val_fraction=0.01", "data.test_fraction=0.1"]
+            "data.val_fraction=0.01", "data.test_fraction=0.1", f"model.dtype={'bfloat16' if args.precision == 'bf16' else 'float32'}"]
 
 
 def compose(args, extra: list[str] = ()):

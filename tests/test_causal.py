@@ -84,6 +84,36 @@ def test_packed_examples_do_not_attend_to_each_other(datamodule):
     assert torch.allclose(together[0, first:first + second], separate[1, :second], atol=1e-5)
 
 
+def test_sliced_logits_give_the_loss_and_gradients_of_full_logits(monkeypatch):
+    """The loss computed LOGIT_CHUNK rows at a time (recomputed in backward) is plain cross-entropy."""
+    from domaintune.modules import causal_lm
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 50, bias=False)
+    hidden, targets = torch.randn(11, 8, requires_grad=True), torch.randint(0, 50, (11,))
+    expected = torch.nn.functional.cross_entropy(head(hidden), targets, reduction="sum")
+    hidden_grad, head_grad = torch.autograd.grad(expected, (hidden, head.weight))
+    monkeypatch.setattr(causal_lm, "LOGIT_CHUNK", 4)  # 3 slices, the last one short
+    sliced = causal_lm._scored_loss_sum(head, hidden, targets)
+    assert torch.allclose(sliced, expected, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(torch.autograd.grad(sliced, (hidden, head.weight)),
+                                                                (hidden_grad, head_grad)))
+
+
+def test_bfloat16_base_weights_train_a_float32_adapter(make_cfg):
+    from safetensors.torch import load_file
+
+    from domaintune.train import train
+
+    registry.discover()
+    cfg = make_cfg("task=support_replies", *TINY, "model.dtype=bfloat16", "trainer.precision=bf16-mixed")
+    assert {p.dtype for p in instantiate(cfg.model).load_model().parameters()} == {torch.bfloat16}
+    assert train(cfg) is not None
+    adapter = load_file(Path(cfg.paths.run_dir) / "adapter" / "adapter_model.safetensors")
+    assert adapter and {t.dtype for t in adapter.values()} == {torch.float32}
+    assert json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())["test"]["test/loss"] > 0
+
+
 @pytest.mark.parametrize("peft", ["lora", "dora", "ia3", "none"])
 def test_every_peft_method_fine_tunes_the_causal_lm(make_cfg, peft):
     from domaintune.train import train

@@ -59,6 +59,30 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
     return answers
 
 
+LOGIT_CHUNK = 256  # scored tokens per slice of vocabulary logits (256 x 49k vocabulary x fp32 = 50 MB)
+
+
+def _scored_loss_sum(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy of `hidden` rows against `targets`, LOGIT_CHUNK rows of logits at a time.
+    The vocabulary logits are a small LM's largest activation (batch 8 x 200 tokens of SmolLM2: 0.3
+    GB, and as much again for their gradient); in training each slice is recomputed in backward
+    instead of kept, for one extra vocabulary projection."""
+    from torch.utils.checkpoint import checkpoint
+
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, len(hidden), LOGIT_CHUNK):
+        rows, wanted = hidden[start:start + LOGIT_CHUNK], targets[start:start + LOGIT_CHUNK]
+        if torch.is_grad_enabled() and rows.requires_grad:
+            total = total + checkpoint(_loss_sum, head, rows, wanted, use_reentrant=False)
+        else:
+            total = total + _loss_sum(head, rows, wanted)
+    return total
+
+
+def _loss_sum(head: torch.nn.Module, rows: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(head(rows).float(), wanted, reduction="sum")
+
+
 class CausalLMModule(pl.LightningModule):
     """Loss on response tokens only, with logits computed for those tokens alone (the prompt's
     never reach the vocabulary projection: less memory and time). Every validation epoch logs
@@ -99,9 +123,8 @@ class CausalLMModule(pl.LightningModule):
                                      position_ids=batch.get("position_ids"), use_cache=False).last_hidden_state
         targets = batch["labels"][:, 1:]
         scored = targets != -100
-        logits = model.get_output_embeddings()(hidden[:, :-1][scored])
         count = int(scored.sum())
-        return torch.nn.functional.cross_entropy(logits.float(), targets[scored]), count
+        return _scored_loss_sum(model.get_output_embeddings(), hidden[:, :-1][scored], targets[scored]) / max(count, 1), count
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, count = self._nll(batch)

@@ -106,8 +106,9 @@ class SequenceClassificationModule(pl.LightningModule):
         self.strict_loading = peft_config is None
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Sentence vectors in float32, whatever `model.dtype` is: the head and the probe are float32."""
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        return pool(out.last_hidden_state, attention_mask, self.hparams.pooling, getattr(out, "pooler_output", None))
+        return pool(out.last_hidden_state, attention_mask, self.hparams.pooling, getattr(out, "pooler_output", None)).float()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(input_ids, attention_mask))
