@@ -13,7 +13,7 @@ import pandas as pd
 
 from domaintune.data.cleaning import CleaningReport, clean_split, conflicting_labels, remove_leakage
 from domaintune.data.readers import read_table
-from domaintune.data.splits import canonical, check_labels, find_split_files, stratified_split
+from domaintune.data.splits import check_labels, read_labelled, split_files, stratified_split
 from domaintune.errors import DataError, UserError
 
 IMBALANCE_SHARE = 0.5  # a majority class above this share of train rows gets a warning and a remedy
@@ -22,18 +22,8 @@ IMBALANCE_SHARE = 0.5  # a majority class above this share of train rows gets a 
 def read_raw(path: Path, text_column: str | None, label_column: str | None, report: CleaningReport) -> dict[str, pd.DataFrame]:
     """The splits the data brings (or one `train` frame), with `text` and `label` columns; rows
     with an empty text or label are dropped and counted."""
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder; set data.path to your data")
-    files = find_split_files(path) if path.is_dir() else {"train": path}
-    if not files:
-        raise DataError(f"{path}: no data files found (train/val/test files or one data file)")
-    if "train" not in files:
-        raise DataError(f"{path}: has {', '.join(p.name for p in files.values())} but no train file")
-    splits = {}
-    for split, file in files.items():
-        raw = read_table(file)
-        splits[split] = canonical(raw, file, text_column, label_column)
-        report.empty[split] = len(raw) - len(splits[split])
+    splits, empty = read_labelled(path, text_column, label_column)
+    report.empty.update(empty)
     return splits
 
 
@@ -42,13 +32,8 @@ def read_instructions(path: Path, data, report: CleaningReport) -> dict[str, pd.
     from domaintune.data.instruction import CHAT_HINT, PROMPT_COLUMNS, RESPONSE_COLUMNS
     from domaintune.data.splits import find_column
 
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder; set data.path to your data")
-    files = find_split_files(path) if path.is_dir() else {"train": path}
-    if "train" not in files:
-        raise DataError(f"{path}: no train file (train.jsonl, train.csv, ...) and not a single data file")
     splits = {}
-    for split, file in files.items():
+    for split, file in split_files(path).items():
         raw = read_table(file)
         if data.messages_column or (not data.prompt_column and "messages" in raw.columns):
             turns = [list(t) for t in raw[data.messages_column or "messages"]]

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from domaintune.data.batching import LengthGroupedBatchSampler, TokenizedDataset
 from domaintune.data.readers import files_stamp, read_table
-from domaintune.data.splits import find_column, find_split_files, split_off
+from domaintune.data.splits import find_column, split_files, split_off
 from domaintune.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -143,11 +143,7 @@ class InstructionDataModule(pl.LightningDataModule):
         return datasets, references, prompts, digest.hexdigest()[:16], counts
 
     def _read(self) -> dict[str, list]:
-        if not self.path.exists():
-            raise DataError(f"{self.path}: no such file or folder; set data.path to your data")
-        files = find_split_files(self.path) if self.path.is_dir() else {"train": self.path}
-        if "train" not in files:
-            raise DataError(f"{self.path}: no train file (train.jsonl, train.csv, ...) and not a single data file")
+        files = split_files(self.path)
         splits = {split: self._conversations(read_table(p), p) for split, p in files.items()}
         if "test" not in splits:
             splits["train"], splits["test"] = split_off(splits["train"], self.test_fraction, self.seed)

@@ -108,30 +108,41 @@ def _label_files(folder: Path) -> pd.DataFrame | None:
     return pd.concat([read_table(p).assign(label=_stem(p)) for p in files], ignore_index=True)
 
 
+def split_files(path: Path, layout: str = "train/val/test files, or one data file") -> dict[str, Path]:
+    """`data.path` as split files: one file is `train`; a folder gives its files named as people
+    name splits. `layout` says, in the error for a folder without them, what else would do."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder; set data.path to your data")
+    if not path.is_dir():
+        return {"train": path}
+    files = find_split_files(path)
+    if not files:
+        raise DataError(f"{path}: no data files found ({layout}); it holds {[p.name for p in path.iterdir()][:8]}")
+    if "train" not in files:
+        raise DataError(
+            f"{path}: has {', '.join(p.name for p in files.values())} but no train file (train.csv, train.jsonl, ...); "
+            "add one, or pass a single file as data.path to have it split"
+        )
+    return files
+
+
+def read_labelled(path: Path, text_column: str | None, label_column: str | None) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+    """The splits the data brings (or one `train` frame) with `text` and `label` columns, and per
+    split the count of rows dropped for an empty text or label."""
+    merged = _label_files(path) if path.is_dir() and not find_split_files(path) else None
+    raw = {"train": (merged, path)} if merged is not None else \
+        {s: (read_table(p), p) for s, p in split_files(path, "train/val/test files, or one .txt file per label").items()}
+    splits, empty = {}, {}
+    for split, (frame, source) in raw.items():
+        splits[split] = canonical(frame, source, *(("text", "label") if merged is not None else (text_column, label_column)))
+        empty[split] = len(frame) - len(splits[split])
+    return splits, empty
+
+
 def load_splits(path: Path, text_column: str | None, label_column: str | None,
                 val_fraction: float, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
     """Train/val/test frames; the splits the data lacks are carved out of train, stratified and seeded."""
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder; set data.path to your data")
-    if path.is_dir():
-        files = find_split_files(path)
-        if files and "train" not in files:
-            raise DataError(
-                f"{path}: has {', '.join(p.name for p in files.values())} but no train file (train.csv, train.jsonl, ...); "
-                "add one, or pass a single file as data.path to have it split"
-            )
-        if files:
-            splits = {s: canonical(read_table(p), p, text_column, label_column) for s, p in files.items()}
-        else:
-            merged = _label_files(path)
-            if merged is None:
-                names = [p.name for p in path.iterdir()][:8]
-                raise DataError(
-                    f"{path}: no data files found (train/val/test files, or one .txt file per label); it holds {names}"
-                )
-            splits = {"train": canonical(merged, path, "text", "label")}
-    else:
-        splits = {"train": canonical(read_table(path), path, text_column, label_column)}
+    splits, _ = read_labelled(path, text_column, label_column)
     carved_test = "test" not in splits
     if carved_test:
         splits["train"], splits["test"] = stratified_split(splits["train"], test_fraction, seed)
