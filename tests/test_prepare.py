@@ -103,6 +103,8 @@ def test_init_from_continues_a_run_and_checks_forgetting_on_its_test_set(tmp_pat
     assert regression["before"] == json.loads((first / "metrics.json").read_text())["test"][regression["metric"]]
     assert regression["regressed"] == (regression["drop"] > 0.0)
     assert f"earlier run's test set: {regression['metric']}" in result.stdout
+    assert 0 < regression["test_rows_in_new_train"] <= regression["test_rows"]  # seed 7 splits the same rows otherwise
+    assert f"{regression['test_rows_in_new_train']} of its {regression['test_rows']} test rows are in the new train data" in result.stdout
     wrong_labels = domaintune("train", "model=tiny", "logger=none", "trainer=debug", "task=support", f"init_from={first}", env=env)
     assert wrong_labels.returncode == 2 and "labels differ" in wrong_labels.stderr
     full = domaintune("train", *fast, "peft=none", f"init_from={first}", env=env)

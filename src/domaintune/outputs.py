@@ -97,5 +97,8 @@ def summary_text(metrics: dict) -> str:
         state = (f"REGRESSION: it forgot more than the tolerance {regression['tolerance']}" if regression["regressed"]
                  else f"kept within the tolerance {regression['tolerance']}")
         lines.append(f"  earlier run's test set: {regression['metric']} {regression['before']:.4f} -> {regression['after']:.4f}; {state}")
+        if regression.get("test_rows_in_new_train"):
+            lines.append(f"  note: {regression['test_rows_in_new_train']} of its {regression['test_rows']} test rows are in the new "
+                         "train data, so this check is optimistic; keep earlier test rows out of new training data")
     lines.append(f"  outputs: {metrics['run_dir']}")
     return "\n".join(lines)

@@ -117,7 +117,7 @@ def train(cfg: DictConfig) -> float | None:
     datamodule.save_artifacts(run_dir)
     module.save_artifacts(run_dir)
     if cfg.get("init_from"):  # forgetting: the earlier run's test set, before and after (its artifacts are saved)
-        metrics["regression"] = continual.regression_check(cfg, module, backbone, Path(cfg.init_from))
+        metrics["regression"] = continual.regression_check(cfg, module, backbone, Path(cfg.init_from), datamodule.datasets["train"])
     if checkpoint:  # the safetensors above hold the same weights; don't keep them twice
         Path(checkpoint).unlink(missing_ok=True)
         if not any(Path(checkpoint).parent.iterdir()):
