@@ -34,8 +34,8 @@ bench: setup
 bench-sweep: setup   # about 65 minutes on 2 CPU cores: the Hugging Face side takes most of it
 	$(BIN)/python bench/sweep.py
 
-bench-causal: setup
-	$(BIN)/python bench/causal.py
+bench-causal: setup   # bf16 weights + autocast on both sides; --precision 32 for float32
+	$(BIN)/python bench/causal.py --precision bf16
 
 clean:
 	rm -rf $(VENV) outputs/runs outputs/multiruns outputs/cache

@@ -84,6 +84,17 @@ def test_packed_examples_do_not_attend_to_each_other(datamodule):
     assert torch.allclose(together[0, first:first + second], separate[1, :second], atol=1e-5)
 
 
+def test_batch_widths_are_rounded_up_with_padding_outside_the_loss(datamodule):
+    dm = datamodule("data.pad_to_multiple_of=64")
+    batch = next(iter(dm.train_dataloader()))
+    longest = int(batch["attention_mask"].sum(1).max())
+    assert batch["input_ids"].shape[1] == -(-longest // 64) * 64
+    padding = batch["attention_mask"] == 0
+    assert (batch["labels"][padding] == -100).all()
+    packed = packed_collate(0, 64)([[dm.datasets["train"][0], dm.datasets["train"][1]]])
+    assert packed["input_ids"].shape[1] % 64 == 0
+
+
 def test_sliced_logits_give_the_loss_and_gradients_of_full_logits(monkeypatch):
     """The loss computed LOGIT_CHUNK rows at a time (recomputed in backward) is plain cross-entropy."""
     from domaintune.modules import causal_lm
@@ -94,10 +105,34 @@ def test_sliced_logits_give_the_loss_and_gradients_of_full_logits(monkeypatch):
     expected = torch.nn.functional.cross_entropy(head(hidden), targets, reduction="sum")
     hidden_grad, head_grad = torch.autograd.grad(expected, (hidden, head.weight))
     monkeypatch.setattr(causal_lm, "LOGIT_CHUNK", 4)  # 3 slices, the last one short
-    sliced = causal_lm._scored_loss_sum(head, hidden, targets)
+    sliced = causal_lm._scored_loss_sum(head, hidden, targets, config=None)
     assert torch.allclose(sliced, expected, atol=1e-5)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(torch.autograd.grad(sliced, (hidden, head.weight)),
                                                                 (hidden_grad, head_grad)))
+
+
+@pytest.mark.parametrize("model_type, extra", [
+    ("llama", {}),
+    ("gemma2", {"final_logit_softcapping": 5.0, "head_dim": 8}),  # soft-capped logits
+    ("granite", {"logits_scaling": 4.0}),                         # divided logits
+    ("cohere", {"logit_scale": 0.5}),                             # multiplied logits
+])
+def test_response_loss_is_the_models_own_loss_on_response_tokens(model_type, extra):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from domaintune.modules.causal_lm import response_nll
+
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(model_type, vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                  num_attention_heads=2, num_key_value_heads=1, **extra)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    ids = torch.randint(0, 64, (2, 9))
+    labels = ids.clone()
+    labels[:, :4] = -100  # the prompt
+    with torch.no_grad():
+        own = model(input_ids=ids, labels=labels, use_cache=False).loss
+        ours, count = response_nll(model, {"input_ids": ids, "labels": labels})
+    assert count == 10 and torch.allclose(ours, own, atol=1e-5)
 
 
 def test_bfloat16_base_weights_train_a_float32_adapter(make_cfg):

@@ -59,6 +59,9 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data, _partial_=True)(tokenizer=backbone.load_tokenizer())
     datamodule.setup("fit")
     peft_config = instantiate(cfg.peft) if cfg.get("peft") else None
+    if peft_config is None and backbone.dtype != "float32":
+        log.warning("model.dtype=%s with full fine-tuning: the optimizer updates %s weights, which lose small updates; "
+                    "use an adapter (peft=lora) or model.dtype=float32", backbone.dtype, backbone.dtype)
     build_module = instantiate(cfg.module, _partial_=True)  # objects go in as call arguments, not config
     module = build_module(backbone=backbone, peft_config=peft_config, **datamodule.module_inputs())
     if cfg.get("init_from"):  # keep a model current: continue from an earlier run on new data

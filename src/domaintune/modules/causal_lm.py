@@ -62,7 +62,19 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
 LOGIT_CHUNK = 256  # scored tokens per slice of vocabulary logits (256 x 49k vocabulary x fp32 = 50 MB)
 
 
-def _scored_loss_sum(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def response_nll(model, batch: dict) -> tuple[torch.Tensor, int]:
+    """Mean token loss over response tokens, and their count: hidden states of all tokens, logits
+    only where a next token is scored (the prompt's never reach the vocabulary projection)."""
+    hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                                 position_ids=batch.get("position_ids"), use_cache=False).last_hidden_state
+    targets = batch["labels"][:, 1:]
+    scored = targets != -100
+    count = int(scored.sum())
+    total = _scored_loss_sum(model.get_output_embeddings(), hidden[:, :-1][scored], targets[scored], model.config)
+    return total / max(count, 1), count
+
+
+def _scored_loss_sum(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, config) -> torch.Tensor:
     """Summed cross-entropy of `hidden` rows against `targets`, LOGIT_CHUNK rows of logits at a time.
     The vocabulary logits are a small LM's largest activation (batch 8 x 200 tokens of SmolLM2: 0.3
     GB, and as much again for their gradient); in training each slice is recomputed in backward
@@ -73,19 +85,27 @@ def _scored_loss_sum(head: torch.nn.Module, hidden: torch.Tensor, targets: torch
     for start in range(0, len(hidden), LOGIT_CHUNK):
         rows, wanted = hidden[start:start + LOGIT_CHUNK], targets[start:start + LOGIT_CHUNK]
         if torch.is_grad_enabled() and rows.requires_grad:
-            total = total + checkpoint(_loss_sum, head, rows, wanted, use_reentrant=False)
+            total = total + checkpoint(_loss_sum, head, rows, wanted, config, use_reentrant=False)
         else:
-            total = total + _loss_sum(head, rows, wanted)
+            total = total + _loss_sum(head, rows, wanted, config)
     return total
 
 
-def _loss_sum(head: torch.nn.Module, rows: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.cross_entropy(head(rows).float(), wanted, reduction="sum")
+def _loss_sum(head: torch.nn.Module, rows: torch.Tensor, wanted: torch.Tensor, config) -> torch.Tensor:
+    """What the model's own forward does to its logits after the projection goes here too
+    (Cohere's logit_scale, Granite's logits_scaling, Gemma 2's final soft-capping)."""
+    logits = head(rows).float()
+    if getattr(config, "logit_scale", None):
+        logits = logits * config.logit_scale
+    if getattr(config, "logits_scaling", None):
+        logits = logits / config.logits_scaling
+    if getattr(config, "final_logit_softcapping", None):
+        logits = torch.tanh(logits / config.final_logit_softcapping) * config.final_logit_softcapping
+    return torch.nn.functional.cross_entropy(logits, wanted, reduction="sum")
 
 
 class CausalLMModule(pl.LightningModule):
-    """Loss on response tokens only, with logits computed for those tokens alone (the prompt's
-    never reach the vocabulary projection: less memory and time). Every validation epoch logs
+    """Loss on response tokens only (`response_nll`). Every validation epoch logs
     `val/loss`, `val/ppl` and, on a fixed subset of validation prompts, `val/rougeL` (and
     `val/exact_match` when the task asks for it); any of them can be the sweep metric."""
 
@@ -114,25 +134,13 @@ class CausalLMModule(pl.LightningModule):
         self._base_copy = None  # full fine-tuning: the untouched base model, loaded when needed
         self.strict_loading = peft_config is None  # checkpoints hold only what trains
 
-    # -- loss ------------------------------------------------------------------------------------
-    def _nll(self, batch: dict, model=None) -> tuple[torch.Tensor, int]:
-        """Mean token loss over response tokens, and their count. Hidden states of all tokens,
-        logits only where a next token is scored."""
-        model = model or self.model
-        hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                                     position_ids=batch.get("position_ids"), use_cache=False).last_hidden_state
-        targets = batch["labels"][:, 1:]
-        scored = targets != -100
-        count = int(scored.sum())
-        return _scored_loss_sum(model.get_output_embeddings(), hidden[:, :-1][scored], targets[scored]) / max(count, 1), count
-
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, count = self._nll(batch)
+        loss, count = response_nll(self.model, batch)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=count)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        loss, count = self._nll(batch)
+        loss, count = response_nll(self.model, batch)
         self.val_nll.update(loss, count)
 
     def on_validation_epoch_end(self) -> None:
@@ -144,10 +152,10 @@ class CausalLMModule(pl.LightningModule):
         self.log_dict({"val/loss": loss, "val/ppl": torch.exp(loss), **scores}, prog_bar=True, sync_dist=True)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        loss, count = self._nll(batch)
+        loss, count = response_nll(self.model, batch)
         self.test_nll.update(loss, count)
         with self._base_model() as base:
-            base_loss, _ = self._nll(batch, base)
+            base_loss, _ = response_nll(base, batch)
         self.base_test_nll.update(base_loss, count)
 
     def on_test_epoch_end(self) -> None:
@@ -182,10 +190,11 @@ class CausalLMModule(pl.LightningModule):
         self._base_copy = None
 
     def _generate(self, split: str, count: int, model=None) -> tuple[list[str], list[str], list[str]]:
-        """Greedy answers to the first `count` prompts of a split."""
+        """Greedy answers to the first `count` prompts of a split, in the trainer's precision."""
         prompt_ids, prompts, references = self.trainer.datamodule.generation_rows(split, count)
-        answers = generate(model or self.model, self.tokenizer, prompt_ids, self.hparams.max_new_tokens,
-                           self.trainer.datamodule.eval_batch_size)
+        with self.trainer.precision_plugin.val_step_context():
+            answers = generate(model or self.model, self.tokenizer, prompt_ids, self.hparams.max_new_tokens,
+                               self.trainer.datamodule.eval_batch_size)
         return prompts, references, answers
 
     def _score(self, answers: list[str], references: list[str], prefix: str) -> dict[str, float]:
@@ -216,10 +225,10 @@ class CausalLMModule(pl.LightningModule):
                self.hparams.exact_match)
         if key not in _BASELINES:
             nll = MeanMetric().to(self.device)
-            with self._base_model() as base, torch.no_grad():
+            with self._base_model() as base, torch.no_grad(), self.trainer.precision_plugin.val_step_context():
                 base.eval()
                 for batch in datamodule.val_dataloader():
-                    loss, count = self._nll(self.transfer_batch_to_device(batch, self.device, 0), base)
+                    loss, count = response_nll(base, self.transfer_batch_to_device(batch, self.device, 0))
                     nll.update(loss, count)
                 _, references, answers = self._generate("val", self.hparams.generate_rows, base)
             loss = float(nll.compute())
