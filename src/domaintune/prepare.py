@@ -13,7 +13,7 @@ import pandas as pd
 
 from domaintune.data.cleaning import CleaningReport, clean_split, conflicting_labels, remove_leakage
 from domaintune.data.readers import read_table
-from domaintune.data.splits import check_labels, read_labelled, split_files, stratified_split
+from domaintune.data.splits import check_labels, find_column, read_labelled, split_files, stratified_split
 from domaintune.errors import DataError, UserError
 
 IMBALANCE_SHARE = 0.5  # a majority class above this share of train rows gets a warning and a remedy
@@ -30,7 +30,6 @@ def read_raw(path: Path, text_column: str | None, label_column: str | None, repo
 def read_instructions(path: Path, data, report: CleaningReport) -> dict[str, pd.DataFrame]:
     """Instruction data as `prompt` / `response` frames (chat `messages`: earlier turns as the prompt)."""
     from domaintune.data.instruction import CHAT_HINT, PROMPT_COLUMNS, RESPONSE_COLUMNS
-    from domaintune.data.splits import find_column
 
     splits = {}
     for split, file in split_files(path).items():

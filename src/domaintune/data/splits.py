@@ -129,13 +129,16 @@ def split_files(path: Path, layout: str = "train/val/test files, or one data fil
 def read_labelled(path: Path, text_column: str | None, label_column: str | None) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
     """The splits the data brings (or one `train` frame) with `text` and `label` columns, and per
     split the count of rows dropped for an empty text or label."""
-    merged = _label_files(path) if path.is_dir() and not find_split_files(path) else None
-    raw = {"train": (merged, path)} if merged is not None else \
-        {s: (read_table(p), p) for s, p in split_files(path, "train/val/test files, or one .txt file per label").items()}
+    if path.is_dir() and not find_split_files(path):
+        merged = _label_files(path)
+        if merged is not None:
+            train = canonical(merged, path, "text", "label")
+            return {"train": train}, {"train": len(merged) - len(train)}
     splits, empty = {}, {}
-    for split, (frame, source) in raw.items():
-        splits[split] = canonical(frame, source, *(("text", "label") if merged is not None else (text_column, label_column)))
-        empty[split] = len(frame) - len(splits[split])
+    for split, file in split_files(path, "train/val/test files, or one .txt file per label").items():
+        raw = read_table(file)
+        splits[split] = canonical(raw, file, text_column, label_column)
+        empty[split] = len(raw) - len(splits[split])
     return splits, empty
 
 
