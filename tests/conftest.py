@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -25,6 +26,15 @@ register_resolvers()
 
 # A tiny random BERT and a short debug schedule: an end-to-end run takes seconds.
 FAST = ["model=tiny", "logger=none", "trainer=debug"]
+# Made-up words for synthetic rows: templated rows ("message 1", "message 2", ...) are near
+# duplicates, which training removes, so test data that must keep its rows draws words from here.
+SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "po", "da", "fe"]
+WORDS = [a + b + c for a in SYLLABLES for b in SYLLABLES for c in ("n", "r", "s")]
+
+
+def phrase(seed: int, length: int = 6) -> str:
+    """A text of `length` made-up words, different enough from every other seed's not to be a near duplicate."""
+    return " ".join(random.Random(seed).sample(WORDS, length))
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The malformed-input corpus in tests/data/bad/: every file ends in a one-line error (exit 2) or a
 handled warning, never a traceback, and nothing is written outside the run's own folder."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -30,12 +31,12 @@ ERRORS = {
     "corrupt.parquet": "not a readable Parquet file",
     "empty_labels.jsonl": "no row has both a text",
 }
-HANDLED = {  # read, with a warning or a normalization, and prepared
-    "numbers_as_text.jsonl": "",
-    "latin1.csv": "is not UTF-8; read it as cp1252",
-    "utf8_bom.jsonl": "",
-    "huge_rows.jsonl": "of train rows exceed max_length",
-    "control_chars.jsonl": "",
+HANDLED = {  # read and prepared: (the warning printed, if any; a text the prepared rows hold, as it is written there)
+    "numbers_as_text.jsonl": (None, "1007"),
+    "latin1.csv": ("is not UTF-8; read it as cp1252", None),
+    "utf8_bom.jsonl": (None, "the parcel arrived late and damaged"),  # the first row, without its byte-order mark
+    "huge_rows.jsonl": ("of train rows exceed max_length", None),
+    "control_chars.jsonl": (None, "row 0 end"),  # a bell, a zero-width space and tabs removed
 }
 
 
@@ -57,7 +58,10 @@ def test_bad_input_is_one_line_or_handled(tmp_path, name):
         assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written anywhere
     else:
         assert result.returncode == 0, result.stderr[-1500:]
-        assert HANDLED[name] in result.stdout + result.stderr
+        warning, text = HANDLED[name]
+        assert warning is None or warning in result.stdout + result.stderr
+        texts = {json.loads(line)["text"] for split in ("train", "val", "test") for line in (out / f"{split}.jsonl").open()}
+        assert text is None or text in texts
         assert {p.name for p in out.iterdir()} >= {"train.jsonl", "val.jsonl", "test.jsonl", "report.md"}
         assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # only the run's own folder
 

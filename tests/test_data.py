@@ -5,13 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import phrase
 from domaintune.data import batching, tokenized
 from domaintune.data.batching import LengthGroupedBatchSampler
 from domaintune.data.readers import read_table
 from domaintune.data.splits import load_splits, stratified_split
 from domaintune.errors import DataError
 
-ROWS = [{"text": f"message number {i} about {'cards' if i % 2 else 'refunds'}", "label": "a" if i % 2 else "b"} for i in range(40)]
+ROWS = [{"text": phrase(i), "label": "a" if i % 2 else "b"} for i in range(40)]
+HELD_OUT = [{"text": phrase(100 + i), "label": "a" if i % 2 else "b"} for i in range(20)]
 
 
 def write(path, fmt, rows=ROWS):
@@ -67,7 +69,7 @@ def test_bad_files_give_one_line_errors_naming_the_file(tmp_path, name, content,
 
 def test_columns_are_guessed_and_mapped(tmp_path):
     write(tmp_path / "d.csv", "csv", [{"utterance": r["text"], "intent": r["label"]} for r in ROWS])
-    splits = load_splits(tmp_path / "d.csv", None, None, 0.1, 0.1, 0)
+    splits, _ = load_splits(tmp_path / "d.csv", None, None, 0.1, 0.1, 0)
     assert set(splits["train"].columns) == {"text", "label"}
     with pytest.raises(DataError, match=r"no column 'body' \(data.text_column\)"):
         load_splits(tmp_path / "d.csv", "body", None, 0.1, 0.1, 0)
@@ -85,8 +87,8 @@ def test_one_class_is_rejected(tmp_path):
 def test_single_file_is_split_stratified_and_seeded(tmp_path):
     rows = [{"text": f"text {i}", "label": f"l{i % 4}"} for i in range(200)]
     write(tmp_path / "d.jsonl", "jsonl", rows)
-    first = load_splits(tmp_path / "d.jsonl", None, None, 0.1, 0.2, 7)
-    again = load_splits(tmp_path / "d.jsonl", None, None, 0.1, 0.2, 7)
+    first, _ = load_splits(tmp_path / "d.jsonl", None, None, 0.1, 0.2, 7)
+    again, _ = load_splits(tmp_path / "d.jsonl", None, None, 0.1, 0.2, 7)
     assert {k: len(v) for k, v in first.items()} == {"train": 140, "val": 20, "test": 40}
     for split in first:
         assert first[split].equals(again[split])
@@ -103,24 +105,24 @@ def test_stratified_split_keeps_rare_labels_in_train():
 
 def test_folder_of_split_files_named_as_people_name_them(tmp_path):
     write(tmp_path / "train.csv", "csv")
-    write(tmp_path / "dev.jsonl", "jsonl", ROWS[:10])
-    write(tmp_path / "test.tsv", "tsv", ROWS[10:20])
-    splits = load_splits(tmp_path, None, None, 0.1, 0.1, 0)
+    write(tmp_path / "dev.jsonl", "jsonl", HELD_OUT[:10])
+    write(tmp_path / "test.tsv", "tsv", HELD_OUT[10:20])
+    splits, _ = load_splits(tmp_path, None, None, 0.1, 0.1, 0)
     assert [len(splits[s]) for s in ("train", "val", "test")] == [40, 10, 10]
 
 
 def test_folder_with_train_and_test_carves_val_from_train(tmp_path):
     write(tmp_path / "train.csv", "csv")
-    write(tmp_path / "test.csv", "csv", ROWS[:10])
-    splits = load_splits(tmp_path, None, None, 0.25, 0.1, 0)
+    write(tmp_path / "test.csv", "csv", HELD_OUT[:10])
+    splits, _ = load_splits(tmp_path, None, None, 0.25, 0.1, 0)
     assert len(splits["val"]) == 10 and len(splits["train"]) == 30 and len(splits["test"]) == 10
 
 
 def test_folder_of_one_text_file_per_label(tmp_path):
-    (tmp_path / "clickbait.gz").write_bytes(gzip.compress("\n\n".join(f"You won't believe {i}" for i in range(30)).encode()))
+    (tmp_path / "clickbait.gz").write_bytes(gzip.compress("\n\n".join(f"You won't believe {phrase(i, 3)}" for i in range(30)).encode()))
     (tmp_path / "news.txt").write_text("\n".join(f"Parliament passes bill {i}" for i in range(30)))
     (tmp_path / "dataset_README.txt").write_text("About this data set\n")  # documentation, not a label
-    splits = load_splits(tmp_path, None, None, 0.1, 0.1, 0)
+    splits, _ = load_splits(tmp_path, None, None, 0.1, 0.1, 0)
     assert set(splits["train"].label) == {"clickbait", "news"}
     assert sum(len(s) for s in splits.values()) == 60
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from domaintune.data.cleaning import CleaningReport, clean_split, conflicting_labels, remove_leakage
+from domaintune.data.cleaning import CleaningReport, normalize_columns
 from domaintune.data.readers import read_table
-from domaintune.data.splits import check_labels, find_column, read_labelled, split_files, stratified_split
+from domaintune.data.splits import check_labels, clean_and_carve, find_column, read_labelled, split_files
 from domaintune.errors import DataError, UserError
 
 IMBALANCE_SHARE = 0.5  # a majority class above this share of train rows gets a warning and a remedy
@@ -49,24 +49,18 @@ def read_instructions(path: Path, data, report: CleaningReport) -> dict[str, pd.
 
 
 def prepare(cfg, out: Path) -> dict:
-    """Clean -> split what is missing -> remove leakage -> check labels -> report. Returns the summary."""
+    """Normalize -> remove duplicates and leakage -> split what is missing -> check labels -> report.
+    Returns the summary."""
     data = cfg.data
     generative = "prompt_column" in data  # instruction data: prompt/response instead of text/label
     path = Path(data.path) if data.path else _default_path(data)
     report = CleaningReport()
     raw = read_instructions(path, data, report) if generative else read_raw(path, data.text_column, data.label_column, report)
     key, columns = ("prompt", ("prompt", "response")) if generative else ("text", ("text", "label"))
-    splits = {s: clean_split(f, s, columns, report, keep_lines=generative) for s, f in raw.items()}
-    brought = set(splits)
-    split = _random_split if generative else stratified_split
-    if "test" not in splits:
-        splits["train"], splits["test"] = split(splits["train"], data.test_fraction, data.seed)
-    if "val" not in splits:
-        fraction = data.val_fraction / (1 - data.test_fraction) if "test" not in brought else data.val_fraction
-        splits["train"], splits["val"] = split(splits["train"], fraction, data.seed + 1)
-    splits = remove_leakage(splits, key, report)
+    normalized = {s: normalize_columns(f, s, columns, report, keep_lines=generative) for s, f in raw.items()}
+    splits, _ = clean_and_carve(normalized, key, data.val_fraction, data.test_fraction, data.seed, report=report)
+    brought = set(raw)
     if not generative:
-        conflicting_labels(pd.concat(splits.values()), report)
         check_labels(path, splits)
     for name, frame in splits.items():
         if frame.empty:
@@ -105,11 +99,6 @@ def _write(splits, brought, path, data, report, lengths, generative, folder: Pat
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (folder / "report.md").write_text(report_markdown(summary, out))
     return summary
-
-
-def _random_split(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    held = frame.sample(frac=fraction, random_state=seed) if len(frame) > 1 else frame.iloc[:0]
-    return frame.drop(held.index).reset_index(drop=True), held.sort_index().reset_index(drop=True)
 
 
 def _default_path(data) -> Path:

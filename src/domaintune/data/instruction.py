@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader
 
 from domaintune.data.batching import LengthGroupedBatchSampler, TokenizedDataset
 from domaintune.data.readers import files_stamp, read_table
-from domaintune.data.splits import find_column, split_files, split_off
+from domaintune.data.cleaning import log_cleaning
+from domaintune.data.splits import clean_and_carve, find_column, split_files
 from domaintune.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class InstructionDataModule(pl.LightningDataModule):
                  system_prompt: str | None = None, prompt_template: str = "{prompt}", max_length: int = 512,
                  batch_size: int = 8, eval_batch_size: int = 16, val_fraction: float = 0.1,
                  test_fraction: float = 0.1, seed: int = 42, train_rows: int | None = None, packing: bool = False,
-                 pad_to_multiple_of: int = 1, num_workers: int = 0):
+                 pad_to_multiple_of: int = 1, num_workers: int = 0, dedupe: bool = True):
         super().__init__()
         if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
             raise DataError(f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction}: each must be "
@@ -55,6 +56,8 @@ class InstructionDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size, self.packing, self.num_workers = batch_size, eval_batch_size, packing, num_workers
         self.pad_to_multiple_of = pad_to_multiple_of
         self.val_fraction, self.test_fraction, self.seed, self.train_rows = val_fraction, test_fraction, seed, train_rows
+        self.dedupe = dedupe
+        self.cleaning: dict[str, int] = {}
         self.datasets: dict[str, TokenizedDataset] = {}
         self.references: dict[str, list[str]] = {}
         self.fingerprint = ""
@@ -118,18 +121,19 @@ class InstructionDataModule(pl.LightningDataModule):
 
         key = (files_stamp(self.path) if self.path.exists() else str(self.path), self.columns, self.system_prompt,
                self.prompt_template, self.max_length, self.val_fraction, self.test_fraction, self.seed,
-               self.train_rows, tokenizer_fingerprint(self.tokenizer), getattr(self.tokenizer, "chat_template", None),
+               self.train_rows, self.dedupe, tokenizer_fingerprint(self.tokenizer), getattr(self.tokenizer, "chat_template", None),
                self.tokenizer.eos_token)
         if key not in _LOADED:  # sweep trials read and tokenize once per process
             _LOADED[key] = self._load()
-        self.datasets, self.references, self.prompts, self.fingerprint, self.length_report = _LOADED[key]
+        self.datasets, self.references, self.prompts, self.fingerprint, self.length_report, self.cleaning = _LOADED[key]
+        log_cleaning(self.path, self.cleaning)
         report = self.length_report
         log.info("data %s: %s rows, fingerprint %s; %d rows cut to max_length=%d, %d dropped (prompt too long)",
                  self.path, " / ".join(f"{k} {len(v)}" for k, v in self.datasets.items()), self.fingerprint,
                  report["truncated"], self.max_length, report["dropped"])
 
     def _load(self):
-        frames = self._read()
+        frames, cleaning = self._read()
         counts = {"truncated": 0, "dropped": 0}
         datasets, references, prompts, digest = {}, {}, {}, hashlib.sha256()
         for split, frame in frames.items():
@@ -141,23 +145,35 @@ class InstructionDataModule(pl.LightningDataModule):
             for row in ids:
                 digest.update(row.tobytes())
             digest.update(split.encode())
-        return datasets, references, prompts, digest.hexdigest()[:16], counts
+        return datasets, references, prompts, digest.hexdigest()[:16], counts, cleaning
 
-    def _read(self) -> dict[str, list]:
-        files = split_files(self.path)
-        splits = {split: self._conversations(read_table(p), p) for split, p in files.items()}
-        if "test" not in splits:
-            splits["train"], splits["test"] = split_off(splits["train"], self.test_fraction, self.seed)
-        if "val" not in splits:
-            fraction = self.val_fraction / (1 - self.test_fraction) if "test" not in files else self.val_fraction
-            splits["train"], splits["val"] = split_off(splits["train"], fraction, self.seed + 1)
+    def _read(self) -> tuple[dict[str, list], dict[str, int]]:
+        """(prompt messages, response) rows per split, duplicates and leakage removed by prompt
+        (the same code as `prepare`), missing splits carved out of train; and what was removed."""
+        frames = {}
+        for split, file in split_files(self.path).items():
+            rows = self._conversations(read_table(file), file)
+            frames[split] = pd.DataFrame({"prompt": [prompt_text(messages) for messages, _ in rows], "row": rows})
+        frames, report = clean_and_carve(frames, "prompt", self.val_fraction, self.test_fraction, self.seed, self.dedupe)
+        splits = {split: frame.row.tolist() for split, frame in frames.items()}
         if self.train_rows and len(splits["train"]) > self.train_rows:  # start small: a seeded share of train
             keep = set(random.Random(self.seed + 2).sample(range(len(splits["train"])), self.train_rows))
             splits["train"] = [row for i, row in enumerate(splits["train"]) if i in keep]
         for split, rows in splits.items():
             if not rows:
                 raise DataError(f"{self.path}: the {split} split is empty; add rows or change data.val_fraction / data.test_fraction")
-        return splits
+        return splits, report.counts()
+
+    def use_as_test(self, path: Path, data) -> None:
+        """Every row of `path` (a file, or a folder's test file) becomes the test split; train and
+        validation stay (`evaluate data.path=...`)."""
+        file = split_files(path).get("test", path) if path.is_dir() else path
+        ids, prompt_lens, prompts, references = self._encode(self._conversations(read_table(file), file),
+                                                             {"truncated": 0, "dropped": 0})
+        if not ids:
+            raise DataError(f"{file}: no row fits data.max_length={self.max_length}")
+        self.datasets = {**self.datasets, "test": TokenizedDataset(ids, prompt_lens)}
+        self.prompts, self.references = {**self.prompts, "test": prompts}, {**self.references, "test": references}
 
     # -- what the module and the run folder need ---------------------------------------------
     def module_inputs(self) -> dict:
@@ -201,6 +217,12 @@ def prompt_messages(prompt: str, system_prompt: str | None, template: str) -> li
     """A plain prompt as chat messages: the task's system prompt, then the templated user turn."""
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     return system + [{"role": "user", "content": template.format(prompt=prompt)}]
+
+
+def prompt_text(messages: list[dict]) -> str:
+    """What duplicates and leakage are judged on: the turns before the response, without the
+    system prompt every row shares."""
+    return "\n".join(m["content"] for m in messages if m["role"] != "system")
 
 
 def render_prompt(tokenizer, messages: list[dict]) -> str:

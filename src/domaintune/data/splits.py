@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from domaintune.data.cleaning import CleaningReport, deduplicate, normalize
 from domaintune.data.readers import data_format, read_table
 from domaintune.errors import DataError
 
@@ -68,7 +69,7 @@ def canonical(frame: pd.DataFrame, source: Path, text_column: str | None, label_
     text = find_column(frame, text_column, TEXT_COLUMNS, "text", source)
     label = find_column(frame, label_column, LABEL_COLUMNS, "label", source)
     out = pd.DataFrame({
-        "text": frame[text].map(lambda v: " ".join(str(v).split()) if pd.notna(v) else ""),
+        "text": frame[text].map(lambda v: normalize(v) if pd.notna(v) else ""),
         "label": frame[label].map(lambda v: str(v).strip() if pd.notna(v) else ""),
     })
     keep = (out.text != "") & (out.label != "")
@@ -94,10 +95,37 @@ def stratified_split(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[p
     return frame.loc[sorted(rest)].reset_index(drop=True), frame.loc[sorted(held)].reset_index(drop=True)
 
 
-def split_off(rows: list, fraction: float, seed: int) -> tuple[list, list]:
+def random_split(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Seeded random split of unlabeled rows (instruction data): (rest, held out), order kept."""
-    held = set(random.Random(seed).sample(range(len(rows)), max(1, round(len(rows) * fraction)) if fraction > 0 and len(rows) > 1 else 0))
-    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+    count = max(1, round(len(frame) * fraction)) if fraction > 0 and len(frame) > 1 else 0
+    held = set(random.Random(seed).sample(range(len(frame)), count))
+    mask = [i in held for i in range(len(frame))]
+    return frame[[not m for m in mask]].reset_index(drop=True), frame[mask].reset_index(drop=True)
+
+
+def carve(splits: dict[str, pd.DataFrame], val_fraction: float, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
+    """The splits the data lacks, carved out of train: test, then validation; stratified by label
+    when the rows have one (every class with two or more rows keeps a held-out row), seeded."""
+    split = stratified_split if "label" in splits["train"] else random_split
+    splits, carved_test = dict(splits), "test" not in splits
+    if carved_test:
+        splits["train"], splits["test"] = split(splits["train"], test_fraction, seed)
+    if "val" not in splits:
+        # fractions are of all the rows we split, so rescale once test has been taken out
+        fraction = val_fraction / (1 - test_fraction) if carved_test else val_fraction
+        splits["train"], splits["val"] = split(splits["train"], fraction, seed + 1)
+    return splits
+
+
+def clean_and_carve(splits: dict[str, pd.DataFrame], key: str, val_fraction: float, test_fraction: float, seed: int,
+                    dedupe: bool = True, report: CleaningReport | None = None) -> tuple[dict[str, pd.DataFrame], CleaningReport]:
+    """What training, instruction data and `prepare` all do to the splits a data set brings:
+    duplicates and leakage between them out (compared on `key`; a `label` column must agree for a
+    duplicate), then the missing splits carved out of the clean train rows."""
+    report = report or CleaningReport()
+    if dedupe:
+        splits = deduplicate(splits, key, report, agree="label" if "label" in splits["train"] else None)
+    return carve(splits, val_fraction, test_fraction, seed), report
 
 
 def _label_files(folder: Path) -> pd.DataFrame | None:
@@ -142,31 +170,27 @@ def read_labelled(path: Path, text_column: str | None, label_column: str | None)
     return splits, empty
 
 
-def load_splits(path: Path, text_column: str | None, label_column: str | None,
-                val_fraction: float, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
-    """Train/val/test frames; the splits the data lacks are carved out of train, stratified and seeded."""
-    splits, _ = read_labelled(path, text_column, label_column)
-    carved_test = "test" not in splits
-    if carved_test:
-        splits["train"], splits["test"] = stratified_split(splits["train"], test_fraction, seed)
-    if "val" not in splits:
-        # fractions are of all the rows we split, so rescale once test has been taken out
-        fraction = val_fraction / (1 - test_fraction) if carved_test else val_fraction
-        splits["train"], splits["val"] = stratified_split(splits["train"], fraction, seed + 1)
+def load_splits(path: Path, text_column: str | None, label_column: str | None, val_fraction: float,
+                test_fraction: float, seed: int, dedupe: bool = True) -> tuple[dict[str, pd.DataFrame], CleaningReport]:
+    """Train/val/test frames, cleaned (`dedupe`) and with the missing splits carved out of train;
+    the report says what was removed."""
+    splits, empty = read_labelled(path, text_column, label_column)
+    splits, report = clean_and_carve(splits, "text", val_fraction, test_fraction, seed, dedupe, CleaningReport(empty=empty))
     check_labels(path, splits)
-    return splits
+    return splits, report
 
 
 def check_labels(path: Path, splits: dict[str, pd.DataFrame]) -> None:
-    for split, frame in splits.items():
-        if frame.empty:
-            raise DataError(f"{path}: the {split} split is empty; add rows or change data.val_fraction / data.test_fraction")
     train_labels = set(splits["train"].label)
-    if len(train_labels) < 2:
+    if len(train_labels) == 1:
         raise DataError(
             f"{path}: the label column has one class ({next(iter(train_labels))!r}) in train; "
             "a classifier needs at least two"
         )
+    for split, frame in splits.items():
+        if frame.empty:
+            raise DataError(f"{path}: the {split} split is empty (after removing duplicates and leaked rows); add rows "
+                            "or change data.val_fraction / data.test_fraction")
     for split in ("val", "test"):
         unseen = sorted(set(splits[split].label) - train_labels)
         if unseen:

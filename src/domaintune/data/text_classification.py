@@ -11,8 +11,9 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
 from domaintune.data.batching import LengthGroupedBatchSampler, TokenizedDataset, pad_collate
-from domaintune.data.readers import files_stamp
-from domaintune.data.splits import load_splits
+from domaintune.data.cleaning import log_cleaning
+from domaintune.data.readers import files_stamp, read_table
+from domaintune.data.splits import canonical, load_splits, split_files
 from domaintune.data.tokenized import texts_fingerprint, tokenize, tokenizer_fingerprint
 from domaintune.errors import DataError
 
@@ -42,6 +43,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         length_window: int = 50,
         num_workers: int = 0,
         cache_dir: str | None = None,
+        dedupe: bool = True,
     ):
         super().__init__()
         if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -58,7 +60,9 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
         self.length_window, self.num_workers = length_window, num_workers
         self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.dedupe = dedupe
         self.labels: list[str] = []
+        self.cleaning: dict[str, int] = {}
         self.datasets: dict[str, TokenizedDataset] = {}
         self.fingerprint = ""
 
@@ -66,17 +70,20 @@ class TextClassificationDataModule(pl.LightningDataModule):
         if self.datasets:  # fit and test reuse the tokenized splits
             return
         key = (files_stamp(self.path) if self.path.exists() else str(self.path), self.text_column, self.label_column,
-               self.val_fraction, self.test_fraction, self.seed, self.max_length, tokenizer_fingerprint(self.tokenizer))
+               self.val_fraction, self.test_fraction, self.seed, self.dedupe, self.max_length,
+               tokenizer_fingerprint(self.tokenizer))
         if key not in _LOADED:  # the trials of a sweep read and tokenize the data once per process
             _LOADED[key] = self._load()
-        self.labels, self.datasets, self.fingerprint = _LOADED[key]
+        self.labels, self.datasets, self.fingerprint, self.cleaning = _LOADED[key]
         log.info(
             "data %s: %s rows, %d labels, fingerprint %s", self.path,
             " / ".join(f"{k} {len(v)}" for k, v in self.datasets.items()), len(self.labels), self.fingerprint,
         )
+        log_cleaning(self.path, self.cleaning)
 
-    def _load(self) -> tuple[list[str], dict[str, TokenizedDataset], str]:
-        splits = load_splits(self.path, self.text_column, self.label_column, self.val_fraction, self.test_fraction, self.seed)
+    def _load(self) -> tuple[list[str], dict[str, TokenizedDataset], str, dict[str, int]]:
+        splits, report = load_splits(self.path, self.text_column, self.label_column, self.val_fraction,
+                                     self.test_fraction, self.seed, self.dedupe)
         labels = sorted(set(splits["train"].label))
         index = {label: i for i, label in enumerate(labels)}
         digest, datasets = hashlib.sha256(), {}
@@ -85,7 +92,20 @@ class TextClassificationDataModule(pl.LightningDataModule):
             digest.update(f"{name}:{texts_fingerprint(texts)}:{texts_fingerprint(frame.label.tolist())}".encode())
             ids = tokenize(texts, self.tokenizer, self.max_length, self.cache_dir)
             datasets[name] = TokenizedDataset(ids, [index[label] for label in frame.label])
-        return labels, datasets, digest.hexdigest()[:16]
+        return labels, datasets, digest.hexdigest()[:16], report.counts()
+
+    def use_as_test(self, path: Path, data) -> None:
+        """Every row of `path` (a file, or a folder's test file) becomes the test split, read with
+        `data`'s column settings; train and validation stay (`evaluate data.path=...`)."""
+        file = split_files(path).get("test", path) if path.is_dir() else path
+        frame = canonical(read_table(file), file, data.get("text_column"), data.get("label_column"))
+        unknown = sorted(set(frame.label) - set(self.labels))
+        if unknown:
+            raise DataError(f"{file}: labels the run never trained on: {unknown[:5]}; evaluate on data with the run's "
+                            f"{len(self.labels)} labels")
+        index = {label: i for i, label in enumerate(self.labels)}
+        ids = tokenize(frame.text.tolist(), self.tokenizer, self.max_length, self.cache_dir)
+        self.datasets = {**self.datasets, "test": TokenizedDataset(ids, [index[label] for label in frame.label])}
 
     @property
     def num_labels(self) -> int:
