@@ -1,6 +1,7 @@
 """Generative fine-tuning on the tiny random Llama: data rendering and masking, packing, a full run,
 generate and export."""
 
+import itertools
 import json
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import domaintune
+from conftest import domaintune, phrase
 from domaintune import registry
 from domaintune.data.instruction import packed_collate, padded_collate
 from domaintune.errors import DataError
@@ -39,7 +40,7 @@ def test_prompt_tokens_are_masked_and_the_chat_template_is_used(datamodule):
     prompt = dm.tokenizer.decode(ids[:prompt_len])
     assert prompt.startswith("<|im_start|>system\nYou are a friendly") and prompt.endswith("<|im_start|>assistant\n")
     assert dm.tokenizer.decode(ids[prompt_len:]).endswith(dm.tokenizer.eos_token)  # the model learns to stop
-    assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 128, "test": 16, "val": 16}
+    assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 264, "test": 33, "val": 33}  # 330 rows, 10 % / 10 %
 
 
 def test_long_rows_are_cut_or_dropped_and_counted(datamodule, tmp_path):
@@ -105,7 +106,7 @@ def test_sliced_logits_give_the_loss_and_gradients_of_full_logits(monkeypatch):
     expected = torch.nn.functional.cross_entropy(head(hidden), targets, reduction="sum")
     hidden_grad, head_grad = torch.autograd.grad(expected, (hidden, head.weight))
     monkeypatch.setattr(causal_lm, "LOGIT_CHUNK", 4)  # 3 slices, the last one short
-    sliced = causal_lm._scored_loss_sum(head, hidden, targets, config=None)
+    sliced = causal_lm._scored_losses(head, hidden, targets, config=None).sum()
     assert torch.allclose(sliced, expected, atol=1e-5)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(torch.autograd.grad(sliced, (hidden, head.weight)),
                                                                 (hidden_grad, head_grad)))
@@ -171,7 +172,7 @@ def test_train_generate_and_export_a_support_reply_model(tmp_path):
     env = {"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
     trained = domaintune("train", "task=support_replies", *TINY, "logger=wandb", env=env)
     assert trained.returncode == 0, trained.stderr[-3000:]
-    assert "base model (without an adapter): val/loss" in trained.stdout
+    assert "selected on validation: val/loss" in trained.stdout and "verdict on the test split: " in trained.stdout
     (run,) = [p.parent for p in tmp_path.glob("runs/*/*/metrics.json")]
     from test_train import read_wandb
 
@@ -206,17 +207,39 @@ def test_generative_tasks_sweep_like_any_task(tmp_path):
     result = domaintune("train", "-m", "sweep=optuna", "task=legal_summaries", *TINY, "hydra.sweeper.n_trials=2",
                         "hydra.sweeper.params.trainer.max_epochs=int(interval(1,2))", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "best trial" in result.stdout and "base model (without an adapter): val/loss" in result.stdout
+    assert "best trial" in result.stdout and "verdict on the test split:" in result.stdout
 
 
 def test_evaluate_a_generative_run_against_its_base_model(tmp_path):
     trained = domaintune("train", "task=marketing_copy", *TINY, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
     assert trained.returncode == 0, trained.stderr[-3000:]
     (run,) = [p.parent for p in tmp_path.glob("runs/*/*/metrics.json")]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert list(metrics["verdict"]["metrics"]) == ["loss", "rougeL"]
     result = domaintune("evaluate", f"run={run}")
     assert result.returncode == 0, result.stderr[-2000:]
     (report,) = (run / "evaluations").glob("*/evaluation.json")
     evaluation = json.loads(report.read_text())
-    low, high = evaluation["ci95"]["rougeL"]
-    assert low <= evaluation["difference"]["rougeL"] <= high and evaluation["data"]["test_rows"] == 3
-    assert "base model (no fine-tuning): rougeL" in result.stdout and evaluation["verdict"] in result.stdout
+    assert evaluation["verdict"]["metrics"]["loss"] == metrics["verdict"]["metrics"]["loss"]  # the same rows and weights
+    assert evaluation["verdict"]["line"] in result.stdout and len(evaluation["samples"]) == metrics["verdict"]["metrics"]["rougeL"]["rows"]
+
+
+@pytest.mark.slow
+def test_causal_fine_tuning_lowers_loss_on_a_learnable_pattern(tmp_path):
+    """Each prompt names a kind of thing and the answer is that kind's fixed sentence: the tiny
+    random LM starts at chance, so validation and test loss must fall well below the base model's."""
+    answers = {"fruit": "it grows on trees", "metal": "it is mined from rock", "bird": "it flies over the sea"}
+    rows = [{"prompt": f"{phrase(i)} is a {kind}. What is it?", "response": answers[kind]}
+            for i, kind in zip(range(120), itertools.cycle(answers))]
+    data = tmp_path / "pattern.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = domaintune("train", "task=support_replies", "model=tiny_causal", "logger=none", f"data.path={data}", "peft=none",
+                        "module.lr=3e-3", "trainer.max_epochs=3", "module.generate_rows=0", "module.test_generate_rows=0",
+                        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (metrics_file,) = tmp_path.glob("runs/*/*/metrics.json")
+    metrics = json.loads(metrics_file.read_text())
+    losses = [epoch["val/loss"] for epoch in metrics["history"]]
+    assert losses[-1] < losses[0] < metrics["baseline"]["val/loss"] and losses[-1] < 0.8 * metrics["baseline"]["val/loss"]
+    loss = metrics["verdict"]["metrics"]["loss"]
+    assert loss["gain_ci95"][0] > 1.0 and metrics["verdict"]["line"].startswith("fine-tuning improved loss")

@@ -58,7 +58,8 @@ def test_train_prints_a_summary_and_writes_its_run_folder(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     (metrics_file,) = finished_runs(tmp_path)
     assert metrics_file.parent.parent.parent.name == "runs" and metrics_file.parent.name.endswith("_legal")
-    assert "best val/macro_f1" in result.stdout and f"outputs: {metrics_file.parent}" in result.stdout
+    assert "selected on validation: val/macro_f1" in result.stdout and f"outputs: {metrics_file.parent}" in result.stdout
+    assert f"verdict on the test split: {json.loads(metrics_file.read_text())['verdict']['line']}" in result.stdout
 
 
 def test_multirun_over_tasks_gives_each_run_its_own_folder(tmp_path):

@@ -2,34 +2,10 @@
 
 import json
 
-import pandas as pd
 import torch
 
-from conftest import domaintune
-from domaintune.data.cleaning import CleaningReport, clean_split, near_key, normalize, remove_leakage
+from conftest import domaintune, phrase
 from domaintune.modules.sequence_classification import _class_weights
-
-
-def test_normalize_and_near_key():
-    assert normalize("  a\u200bb\x07 c\n\n d ") == "a b c d"
-    assert near_key("Where is MY card?!") == near_key("where is my card") != near_key("where is my cards")
-
-
-def test_clean_split_counts_empty_exact_and_near_duplicates():
-    frame = pd.DataFrame({"text": ["Hi there", "hi there!", "Hi  there", "", "other", "other"],
-                          "label": ["a", "a", "a", "a", "b", "b"]})
-    report = CleaningReport()
-    cleaned = clean_split(frame, "train", ("text", "label"), report)
-    assert cleaned.text.tolist() == ["Hi there", "other"]
-    assert (report.empty["train"], report.exact_duplicates["train"], report.near_duplicates["train"]) == (1, 2, 1)
-
-
-def test_leaked_rows_leave_the_later_split():
-    splits = {"train": pd.DataFrame({"text": ["x one", "y two"], "label": ["a", "b"]}),
-              "test": pd.DataFrame({"text": ["X ONE!", "z three"], "label": ["a", "b"]})}
-    report = CleaningReport()
-    out = remove_leakage(splits, "text", report)
-    assert out["test"].text.tolist() == ["z three"] and report.leaked == {"train": 0, "test": 1}
 
 
 def test_balanced_class_weights_follow_inverse_frequency():
@@ -39,9 +15,9 @@ def test_balanced_class_weights_follow_inverse_frequency():
 
 
 def test_prepare_cleans_splits_and_reports(tmp_path):
-    rows = [{"text": f"clause number {i} about payment", "label": "other"} for i in range(90)]
-    rows += [{"text": f"we may end your account {i}", "label": "termination"} for i in range(10)]
-    rows += [{"text": "clause number 1 about payment", "label": "other"}] * 3 + [{"text": " ", "label": "other"}]
+    rows = [{"text": phrase(i), "label": "other"} for i in range(90)]
+    rows += [{"text": phrase(100 + i), "label": "termination"} for i in range(10)]
+    rows += [{"text": rows[1]["text"], "label": "other"}] * 3 + [{"text": " ", "label": "other"}]
     source = tmp_path / "clauses.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "prepared"
@@ -59,7 +35,7 @@ def test_prepare_cleans_splits_and_reports(tmp_path):
     assert trained.returncode == 0, trained.stderr[-2000:]
 
 
-def test_evaluate_reproduces_the_run_and_compares_with_the_probe(make_cfg, tmp_path):
+def test_evaluate_reproduces_the_run_verdict_and_scores_every_row_of_new_data(make_cfg, tmp_path):
     from pathlib import Path
 
     from domaintune import registry
@@ -74,19 +50,41 @@ def test_evaluate_reproduces_the_run_and_compares_with_the_probe(make_cfg, tmp_p
     assert result.returncode == 0, result.stderr[-2000:]
     (report,) = (run / "evaluations").glob("*/evaluation.json")
     evaluation = json.loads(report.read_text())
-    assert abs(evaluation["scores"]["fine_tuned"]["acc"] - metrics["test"]["test/acc"]) < 1e-6  # the best weights, reloaded
-    assert abs(evaluation["scores"]["base"]["acc"] - metrics["baseline"]["val/acc"]) < 0.5
-    low, high = evaluation["ci95"]["macro_f1"]
-    assert low <= evaluation["difference"]["macro_f1"] <= high
-    assert evaluation["verdict"] in result.stdout and (report.parent / "confusion_matrix.png").is_file()
-    assert evaluation["data"]["same_as_training"]
+    assert evaluation["verdict"] == metrics["verdict"]  # the same weights, probe and rows give the same verdict
+    assert evaluation["test"]["test/acc"] == metrics["test"]["test/acc"] and evaluation["data"]["same_as_training"]
+    assert evaluation["verdict"]["line"] in result.stdout and (report.parent / "confusion_matrix.png").is_file()
+
+    labels = list(json.loads((run / "label_map.json").read_text()))
+    new = tmp_path / "new.jsonl"
+    new.write_text("".join(json.dumps({"text": f"message {i} about item {i * 3}", "label": labels[i % len(labels)]}) + "\n"
+                           for i in range(57)))
+    scored = domaintune("evaluate", f"run={run}", f"data.path={new}")
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    newest = max((run / "evaluations").glob("*/evaluation.json"))
+    on_new = json.loads(newest.read_text())
+    assert on_new["data"]["test_rows"] == on_new["verdict"]["test_rows"] == 57  # every row, not a carved tenth
+    assert on_new["baseline"]["val/acc"] == metrics["baseline"]["val/acc"]  # the probe: the run's own train rows
 
     other = tmp_path / "other.jsonl"
     other.write_text("".join(json.dumps({"text": f"row {i}", "label": f"new{i % 2}"}) + "\n" for i in range(40)))
     wrong = domaintune("evaluate", f"run={run}", f"data.path={other}")
-    assert wrong.returncode == 2 and "labels differ from the run's" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert wrong.returncode == 2 and "labels the run never trained on" in wrong.stderr and "Traceback" not in wrong.stderr
     missing = domaintune("evaluate", f"run={tmp_path}")
     assert missing.returncode == 2 and "not a finished run folder" in missing.stderr
+
+
+def test_evaluate_refuses_a_run_whose_training_data_changed(tmp_path):
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"text": f"note {i} on topic {i % 3} and {i * 7}", "label": f"l{i % 3}"}) + "\n"
+                            for i in range(60)))
+    env = {"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "o")}
+    trained = domaintune("train", "model=tiny", "logger=none", "trainer=debug", f"data.path={data}", env=env)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    (run,) = [p.parent for p in (tmp_path / "o").glob("runs/*/*/metrics.json")]
+    with data.open("a") as handle:
+        handle.write(json.dumps({"text": "an added row about something else", "label": "l0"}) + "\n")
+    changed = domaintune("evaluate", f"run={run}")
+    assert changed.returncode == 2 and "no longer the data" in changed.stderr and "Traceback" not in changed.stderr
 
 
 def test_init_from_continues_a_run_and_checks_forgetting_on_its_test_set(tmp_path):
@@ -138,4 +136,4 @@ def test_class_weights_weigh_rows_without_pulling_every_row_to_rare_classes():
     module.register_buffer("class_weight", torch.tensor([0.1, 10.0]))
     per_row = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1, reduction="none")
     expected = (per_row * torch.tensor([0.1, 0.1, 10.0])).sum() / 10.2
-    assert torch.allclose(module.loss(logits, labels), expected)
+    assert torch.allclose(module.objective(logits, labels), expected)

@@ -40,7 +40,8 @@ def test_clickbait_folder_of_label_files_trains(make_cfg):
     train(cfg)
     metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
     assert set(metrics["per_class"]) == {"clickbait_data", "non_clickbait_data"}
-    assert metrics["data"]["train_rows"] + metrics["data"]["val_rows"] + metrics["data"]["test_rows"] == 32000
+    removed = sum(n for kind, n in metrics["data"]["removed"].items() if kind != "conflicting_labels")
+    assert metrics["data"]["train_rows"] + metrics["data"]["val_rows"] + metrics["data"]["test_rows"] + removed == 32000
     assert metrics["test"]["test/acc"] >= 0.8
 
 

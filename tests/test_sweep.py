@@ -1,6 +1,7 @@
 """Optuna sweeps on the tiny model: search-space syntax, pruning, resume after SIGKILL, workers, failures."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -52,6 +53,15 @@ def test_sweep_finishes_n_trials_and_writes_its_folder(tmp_path):
     folder = tmp_path / "sweeps" / "support"
     assert all((folder / f"trial-{n}" / "metrics.json").is_file() for n in range(3))
     assert "module:\n  lr:" in (folder / "best.yaml").read_text()
+    # trials are chosen on validation and not tested; the best one alone is tested, once, at the end
+    assert all(json.loads((folder / f"trial-{n}" / "metrics.json").read_text())["test"] == {} for n in range(3))
+    tested = json.loads((folder / "best_test.json").read_text())
+    best = max(rows, key=lambda r: float(r["value"]))
+    assert tested["trial"] == int(best["number"]) and tested["validation"] == pytest.approx(float(best["value"]))
+    assert len(list((folder / f"trial-{best['number']}" / "evaluations").glob("*/evaluation.json"))) == 1
+    assert f"verdict on the test split: {tested['verdict']['line']}" in result.stdout
+    assert f"val/acc {float(best['value']):.4f} (chosen among the trials); test/acc {tested['test']['test/acc']:.4f}" in result.stdout
+    assert f"# Test verdict: {tested['verdict']['line']}" in (folder / "best.yaml").read_text()
     for plot in ("optimization_history", "intermediate_values", "parallel_coordinate", "param_importances"):
         assert (folder / "plots" / f"{plot}.png").is_file() and (folder / "plots" / f"{plot}.html").is_file()
     assert "reproduce: domaintune train model=tiny" in result.stdout and "sweep=optuna" not in result.stdout.split("reproduce:")[1].splitlines()[0]

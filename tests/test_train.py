@@ -69,20 +69,60 @@ def test_other_peft_methods_train(make_cfg, peft):
 
 
 @pytest.mark.parametrize("task", ["support", "legal"])
-def test_probe_head_init_reports_the_base_model_baseline(make_cfg, task):
+def test_probe_head_init_starts_from_the_probe_chosen_on_validation(make_cfg, task):
     cfg = make_cfg(*FAST, f"task={task}", "module.head_init=probe", "module.lr=0", "module.head_lr=0", "trainer.max_epochs=1")
     train(cfg)
     metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
-    # With nothing trained after the probe, the fine-tuned head *is* the probe: same validation scores.
-    assert metrics["baseline"]["val/acc"] == pytest.approx(metrics["history"][0]["val/acc"], abs=1e-4)
-    assert metrics["baseline"]["val/macro_f1"] == pytest.approx(metrics["history"][0]["val/macro_f1"], abs=1e-4)
-    assert metrics["baseline"]["val/acc"] > 1.5 / 7  # better than chance even on a random tiny encoder
+    baseline = metrics["baseline"]
+    # With nothing trained after the probe, the fine-tuned head *is* the standardized probe: same validation scores.
+    assert baseline["head_init"]["val/acc"] == pytest.approx(metrics["history"][0]["val/acc"], abs=1e-4)
+    assert baseline["head_init"]["val/macro_f1"] == pytest.approx(metrics["history"][0]["val/macro_f1"], abs=1e-4)
+    assert baseline["val/acc"] > 1.5 / 7  # better than chance even on a random tiny encoder
+    # the base model's probe is the best of the grid on validation, by the task's metric
+    key = cfg.optimized_metric
+    assert len(baseline["grid"]) == 10 and baseline[key] == max(row[key] for row in baseline["grid"])
+    assert {"features": baseline["features"], "C": baseline["C"], key: baseline[key]} in baseline["grid"]
 
 
-def test_random_head_init_has_no_baseline(make_cfg):
+def test_random_head_init_is_still_judged_against_the_probe(make_cfg):
     cfg = make_cfg(*FAST, "module.head_init=random")
     train(cfg)
-    assert "baseline" not in json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
+    metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
+    assert "head_init" not in metrics["baseline"] and metrics["verdict"]["test_rows"] == metrics["data"]["test_rows"]
+
+
+def test_val_and_test_loss_are_plain_cross_entropy_and_the_objective_is_logged_apart(make_cfg):
+    cfg = make_cfg(*FAST, "module.label_smoothing=0.3", "module.class_weights=balanced", "trainer.max_epochs=1")
+    train(cfg)
+    metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
+    first = metrics["history"][0]
+    assert {"train/objective", "train/loss", "val/loss"} <= set(first)
+    assert first["train/objective"] != pytest.approx(first["train/loss"], abs=1e-3)  # smoothing and weights: another number
+    rows = metrics["verdict"]["metrics"]["loss"]
+    assert rows["fine_tuned"] == pytest.approx(metrics["test"]["test/loss"], abs=1e-4)  # mean of per-row plain CE
+
+
+def test_leaked_and_duplicate_rows_are_removed_before_training_and_reported(tmp_path):
+    from conftest import domaintune, phrase
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    train_rows = [{"text": phrase(i), "label": f"l{i % 3}"} for i in range(90)]
+    val = [{"text": phrase(200 + i), "label": f"l{i % 3}"} for i in range(12)] + train_rows[:3]  # 3 exact copies
+    test = [{"text": phrase(300 + i), "label": f"l{i % 3}"} for i in range(12)]
+    test += [{"text": row["text"].upper() + "!", "label": row["label"]} for row in train_rows[3:5]]  # 2 normalized copies
+    for name, rows in (("train", train_rows + train_rows[:4]), ("val", val), ("test", test)):
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = domaintune("train", *FAST, f"data.path={folder}", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "o")})
+    assert result.returncode == 0, result.stderr[-2000:]
+    (metrics_file,) = (tmp_path / "o").glob("runs/*/*/metrics.json")
+    data = json.loads(metrics_file.read_text())["data"]
+    assert data["removed"] == {"empty": 0, "exact_duplicates": 4, "near_duplicates": 0, "leaked": 5, "conflicting_labels": 0}
+    assert (data["train_rows"], data["val_rows"], data["test_rows"]) == (90, 12, 12)
+    assert "data: removed 4 exact duplicates, 5 leaked before training" in result.stdout
+    kept = domaintune("train", *FAST, f"data.path={folder}", "data.dedupe=false", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "k")})
+    (kept_file,) = (tmp_path / "k").glob("runs/*/*/metrics.json")
+    assert kept.returncode == 0 and json.loads(kept_file.read_text())["data"]["test_rows"] == 14
 
 
 def test_unknown_optimized_metric_fails_after_first_validation(make_cfg):

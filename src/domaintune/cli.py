@@ -157,13 +157,16 @@ def evaluate(args: argparse.Namespace) -> None:
         raise UserError("give the run to evaluate: run=<run folder>")
     result, out = evaluate_run(runs[0], [a for a in args.settings if not a.startswith("run=")])
     print(f"evaluated {result['run']} on {result['data']['test_rows']} test rows of {result['data']['path']}")
-    for name, label in (("fine_tuned", "fine-tuned"), ("base", f"base model ({result['base_kind']})")):
-        print(f"  {label}: " + "  ".join(f"{k} {v:.4f}" for k, v in result["scores"][name].items()))
+    print(f"  base model: {result['verdict']['base']}")
+    for metric, compared in result["verdict"]["metrics"].items():
+        low, high = compared["ci95"]
+        print(f"  {metric}: fine-tuned {compared['fine_tuned']:.4f}, base {compared['base']:.4f}, "
+              f"difference {compared['difference']:+.4f} (95% CI {low:+.4f} to {high:+.4f})")
     gap = result["train_val_gap"]
     if "val_minus_train" in gap:
         signal = "validation loss well above training loss: overfitting" if gap["val_minus_train"] > 0.1 else "no sign of overfitting"
         print(f"  train/val loss gap at the best epoch: {gap['val_minus_train']:+.4f} ({signal})")
-    print(f"  {result['verdict']}")
+    print(f"  verdict: {result['verdict']['line']}")
     print(f"  report: {out}")
 
 

@@ -82,7 +82,9 @@ def model_card(config: dict, metrics: dict) -> str:
         base_value = baseline.get(key)
         lines.append(f"| {key} | {value:.4f} | {base_value:.4f} |" if base_value is not None else f"| {key} | {value:.4f} | |")
     best = metrics.get("best", {})
-    lines += ["", f"Best {best.get('metric')} = {best.get('value')} at epoch {best.get('epoch')}.", "",
+    if metrics.get("verdict"):
+        lines += ["", f"Verdict on the test split ({metrics['verdict']['method']}): {metrics['verdict']['line']}."]
+    lines += ["", f"Checkpoint selected on validation: {best.get('metric')} = {best.get('value')} at epoch {best.get('epoch')}.", "",
               "## Data", "", f"`{metrics['data']['path']}`, fingerprint `{metrics['data']['fingerprint']}`: "
               + ", ".join(f"{k.removesuffix('_rows')} {v}" for k, v in metrics["data"].items() if k.endswith("_rows")) + " rows.",
               "", "## Config", "", "```yaml", yaml.safe_dump(config, sort_keys=False).rstrip(), "```", ""]

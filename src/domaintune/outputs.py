@@ -57,41 +57,52 @@ def plot_learning_curve(history: list[dict], metric: str, path: Path) -> Path | 
     return path
 
 
-PROBE = "the frozen encoder with a linear head"
+def verdict_summary(verdict: dict | None) -> dict:
+    """The test verdict as flat W&B summary keys: the sentence, and per metric both models'
+    test scores and the 95% interval on their difference."""
+    if not verdict:
+        return {}
+    flat = {"verdict/line": verdict["line"], "verdict/test_rows": verdict["test_rows"]}
+    for metric, result in verdict["metrics"].items():
+        flat.update({f"verdict/{metric}/fine_tuned": result["fine_tuned"], f"verdict/{metric}/base": result["base"],
+                     f"verdict/{metric}/difference": result["difference"],
+                     f"verdict/{metric}/ci95_low": result["ci95"][0], f"verdict/{metric}/ci95_high": result["ci95"][1]})
+    return flat
 
 
-def verdict(metric: str, value: float, baseline: float, mode: str, instead: str = PROBE) -> str:
-    """Plain words on whether fine-tuning beat the base model (`instead`: what to use if not)."""
-    gain = (value - baseline) * (1 if mode == "max" else -1)
-    if gain > 0:
-        return f"fine-tuning improved {metric} by {gain:.4f}"
-    if gain == 0:
-        return f"fine-tuning only tied the base model: {instead} is as good and cheaper"
-    return f"fine-tuning did NOT beat the base model: {instead} is the better choice"
-
-
-def baseline_line(metrics: dict, value: float | None) -> str | None:
-    """'<base model>: <metric> <its value>; <verdict>' for a run's (or best trial's) value."""
-    baseline, metric = metrics.get("baseline", {}), metrics.get("best", {}).get("metric")
-    if metric not in baseline or value is None:
+def selection_line(metrics: dict) -> str | None:
+    """What chose the checkpoint: the best validation epoch, beside the base model's validation
+    score (a maximum over epochs: optimistic, so it is not the verdict)."""
+    best, baseline = metrics["best"], metrics.get("baseline", {})
+    if best["value"] is None:
         return None
-    instead = baseline.get("instead", PROBE)
-    return (f"  base model ({baseline.get('kind', 'linear probe')}): {metric} {baseline[metric]:.4f}; "
-            + verdict(metric, value, baseline[metric], metrics.get("mode", "max"), instead))
+    line = f"  selected on validation: {best['metric']} {best['value']:.4f} at epoch {best['epoch']}"
+    if best["metric"] in baseline:
+        line += f" (base model {baseline[best['metric']]:.4f})"
+    return line
+
+
+def removed_line(removed: dict | None) -> str | None:
+    """What training took out of its data, and the label conflicts it kept."""
+    removed = removed or {}
+    parts = [f"{n} {kind.replace('_', ' ')}" for kind, n in removed.items() if n and kind != "conflicting_labels"]
+    line = f"  data: removed {', '.join(parts)} before training" if parts else ""
+    if removed.get("conflicting_labels"):
+        line = (line + ";" if line else "  data:") + f" {removed['conflicting_labels']} texts appear under two labels (kept)"
+    return line or None
 
 
 def summary_text(metrics: dict) -> str:
-    """The few lines a user reads after a run: best epoch, test scores, baseline, where things are."""
-    best, test = metrics["best"], metrics.get("test", {})
+    """The few lines a user reads after a run: what selected the checkpoint, the test scores, the
+    test verdict against the base model, where things are."""
+    test = metrics.get("test", {})
     stopped = " (early stopping: validation stopped improving)" if metrics.get("stopped_early") else ""
     lines = [f"domaintune: {metrics['task']} finished in {metrics['time_s']:.0f}s, {metrics['epochs_run']} epoch(s){stopped}"]
-    if best["value"] is not None:
-        lines.append(f"  best {best['metric']} = {best['value']:.4f} at epoch {best['epoch']}")
+    lines += [line for line in (removed_line(metrics.get("data", {}).get("removed")), selection_line(metrics)) if line]
     if test:
         lines.append("  test (best checkpoint): " + "  ".join(f"{k.removeprefix('test/')} {v:.4f}" for k, v in test.items()))
-    compared = baseline_line(metrics, best["value"])
-    if compared:
-        lines.append(compared)
+    if metrics.get("verdict"):
+        lines.append(f"  verdict on the test split: {metrics['verdict']['line']}")
     regression = metrics.get("regression", {})
     if "drop" in regression:
         state = (f"REGRESSION: it forgot more than the tolerance {regression['tolerance']}" if regression["regressed"]

@@ -112,6 +112,7 @@ def train(cfg: DictConfig) -> float | None:
         "test": {k: round(float(v), 6) for k, v in test_results[0].items()},
         "data": {"path": str(datamodule.path), "fingerprint": datamodule.fingerprint,
                  **{f"{split}_rows": len(ds) for split, ds in datamodule.datasets.items()},
+                 "removed": datamodule.cleaning,  # duplicates and leakage taken out before training
                  **getattr(datamodule, "length_report", {})},  # rows cut or dropped for max_length
         "history": history.epochs,
         **module.report(),
@@ -131,6 +132,8 @@ def train(cfg: DictConfig) -> float | None:
         "outcome": "complete",
         "best/value": metrics["best"]["value"], "best/epoch": metrics["best"]["epoch"],
         **{f"baseline/{k}": v for k, v in metrics.get("baseline", {}).items() if isinstance(v, (int, float))},
+        **outputs.verdict_summary(metrics.get("verdict")),
+        **{f"data/removed/{k}": v for k, v in datamodule.cleaning.items()},
     })
     print(outputs.summary_text(metrics), flush=True)
     return metrics["best"]["value"]

@@ -11,10 +11,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torchmetrics import MeanMetric
 
+from domaintune import verdict
 from domaintune.models import Backbone
+from domaintune.modules.shared import gather_rows
 
 log = logging.getLogger(__name__)
 _BASELINES: dict[tuple, dict] = {}  # (model, data, generation settings) -> base model's val scores, once per process
@@ -63,35 +66,41 @@ LOGIT_CHUNK = 256  # scored tokens per slice of vocabulary logits (256 x 49k voc
 
 
 def response_nll(model, batch: dict) -> tuple[torch.Tensor, int]:
-    """Mean token loss over response tokens, and their count: hidden states of all tokens, logits
-    only where a next token is scored (the prompt's never reach the vocabulary projection)."""
+    """Mean token loss over response tokens, and their count."""
+    losses, _ = response_token_losses(model, batch)
+    return losses.sum() / max(len(losses), 1), len(losses)
+
+
+def response_token_losses(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss of every scored response token and the batch row it belongs to: hidden states of
+    all tokens, logits only where a next token is scored (the prompt's never reach the vocabulary
+    projection)."""
     hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
                                  position_ids=batch.get("position_ids"), use_cache=False).last_hidden_state
     targets = batch["labels"][:, 1:]
     scored = targets != -100
-    count = int(scored.sum())
-    total = _scored_loss_sum(model.get_output_embeddings(), hidden[:, :-1][scored], targets[scored], model.config)
-    return total / max(count, 1), count
+    losses = _scored_losses(model.get_output_embeddings(), hidden[:, :-1][scored], targets[scored], model.config)
+    return losses, scored.nonzero()[:, 0]
 
 
-def _scored_loss_sum(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, config) -> torch.Tensor:
-    """Summed cross-entropy of `hidden` rows against `targets`, LOGIT_CHUNK rows of logits at a time.
+def _scored_losses(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, config) -> torch.Tensor:
+    """Cross-entropy of each `hidden` row against its target, LOGIT_CHUNK rows of logits at a time.
     The vocabulary logits are a small LM's largest activation (batch 8 x 200 tokens of SmolLM2: 0.3
     GB, and as much again for their gradient); in training each slice is recomputed in backward
     instead of kept, for one extra vocabulary projection."""
     from torch.utils.checkpoint import checkpoint
 
-    total = hidden.new_zeros((), dtype=torch.float32)
+    parts = []
     for start in range(0, len(hidden), LOGIT_CHUNK):
         rows, wanted = hidden[start:start + LOGIT_CHUNK], targets[start:start + LOGIT_CHUNK]
         if torch.is_grad_enabled() and rows.requires_grad:
-            total = total + checkpoint(_loss_sum, head, rows, wanted, config, use_reentrant=False)
+            parts.append(checkpoint(_token_losses, head, rows, wanted, config, use_reentrant=False))
         else:
-            total = total + _loss_sum(head, rows, wanted, config)
-    return total
+            parts.append(_token_losses(head, rows, wanted, config))
+    return torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
 
 
-def _loss_sum(head: torch.nn.Module, rows: torch.Tensor, wanted: torch.Tensor, config) -> torch.Tensor:
+def _token_losses(head: torch.nn.Module, rows: torch.Tensor, wanted: torch.Tensor, config) -> torch.Tensor:
     """What the model's own forward does to its logits after the projection goes here too
     (Cohere's logit_scale, Granite's logits_scaling, Gemma 2's final soft-capping)."""
     logits = head(rows).float()
@@ -101,7 +110,20 @@ def _loss_sum(head: torch.nn.Module, rows: torch.Tensor, wanted: torch.Tensor, c
         logits = logits / config.logits_scaling
     if getattr(config, "final_logit_softcapping", None):
         logits = torch.tanh(logits / config.final_logit_softcapping) * config.final_logit_softcapping
-    return torch.nn.functional.cross_entropy(logits, wanted, reduction="sum")
+    return torch.nn.functional.cross_entropy(logits, wanted, reduction="none")
+
+
+def row_sums(losses: torch.Tensor, rows: torch.Tensor, batch_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per batch row: the summed token loss and the number of scored tokens."""
+    sums = torch.zeros(batch_rows, dtype=torch.float32, device=losses.device).index_add_(0, rows, losses.detach().float())
+    return sums, torch.bincount(rows, minlength=batch_rows).float()
+
+
+def rouge_rows(answers: list[str], references: list[str]) -> list[float]:
+    """ROUGE-L F1 of each answer against its reference (the verdict's per-row values)."""
+    from torchmetrics.functional.text.rouge import rouge_score
+
+    return [float(rouge_score(a, r, rouge_keys="rougeL")["rougeL_fmeasure"]) for a, r in zip(answers, references)]
 
 
 class CausalLMModule(pl.LightningModule):
@@ -130,6 +152,8 @@ class CausalLMModule(pl.LightningModule):
         self.has_adapter = peft_config is not None
         self.val_nll, self.test_nll, self.base_test_nll = MeanMetric(), MeanMetric(), MeanMetric()
         self.baseline: dict[str, float] = {}
+        self.test_verdict: dict = {}
+        self.test_rows: dict[str, list[torch.Tensor]] = {}
         self.samples: list[dict] = []
         self._base_copy = None  # full fine-tuning: the untouched base model, loaded when needed
         self.strict_loading = peft_config is None  # checkpoints hold only what trains
@@ -151,17 +175,27 @@ class CausalLMModule(pl.LightningModule):
         scores = self._generation_scores("val", rows, prefix="val/")
         self.log_dict({"val/loss": loss, "val/ppl": torch.exp(loss), **scores}, prog_bar=True, sync_dist=True)
 
+    def on_test_start(self) -> None:
+        self.test_rows = {key: [] for key in ("tuned_nll", "base_nll", "tokens")}
+
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        loss, count = response_nll(self.model, batch)
-        self.test_nll.update(loss, count)
+        rows = len(batch["input_ids"])
+        tuned, tokens = row_sums(*response_token_losses(self.model, batch), rows)
         with self._base_model() as base:
-            base_loss, _ = response_nll(base, batch)
-        self.base_test_nll.update(base_loss, count)
+            base_sums, _ = row_sums(*response_token_losses(base, batch), rows)
+        count = tokens.sum().clamp(min=1)
+        self.test_nll.update(tuned.sum() / count, count)
+        self.base_test_nll.update(base_sums.sum() / count, count)
+        for key, values in (("tuned_nll", tuned), ("base_nll", base_sums), ("tokens", tokens)):
+            self.test_rows[key].append(values.cpu())
 
     def on_test_epoch_end(self) -> None:
         loss, base_loss = self.test_nll.compute(), self.base_test_nll.compute()
         scores = {"test/loss": loss, "test/ppl": torch.exp(loss)}
         base_scores = {"test/loss": float(base_loss), "test/ppl": math.exp(float(base_loss))}
+        rows = {key: gather_rows(self, parts) for key, parts in self.test_rows.items()}
+        compared = [verdict.compare("loss", verdict.token_mean, (rows["tuned_nll"], rows["tokens"]),
+                                    (rows["base_nll"], rows["tokens"]), mode="min")]
         prompts, references, tuned, untuned = [], [], [], []
         if self.hparams.test_generate_rows > 0:
             prompts, references, tuned = self._generate("test", self.hparams.test_generate_rows)
@@ -169,8 +203,11 @@ class CausalLMModule(pl.LightningModule):
                 _, _, untuned = self._generate("test", self.hparams.test_generate_rows, base)
             scores.update(self._score(tuned, references, "test/"))
             base_scores.update(self._score(untuned, references, "test/"))
+            compared.append(verdict.compare("rougeL", verdict.mean, (np.array(rouge_rows(tuned, references)),),
+                                            (np.array(rouge_rows(untuned, references)),)))
         self.log_dict(scores, sync_dist=True)
         self.baseline.update({k: round(float(v), 6) for k, v in base_scores.items()})
+        self.test_verdict = verdict.verdict(compared, "the same model without fine-tuning", "the base model as it is")
         self.samples = [{"prompt": p, "reference": r, "fine_tuned": t, "base": b}
                         for p, r, t, b in zip(prompts, references, tuned, untuned)]
 
@@ -271,9 +308,9 @@ class CausalLMModule(pl.LightningModule):
             raise UserError(f"{folder}: its weights do not fit this model ({len(unexpected)} unknown, e.g. {unexpected[0]})")
 
     def report(self) -> dict:
-        if not self.baseline:
-            return {}
-        return {"baseline": {"kind": "without an adapter", "instead": "the base model as it is", **self.baseline}}
+        """The test verdict and the base model's validation (and test) scores, for metrics.json."""
+        return {**({"verdict": self.test_verdict} if self.test_verdict else {}),
+                **({"baseline": {"kind": "the same model without fine-tuning", **self.baseline}} if self.baseline else {})}
 
     def save_artifacts(self, folder: Path) -> None:
         """The adapter (or whole model) in safetensors, the tokenizer, and the test generations

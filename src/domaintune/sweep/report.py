@@ -12,7 +12,7 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
-from domaintune.outputs import baseline_line
+from domaintune.outputs import write_json
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,37 @@ def reproduce_overrides(trial: optuna.trial.FrozenTrial, fixed: list[str]) -> li
     return kept + [f"{k}={override_value(v)}" for k, v in trial.params.items()]
 
 
-def write(study: optuna.Study, folder: Path, cfg: DictConfig, fixed: list[str], plots: bool = False) -> None:
+def test_best(study: optuna.Study, folder: Path) -> dict | None:
+    """The best trial, and only it, tested once on the test split against the base model (the
+    trials themselves run with test=false): `domaintune evaluate` on its run folder, kept in
+    `<sweep>/best_test.json` so a resumed sweep tests again only when the best trial changed."""
+    best = _best(study)
+    run_dir = Path(best.user_attrs.get("run_dir", "")) if best is not None else None
+    if run_dir is None or not (run_dir / "metrics.json").is_file():
+        return None
+    path = folder / "best_test.json"
+    if path.is_file() and json.loads(path.read_text()).get("trial") == best.number:
+        return json.loads(path.read_text())
+    from domaintune.evaluate import evaluate
+
+    result, out = evaluate(str(run_dir), [])
+    tested = {"trial": best.number, "validation": best.value, "test": result["test"], "verdict": result["verdict"],
+              "evaluation": str(out)}
+    partial = path.with_suffix(f".{os.getpid()}.tmp")  # workers may finish at the same time
+    write_json(partial, tested).replace(path)
+    return tested
+
+
+def optimism_line(tested: dict, metric: str) -> str:
+    """The best trial's validation value (a maximum over trials: optimistic) beside its test value."""
+    key = "test/" + metric.removeprefix("val/")
+    test = tested["test"].get(key)
+    return (f"  best trial {tested['trial']}: {metric} {tested['validation']:.4f} (chosen among the trials); "
+            + (f"{key} {test:.4f}, tested once" if test is not None else "tested once"))
+
+
+def write(study: optuna.Study, folder: Path, cfg: DictConfig, fixed: list[str], plots: bool = False,
+          tested: dict | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     table = rows(study)
     columns = list(dict.fromkeys(key for row in table for key in row))
@@ -68,18 +98,22 @@ def write(study: optuna.Study, folder: Path, cfg: DictConfig, fixed: list[str], 
     partial.replace(folder / "trials.csv")
     best = _best(study)
     if best is not None:
-        _write_best_experiment(folder, study, best, cfg, fixed)
+        _write_best_experiment(folder, study, best, cfg, fixed, tested)
     if plots:
         _write_plots(study, folder / "plots")
 
 
-def _write_best_experiment(folder: Path, study: optuna.Study, best, cfg: DictConfig, fixed: list[str]) -> None:
+def _write_best_experiment(folder: Path, study: optuna.Study, best, cfg: DictConfig, fixed: list[str],
+                           tested: dict | None) -> None:
     """`<sweep>/experiment/best.yaml` (linked as `<sweep>/best.yaml`): the best trial as an experiment config."""
     lines = [
         "# @package _global_",
-        f"# Best trial {best.number} of study '{study.study_name}': {cfg.optimized_metric} = {best.value:.6g}.",
-        f"# Reproduce: domaintune train --config-dir {folder} experiment=best",
+        f"# Best trial {best.number} of study '{study.study_name}': {cfg.optimized_metric} = {best.value:.6g} on validation.",
     ]
+    if tested is not None and tested["trial"] == best.number:
+        lines += ["#" + optimism_line(tested, cfg.optimized_metric).removeprefix(" "),
+                  f"# Test verdict: {tested['verdict']['line']}"]
+    lines.append(f"# Reproduce: domaintune train --config-dir {folder} experiment=best")
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from domaintune.config import group_options
@@ -134,7 +168,7 @@ def _write_plots(study: optuna.Study, folder: Path) -> None:
             log.info("plot %s skipped: %s", name, exc)
 
 
-def summary(study: optuna.Study, folder: Path, fixed: list[str]) -> str:
+def summary(study: optuna.Study, folder: Path, fixed: list[str], metric: str, tested: dict | None = None) -> str:
     counts = {state.name.lower(): sum(t.state == state for t in study.trials) for state in TrialState}
     lines = [f"sweep '{study.study_name}': " + ", ".join(f"{n} {k}" for k, n in counts.items() if n)]
     best = _best(study)
@@ -142,9 +176,8 @@ def summary(study: optuna.Study, folder: Path, fixed: list[str]) -> str:
         lines.append("  no trial completed")
     else:
         lines.append(f"  best trial {best.number}: value {best.value:.4f}  " + "  ".join(f"{k}={v}" for k, v in best.params.items()))
-        compared = baseline_line(_run_metrics(best), best.value)
-        if compared:
-            lines.append(compared)
+        if tested is not None:
+            lines += [optimism_line(tested, metric), f"  verdict on the test split: {tested['verdict']['line']}"]
         lines.append(f"  reproduce: domaintune train {' '.join(reproduce_overrides(best, fixed))}")
         lines.append(f"        or: domaintune train --config-dir {folder} experiment=best")
     lines.append(f"  sweep folder: {folder} (trials.csv, best.yaml, plots/, trial-*/)")

@@ -149,5 +149,6 @@ def run_sweep(cfg: DictConfig, launcher, settings: dict, arguments: list[str]) -
         failed_workers = [w.args for w in workers if w.wait() != 0]
     if failed_workers:
         log.warning("%d worker(s) ended with an error; their trials are in the study", len(failed_workers))
-    report.write(study, folder, cfg, fixed, plots=True)
-    print(report.summary(study, folder, fixed), flush=True)
+    tested = report.test_best(study, folder)
+    report.write(study, folder, cfg, fixed, plots=True, tested=tested)
+    print(report.summary(study, folder, fixed, cfg.optimized_metric, tested), flush=True)
