@@ -5,9 +5,10 @@ Same model (the de-quantized SmolLM2 folder), same LoRA (r 16, alpha 32, dropout
 layers), same rows with the very same token ids and labels (Bitext replies, prompt masked,
 max_length 256), same batch size, one epoch each. Tokens/s counts real (not padding) tokens.
 `--precision bf16`: both sides keep the frozen base weights in bfloat16 (the adapter in float32)
-and train under bf16 autocast.
+and train under bf16 autocast. Activation checkpointing is on for both sides or off for both:
+by default the bench runs both pairs, checkpointing on first (domaintune's default on CPU).
 
-    python bench/causal.py [--rows 256] [--batch 8] [--device cpu|cuda] [--precision 32|bf16]
+    python bench/causal.py [--rows 256] [--batch 8] [--device cpu|cuda] [--precision 32|bf16] [--checkpointing both|on|off]
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def overrides(args) -> list[str]:
             "logger=none", "test=false", "trainer.max_epochs=1", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
             "callbacks.model_checkpoint=null", "callbacks.early_stopping=null", "module.generate_rows=0",
             "trainer.enable_progress_bar=false", f"trainer.accelerator={args.device}", f"trainer.precision={args.precision_lightning}",
-            "data.val_fraction=0.01", "data.test_fraction=0.1", f"model.dtype={'bfloat16' if args.precision == 'bf16' else 'float32'}"]
+            "data.val_fraction=0.01", "data.test_fraction=0.1", f"model.dtype={'bfloat16' if args.precision == 'bf16' else 'float32'}",
+            f"module.gradient_checkpointing={str(args.checkpointing == 'on').lower()}"]
 
 
 def compose(args, extra: list[str] = ()):
@@ -84,7 +86,8 @@ def side_hf(args) -> dict:
                               num_train_epochs=1, learning_rate=1e-3, warmup_steps=0.1, lr_scheduler_type="linear",
                               save_strategy="no", eval_strategy="no", logging_strategy="no", report_to="none",
                               disable_tqdm=True, seed=0, bf16=args.precision == "bf16", use_cpu=args.device == "cpu",
-                              dataloader_pin_memory=False)
+                              dataloader_pin_memory=False, gradient_checkpointing=args.checkpointing == "on",
+                              gradient_checkpointing_kwargs={"use_reentrant": False})
     trainer = Trainer(model=model, args=targs, train_dataset=rows,
                       data_collator=DataCollatorForSeq2Seq(datamodule.tokenizer, padding=True, label_pad_token_id=-100))
     result = trainer.train()
@@ -104,6 +107,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--precision", default="32", choices=["32", "bf16"])
+    parser.add_argument("--checkpointing", default="both", choices=["both", "on", "off"])
     parser.add_argument("--side", choices=["ours", "hf"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.precision_lightning = "bf16-mixed" if args.precision == "bf16" else "32-true"
@@ -112,24 +116,35 @@ def main() -> None:
         print("RESULT " + json.dumps(result), flush=True)
         return
 
+    passed = True
+    for checkpointing in (["on", "off"] if args.checkpointing == "both" else [args.checkpointing]):
+        passed &= compare(args, checkpointing)
+    sys.exit(0 if passed else 1)
+
+
+def compare(args, checkpointing: str) -> bool:
+    """Both sides with activation checkpointing `checkpointing`, each in its own process."""
     results = {}
+    arguments = ["--rows", str(args.rows), "--batch", str(args.batch), "--device", args.device, "--precision", args.precision,
+                 "--checkpointing", checkpointing]
+    print(f"activation checkpointing {checkpointing} on both sides:", flush=True)
     for side in ("hf", "ours"):  # one process each: separate peak memory, no shared caches
-        command = [sys.executable, __file__, "--side", side, *sys.argv[1:]]
+        command = [sys.executable, __file__, "--side", side, *arguments]
         done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
         line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
         if done.returncode or line is None:
             sys.exit(f"{side} failed ({done.returncode}):\n{done.stderr[-3000:]}")
         results[side] = json.loads(line.removeprefix("RESULT "))
         r = results[side]
-        print(f"{side:5s}: {r['tokens']} tokens in {r['seconds']:.1f} s = {r['tokens'] / r['seconds']:.0f} tokens/s, "
+        print(f"  {side:5s}: {r['tokens']} tokens in {r['seconds']:.1f} s = {r['tokens'] / r['seconds']:.0f} tokens/s, "
               f"peak RSS {r['peak_mb']:.0f} MB" + (f", peak GPU {r['gpu_peak_mb']:.0f} MB" if "gpu_peak_mb" in r else ""), flush=True)
     ours, hf = (results[s]["tokens"] / results[s]["seconds"] for s in ("ours", "hf"))
-    print(f"tokens/s ratio domaintune / Hugging Face: {ours / hf:.2f}  (bar >= 1.0); "
-          f"domaintune peak memory {results['ours']['peak_mb'] / 1024:.2f} GB  (bar <= 2.5 GB)")
+    print(f"  tokens/s ratio domaintune / Hugging Face: {ours / hf:.2f}  (bar >= 1.0); peak memory domaintune "
+          f"{results['ours']['peak_mb'] / 1024:.2f} GB (bar <= 2.5 GB), Hugging Face {results['hf']['peak_mb'] / 1024:.2f} GB")
     if args.device == "cuda":
         flops = 6 * 134.5e6 * results["ours"]["tokens"] / results["ours"]["seconds"]
-        print(f"model FLOPs (6 x 134.5M params x tokens/s): {flops / 1e12:.2f} TFLOP/s")
-    sys.exit(0 if ours / hf >= 1.0 and results["ours"]["peak_mb"] <= 2.5 * 1024 else 1)
+        print(f"  model FLOPs (6 x 134.5M params x tokens/s): {flops / 1e12:.2f} TFLOP/s")
+    return ours / hf >= 1.0 and results["ours"]["peak_mb"] <= 2.5 * 1024
 
 
 if __name__ == "__main__":
