@@ -60,7 +60,8 @@ def test_sweep_finishes_n_trials_and_writes_its_folder(tmp_path):
     assert tested["trial"] == int(best["number"]) and tested["validation"] == pytest.approx(float(best["value"]))
     assert len(list((folder / f"trial-{best['number']}" / "evaluations").glob("*/evaluation.json"))) == 1
     assert f"verdict on the test split: {tested['verdict']['line']}" in result.stdout
-    assert f"val/acc {float(best['value']):.4f} (chosen among the trials); test/acc {tested['test']['test/acc']:.4f}" in result.stdout
+    assert (f"selected on validation: val/acc {float(best['value']):.4f} (the best of the trials); "
+            f"tested once: test/acc {tested['test']['test/acc']:.4f}") in result.stdout
     assert f"# Test verdict: {tested['verdict']['line']}" in (folder / "best.yaml").read_text()
     for plot in ("optimization_history", "intermediate_values", "parallel_coordinate", "param_importances"):
         assert (folder / "plots" / f"{plot}.png").is_file() and (folder / "plots" / f"{plot}.html").is_file()

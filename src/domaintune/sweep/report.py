@@ -81,8 +81,8 @@ def optimism_line(tested: dict, metric: str) -> str:
     """The best trial's validation value (a maximum over trials: optimistic) beside its test value."""
     key = "test/" + metric.removeprefix("val/")
     test = tested["test"].get(key)
-    return (f"  best trial {tested['trial']}: {metric} {tested['validation']:.4f} (chosen among the trials); "
-            + (f"{key} {test:.4f}, tested once" if test is not None else "tested once"))
+    return (f"  selected on validation: {metric} {tested['validation']:.4f} (the best of the trials); "
+            + (f"tested once: {key} {test:.4f}" if test is not None else "tested once"))
 
 
 def write(study: optuna.Study, folder: Path, cfg: DictConfig, fixed: list[str], plots: bool = False,
