@@ -80,7 +80,7 @@ def test_probe_head_init_starts_from_the_probe_chosen_on_validation(make_cfg, ta
     assert baseline["val/acc"] > 1.5 / 7  # better than chance even on a random tiny encoder
     # the base model's probe is the best of the grid on validation, by the task's metric
     key = cfg.optimized_metric
-    assert len(baseline["grid"]) == 10 and baseline[key] == max(row[key] for row in baseline["grid"])
+    assert len(baseline["grid"]) == 14 and baseline[key] == max(row[key] for row in baseline["grid"])
     assert {"features": baseline["features"], "C": baseline["C"], key: baseline[key]} in baseline["grid"]
 
 

@@ -27,7 +27,7 @@ _PROBES: dict[tuple, "Probe"] = {}  # (backbone, data fingerprint, pooling, labe
 # The base model's opponent is tuned as any baseline would be: inverse regularization C and the
 # feature scaling chosen on validation (a logistic regression with scikit-learn's default C=1 on
 # raw mean-pooled features underfits and flatters fine-tuning).
-PROBE_C = (0.01, 0.1, 1.0, 10.0, 100.0)
+PROBE_C = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 PROBE_FEATURES = ("standardized", "l2")
 BASE_KIND = "linear probe on the frozen base encoder (logistic regression, C and scaling chosen on validation)"
 BASE_IS = "the frozen encoder with a linear head"
