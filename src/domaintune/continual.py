@@ -41,9 +41,10 @@ def regression_check(cfg, module, backbone, folder: Path, train_set) -> dict:
     """Test the updated model on the earlier run's test set and compare with that run's own score.
     Earlier test rows that the new `train_set` holds (the same token ids) are counted: the model
     has seen them, so the check is optimistic by that much."""
-    import lightning.pytorch as pl
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
+
+    from domaintune.evaluate import test_trainer
 
     config, earlier = read_run(folder, "init_from")
     earlier_cfg = OmegaConf.create(config)
@@ -52,9 +53,7 @@ def regression_check(cfg, module, backbone, folder: Path, train_set) -> dict:
         return {"skipped": f"the earlier run has no {key}"}
     datamodule = instantiate(earlier_cfg.data, _partial_=True)(tokenizer=backbone.load_tokenizer())
     datamodule.setup("test")
-    tester = pl.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    now = tester.test(module, datamodule=datamodule, verbose=False)[0][key]
+    now = test_trainer(cfg, enable_progress_bar=False).test(module, datamodule=datamodule, verbose=False)[0][key]
     before = earlier["test"][key]
     drop = round(float((before - now) if cfg.mode == "max" else (now - before)), 6)  # float noise is not forgetting
     seen = {np.asarray(row).tobytes() for row in train_set.ids}

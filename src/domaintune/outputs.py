@@ -84,11 +84,12 @@ def selection_line(metrics: dict) -> str | None:
 
 def removed_line(removed: dict | None) -> str | None:
     """What training took out of its data, and the label conflicts it kept."""
-    removed = removed or {}
-    parts = [f"{n} {kind.replace('_', ' ')}" for kind, n in removed.items() if n and kind != "conflicting_labels"]
-    line = f"  data: removed {', '.join(parts)} before training" if parts else ""
-    if removed.get("conflicting_labels"):
-        line = (line + ";" if line else "  data:") + f" {removed['conflicting_labels']} texts appear under two labels (kept)"
+    from domaintune.data.cleaning import describe
+
+    parts, conflicts = describe(removed or {})
+    line = f"  data: removed {parts} before training" if parts else ""
+    if conflicts:
+        line = (line + ";" if line else "  data:") + f" {conflicts} texts appear under two labels (kept)"
     return line or None
 
 

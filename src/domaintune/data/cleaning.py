@@ -77,12 +77,11 @@ class NearDuplicateIndex:
         near = [i for i in self.lsh.query(signature) if i not in exact and near_duplicates(text, self.words[i])]
         return exact + sorted(near)
 
-    def add(self, text: list[str], signature) -> int:
+    def add(self, text: list[str], signature) -> None:
         row = len(self.words)
         self.words.append(text)
         self.exact.setdefault(tuple(text), []).append(row)
         self.lsh.insert(row, signature)
-        return row
 
 
 @dataclass
@@ -156,12 +155,16 @@ def deduplicate(splits: dict[str, pd.DataFrame], key: str, report: CleaningRepor
     return out
 
 
+def describe(counts: dict[str, int]) -> tuple[str, int]:
+    """'3 exact duplicates, 2 leaked' for the rows cleaning removed, and the label conflicts it kept."""
+    removed = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items() if n and kind != "conflicting_labels")
+    return removed, counts.get("conflicting_labels", 0)
+
+
 def log_cleaning(path, counts: dict[str, int]) -> None:
     """Log lines for what training removed from its data and the label conflicts it found."""
-    removed = {kind: n for kind, n in counts.items() if n and kind != "conflicting_labels"}
+    removed, conflicts = describe(counts)
     if removed:
-        log.warning("%s: removed %s before training (data.dedupe=false keeps them)", path,
-                    ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in removed.items()))
-    if counts.get("conflicting_labels"):
-        log.warning("%s: %d texts appear under more than one label; the model cannot learn both", path,
-                    counts["conflicting_labels"])
+        log.warning("%s: removed %s before training (data.dedupe=false keeps them)", path, removed)
+    if conflicts:
+        log.warning("%s: %d texts appear under more than one label; the model cannot learn both", path, conflicts)
