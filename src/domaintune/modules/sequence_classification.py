@@ -95,9 +95,10 @@ def fit_probe(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
     seen = torch.as_tensor(sorted(set(y_train.tolist())))
     candidates, grid = [], []
     for features in PROBE_FEATURES:
-        center, scale = x_train.mean(0), x_train.std(0).clamp(min=1e-6)
         if features == "l2":
-            center, scale = torch.zeros_like(center), torch.ones_like(scale)
+            center, scale = torch.zeros(x_train.shape[1]), torch.ones(x_train.shape[1])
+        else:
+            center, scale = x_train.mean(0), x_train.std(0).clamp(min=1e-6)
         prepare = (lambda x: nn.functional.normalize(x, dim=-1)) if features == "l2" else (lambda x: (x - center) / scale)
         for C in PROBE_C:
             with threadpool_limits(1):  # measured on BANKING77 features on 2 busy cores: 2.5 s with one thread, 28 s with two

@@ -65,8 +65,9 @@ def test_best(study: optuna.Study, folder: Path) -> dict | None:
     if run_dir is None or not (run_dir / "metrics.json").is_file():
         return None
     path = folder / "best_test.json"
-    if path.is_file() and json.loads(path.read_text()).get("trial") == best.number:
-        return json.loads(path.read_text())
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    if earlier.get("trial") == best.number:
+        return earlier
     from domaintune.evaluate import evaluate
 
     result, out = evaluate(str(run_dir), [])
