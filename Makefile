@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup run test test-fast bench bench-sweep bench-causal clean
+.PHONY: setup run test test-fast lint format bench bench-sweep bench-causal clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,14 @@ run: setup
 
 test: setup
 	WANDB_MODE=offline $(BIN)/python -m pytest
+
+lint: setup   # ruff: formatting and lint rules in pyproject.toml ([tool.ruff]); CI runs it before the tests
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: setup   # rewrite the files `make lint` would reject for formatting and fixable rules
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 test-fast: setup
 	WANDB_MODE=offline $(BIN)/python -m pytest -m "not slow"

@@ -8,7 +8,8 @@ max_length 256), same batch size, one epoch each. Tokens/s counts real (not padd
 and train under bf16 autocast. Activation checkpointing is on for both sides or off for both:
 by default the bench runs both pairs, checkpointing on first (domaintune's default on CPU).
 
-    python bench/causal.py [--rows 256] [--batch 8] [--device cpu|cuda] [--precision 32|bf16] [--checkpointing both|on|off]
+    python bench/causal.py [--rows 256] [--batch 8] [--device cpu|cuda] [--precision 32|bf16]
+                           [--checkpointing both|on|off]
 """
 
 from __future__ import annotations
@@ -25,23 +26,45 @@ from pathlib import Path
 from overhead import EpochTimer  # noqa: F401 - `+callbacks.timer._target_=__main__.EpochTimer`
 
 ROOT = Path(__file__).resolve().parents[1]
-BITEXT = ROOT.parent / "shared" / "datasets" / "support" / "bitext_customer_support" / "Bitext_Sample_Customer_Support_Training_Dataset.csv"
+BITEXT = (
+    ROOT.parent
+    / "shared"
+    / "datasets"
+    / "support"
+    / "bitext_customer_support"
+    / "Bitext_Sample_Customer_Support_Training_Dataset.csv"
+)
 
 
 def overrides(args) -> list[str]:
-    return ["experiment=bitext_replies", f"data.path={BITEXT}", f"data.train_rows={args.rows}", f"data.batch_size={args.batch}",
-            "logger=none", "test=false", "trainer.max_epochs=1", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
-            "callbacks.model_checkpoint=null", "callbacks.early_stopping=null", "module.generate_rows=0",
-            "trainer.enable_progress_bar=false", f"trainer.accelerator={args.device}", f"trainer.precision={args.precision_lightning}",
-            "data.val_fraction=0.01", "data.test_fraction=0.1", f"model.dtype={'bfloat16' if args.precision == 'bf16' else 'float32'}",
-            f"module.gradient_checkpointing={str(args.checkpointing == 'on').lower()}"]
+    return [
+        "experiment=bitext_replies",
+        f"data.path={BITEXT}",
+        f"data.train_rows={args.rows}",
+        f"data.batch_size={args.batch}",
+        "logger=none",
+        "test=false",
+        "trainer.max_epochs=1",
+        "trainer.limit_val_batches=0",
+        "trainer.num_sanity_val_steps=0",
+        "callbacks.model_checkpoint=null",
+        "callbacks.early_stopping=null",
+        "module.generate_rows=0",
+        "trainer.enable_progress_bar=false",
+        f"trainer.accelerator={args.device}",
+        f"trainer.precision={args.precision_lightning}",
+        "data.val_fraction=0.01",
+        "data.test_fraction=0.1",
+        f"model.dtype={'bfloat16' if args.precision == 'bf16' else 'float32'}",
+        f"module.gradient_checkpointing={str(args.checkpointing == 'on').lower()}",
+    ]
 
 
 def compose(args, extra: list[str] = ()):
     from domaintune import registry
     from domaintune.config import compose_job
 
-    registry.discover()
+    registry.add_plugin_folders()
     run_dir = Path(tempfile.mkdtemp(prefix="causal-bench-"))
     return compose_job(overrides(args) + list(extra), run_dir, run_dir / "outputs")
 
@@ -81,18 +104,41 @@ def side_hf(args) -> dict:
         labels = ids.tolist()
         labels[:prompt_len] = [-100] * prompt_len
         rows.append({"input_ids": ids.tolist(), "labels": labels})
-    model = get_peft_model(backbone.load_model(), LoraConfig(r=16, lora_alpha=32, lora_dropout=0.1, target_modules="all-linear"))
-    targs = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="hf-causal-"), per_device_train_batch_size=args.batch,
-                              num_train_epochs=1, learning_rate=1e-3, warmup_steps=0.1, lr_scheduler_type="linear",
-                              save_strategy="no", eval_strategy="no", logging_strategy="no", report_to="none",
-                              disable_tqdm=True, seed=0, bf16=args.precision == "bf16", use_cpu=args.device == "cpu",
-                              dataloader_pin_memory=False, gradient_checkpointing=args.checkpointing == "on",
-                              gradient_checkpointing_kwargs={"use_reentrant": False})
-    trainer = Trainer(model=model, args=targs, train_dataset=rows,
-                      data_collator=DataCollatorForSeq2Seq(datamodule.tokenizer, padding=True, label_pad_token_id=-100))
+    model = get_peft_model(
+        backbone.load_model(), LoraConfig(r=16, lora_alpha=32, lora_dropout=0.1, target_modules="all-linear")
+    )
+    targs = TrainingArguments(
+        output_dir=tempfile.mkdtemp(prefix="hf-causal-"),
+        per_device_train_batch_size=args.batch,
+        num_train_epochs=1,
+        learning_rate=1e-3,
+        warmup_steps=0.1,
+        lr_scheduler_type="linear",
+        save_strategy="no",
+        eval_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=0,
+        bf16=args.precision == "bf16",
+        use_cpu=args.device == "cpu",
+        dataloader_pin_memory=False,
+        gradient_checkpointing=args.checkpointing == "on",
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+    )
+    trainer = Trainer(
+        model=model,
+        args=targs,
+        train_dataset=rows,
+        data_collator=DataCollatorForSeq2Seq(datamodule.tokenizer, padding=True, label_pad_token_id=-100),
+    )
     result = trainer.train()
-    return {"tokens": sum(len(r["input_ids"]) for r in rows), "seconds": result.metrics["train_runtime"],
-            "peak_mb": peak_mb(), **_gpu_peak()}
+    return {
+        "tokens": sum(len(r["input_ids"]) for r in rows),
+        "seconds": result.metrics["train_runtime"],
+        "peak_mb": peak_mb(),
+        **_gpu_peak(),
+    }
 
 
 def _gpu_peak() -> dict:
@@ -117,7 +163,7 @@ def main() -> None:
         return
 
     passed = True
-    for checkpointing in (["on", "off"] if args.checkpointing == "both" else [args.checkpointing]):
+    for checkpointing in ["on", "off"] if args.checkpointing == "both" else [args.checkpointing]:
         passed &= compare(args, checkpointing)
     sys.exit(0 if passed else 1)
 
@@ -125,22 +171,39 @@ def main() -> None:
 def compare(args, checkpointing: str) -> bool:
     """Both sides with activation checkpointing `checkpointing`, each in its own process."""
     results = {}
-    arguments = ["--rows", str(args.rows), "--batch", str(args.batch), "--device", args.device, "--precision", args.precision,
-                 "--checkpointing", checkpointing]
+    arguments = [
+        "--rows",
+        str(args.rows),
+        "--batch",
+        str(args.batch),
+        "--device",
+        args.device,
+        "--precision",
+        args.precision,
+        "--checkpointing",
+        checkpointing,
+    ]
     print(f"activation checkpointing {checkpointing} on both sides:", flush=True)
     for side in ("hf", "ours"):  # one process each: separate peak memory, no shared caches
         command = [sys.executable, __file__, "--side", side, *arguments]
         done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
-        line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+        line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
         if done.returncode or line is None:
             sys.exit(f"{side} failed ({done.returncode}):\n{done.stderr[-3000:]}")
         results[side] = json.loads(line.removeprefix("RESULT "))
         r = results[side]
-        print(f"  {side:5s}: {r['tokens']} tokens in {r['seconds']:.1f} s = {r['tokens'] / r['seconds']:.0f} tokens/s, "
-              f"peak RSS {r['peak_mb']:.0f} MB" + (f", peak GPU {r['gpu_peak_mb']:.0f} MB" if "gpu_peak_mb" in r else ""), flush=True)
+        print(
+            f"  {side:5s}: {r['tokens']} tokens in {r['seconds']:.1f} s = {r['tokens'] / r['seconds']:.0f} tokens/s, "
+            f"peak RSS {r['peak_mb']:.0f} MB"
+            + (f", peak GPU {r['gpu_peak_mb']:.0f} MB" if "gpu_peak_mb" in r else ""),
+            flush=True,
+        )
     ours, hf = (results[s]["tokens"] / results[s]["seconds"] for s in ("ours", "hf"))
-    print(f"  tokens/s ratio domaintune / Hugging Face: {ours / hf:.2f}  (bar >= 1.0); peak memory domaintune "
-          f"{results['ours']['peak_mb'] / 1024:.2f} GB (bar <= 2.5 GB), Hugging Face {results['hf']['peak_mb'] / 1024:.2f} GB")
+    print(
+        f"  tokens/s ratio domaintune / Hugging Face: {ours / hf:.2f}  (bar >= 1.0); peak memory domaintune "
+        f"{results['ours']['peak_mb'] / 1024:.2f} GB (bar <= 2.5 GB), Hugging Face "
+        f"{results['hf']['peak_mb'] / 1024:.2f} GB"
+    )
     if args.device == "cuda":
         flops = 6 * 134.5e6 * results["ours"]["tokens"] / results["ours"]["seconds"]
         print(f"  model FLOPs (6 x 134.5M params x tokens/s): {flops / 1e12:.2f} TFLOP/s")

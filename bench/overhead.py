@@ -39,16 +39,26 @@ def compose(overrides: list[str]):
     from domaintune import registry
     from domaintune.config import compose_job
 
-    registry.discover()  # puts the local plugin folders on the import path
+    registry.add_plugin_folders()
     run_dir = Path(tempfile.mkdtemp(prefix="overhead-"))
     return compose_job(overrides, run_dir, run_dir / "outputs")
 
 
 def data_overrides(data_path: Path, peft: str) -> list[str]:
-    return [f"task=support", f"data.path={data_path}", f"peft={peft}", "logger=none", "test=false",
-            "trainer.max_epochs=1", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
-            "callbacks.model_checkpoint=null", "callbacks.early_stopping=null",
-            "trainer.enable_progress_bar=false", "+callbacks.timer._target_=__main__.EpochTimer"]
+    return [
+        "task=support",
+        f"data.path={data_path}",
+        f"peft={peft}",
+        "logger=none",
+        "test=false",
+        "trainer.max_epochs=1",
+        "trainer.limit_val_batches=0",
+        "trainer.num_sanity_val_steps=0",
+        "callbacks.model_checkpoint=null",
+        "callbacks.early_stopping=null",
+        "trainer.enable_progress_bar=false",
+        "+callbacks.timer._target_=__main__.EpochTimer",
+    ]
 
 
 def domaintune_epoch(cfg) -> float:
@@ -75,13 +85,23 @@ def plain_epoch(cfg) -> float:
         from peft import get_peft_model
 
         encoder = get_peft_model(encoder, instantiate(cfg.peft))
-    head = torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Linear(encoder.config.hidden_size, datamodule.num_labels))
-    optimizer = torch.optim.AdamW([
-        {"params": [p for p in encoder.parameters() if p.requires_grad], "lr": cfg.module.lr, "weight_decay": 0.01},
-        {"params": head.parameters(), "lr": cfg.module.head_lr, "weight_decay": 0.0},
-    ])
+    head = torch.nn.Sequential(
+        torch.nn.Dropout(0.1), torch.nn.Linear(encoder.config.hidden_size, datamodule.num_labels)
+    )
+    optimizer = torch.optim.AdamW(
+        [
+            {
+                "params": [p for p in encoder.parameters() if p.requires_grad],
+                "lr": cfg.module.lr,
+                "weight_decay": 0.01,
+            },
+            {"params": head.parameters(), "lr": cfg.module.head_lr, "weight_decay": 0.0},
+        ]
+    )
     loader = datamodule.train_dataloader()
-    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(0.1 * len(loader)), num_training_steps=len(loader))
+    scheduler = get_scheduler(
+        "linear", optimizer, num_warmup_steps=int(0.1 * len(loader)), num_training_steps=len(loader)
+    )
     encoder.train()
     head.train()
     started = time.perf_counter()
@@ -132,14 +152,19 @@ def main() -> None:
     datamodule = instantiate(cfg.data, _partial_=True)(tokenizer=instantiate(cfg.model).load_tokenizer())
     datamodule.setup("fit")
     lengths = [len(ids) for ids in datamodule.datasets["train"].ids]
-    grouped = list(LengthGroupedBatchSampler(lengths, cfg.data.batch_size, shuffle=True, seed=0, window=cfg.data.length_window))
+    grouped = list(
+        LengthGroupedBatchSampler(lengths, cfg.data.batch_size, shuffle=True, seed=0, window=cfg.data.length_window)
+    )
     order = np.random.default_rng(0).permutation(len(lengths)).tolist()
-    random_batches = [order[i:i + cfg.data.batch_size] for i in range(0, len(order), cfg.data.batch_size)]
+    random_batches = [order[i : i + cfg.data.batch_size] for i in range(0, len(order), cfg.data.batch_size)]
 
     ratio = min(ours) / min(plain)
     print(f"domaintune / plain PyTorch epoch time: {min(ours):.1f}s / {min(plain):.1f}s = {ratio:.3f}  (bar <= 1.05)")
-    print(f"padded / real tokens, BANKING77 train, batch {cfg.data.batch_size}: length-grouped "
-          f"{padding_ratio(lengths, grouped):.3f}  (bar <= 1.15), random batches {padding_ratio(lengths, random_batches):.3f}")
+    print(
+        f"padded / real tokens, BANKING77 train, batch {cfg.data.batch_size}: length-grouped "
+        f"{padding_ratio(lengths, grouped):.3f}  (bar <= 1.15), random batches "
+        f"{padding_ratio(lengths, random_batches):.3f}"
+    )
     sys.exit(0 if ratio <= 1.05 else 1)
 
 

@@ -27,7 +27,9 @@ def features(model_dir: str, texts: list[str], max_length: int) -> np.ndarray:
     out = []
     with torch.no_grad():
         for start in range(0, len(texts), 128):
-            batch = tokenizer(texts[start:start + 128], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            batch = tokenizer(
+                texts[start : start + 128], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            )
             hidden = encoder(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).float()
             out.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1))
@@ -42,26 +44,33 @@ def compare(run: Path) -> float:
 
     from domaintune import registry
 
-    registry.discover()
+    registry.add_plugin_folders()
     cfg = OmegaConf.load(run / "config.yaml")
     metrics = json.loads((run / "metrics.json").read_text())
     backbone = instantiate(cfg.model)
     datamodule = instantiate(cfg.data, _partial_=True)(tokenizer=backbone.load_tokenizer())
     datamodule.setup("fit")  # the run's own rows, cleaned and split as the run had them
     tokenizer = datamodule.tokenizer
-    texts = {split: [tokenizer.decode(ids, skip_special_tokens=True) for ids in ds.ids] for split, ds in datamodule.datasets.items()}
+    texts = {
+        split: [tokenizer.decode(ids, skip_special_tokens=True) for ids in ds.ids]
+        for split, ds in datamodule.datasets.items()
+    }
     labels = {split: np.asarray(ds.labels) for split, ds in datamodule.datasets.items()}
     model_dir = str(backbone.name_or_path)
     x = {split: features(model_dir, texts[split], int(cfg.data.max_length)) for split in texts}
     warnings.filterwarnings("ignore")
     with threadpool_limits(1):
         probe = LogisticRegressionCV(Cs=np.logspace(-3, 3, 13), cv=5, max_iter=2000).fit(
-            np.concatenate([x["train"], x["val"]]), np.concatenate([labels["train"], labels["val"]]))
+            np.concatenate([x["train"], x["val"]]), np.concatenate([labels["train"], labels["val"]])
+        )
     independent = float((probe.predict(x["test"]) == labels["test"]).mean())
     ours = metrics["verdict"]["metrics"]["acc"]["base"]
-    print(f"{run}: {len(labels['test'])} test rows; our probe ({metrics['baseline']['features']} features, "
-          f"C={metrics['baseline']['C']:g}) test acc {ours:.4f}; independent LogisticRegressionCV (C={probe.C_[0]:g}) "
-          f"{independent:.4f}; difference {ours - independent:+.4f} (bar >= -0.015)", flush=True)
+    print(
+        f"{run}: {len(labels['test'])} test rows; our probe ({metrics['baseline']['features']} features, "
+        f"C={metrics['baseline']['C']:g}) test acc {ours:.4f}; independent LogisticRegressionCV (C={probe.C_[0]:g}) "
+        f"{independent:.4f}; difference {ours - independent:+.4f} (bar >= -0.015)",
+        flush=True,
+    )
     return ours - independent
 
 

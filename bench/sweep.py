@@ -7,7 +7,8 @@ encoder, head learning rate 2e-3, 10 % warm-up + linear decay, label smoothing 0
 max_length 64), same search space (lr log [1e-5, 1e-3] x epochs [1, 5]), same budget (16
 trials), TPE seeded with 0 and a median pruner on both sides, run one after the other on this
 machine: what differs is the sweep and training machinery. Our wall time also holds the one
-test of the best trial that every domaintune sweep ends with (Hugging Face's tests nothing). `--hf naive` adds Hugging Face's
+test of the best trial that every domaintune sweep ends with (Hugging Face's tests nothing).
+`--hf naive` adds Hugging Face's
 documented default instead (AutoModelForSequenceClassification: an untrained [CLS]-pooler
 head, one learning rate, no smoothing), labelled as such. Prints both wall times, both best
 validation accuracies, the ratio, the linear-probe baseline and our per-trial fixed cost after
@@ -51,19 +52,30 @@ def make_subset(folder: Path) -> Path:
 
 def run_domaintune(data: Path, out: Path, trials: int, epochs: tuple[int, int]) -> dict:
     command = [
-        str(Path(sys.executable).with_name("domaintune")), "train", "-m", "sweep=optuna", "task=support",
-        f"data.path={data}", "peft=none", "logger=none", "test=false", f"paths.output_dir={out}",
-        f"hydra.sweeper.n_trials={trials}", "hydra.sweeper.study_name=bench",
+        str(Path(sys.executable).with_name("domaintune")),
+        "train",
+        "-m",
+        "sweep=optuna",
+        "task=support",
+        f"data.path={data}",
+        "peft=none",
+        "logger=none",
+        "test=false",
+        f"paths.output_dir={out}",
+        f"hydra.sweeper.n_trials={trials}",
+        "hydra.sweeper.study_name=bench",
         f"hydra.sweeper.params.module.lr=tag(log, interval({LR[0]}, {LR[1]}))",
         f"hydra.sweeper.params.trainer.max_epochs=int(interval({epochs[0]}, {epochs[1]}))",
     ]
     print("$", " ".join(command), flush=True)
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"}
+    )
     seconds = time.perf_counter() - started
     if done.returncode:
         sys.exit(f"domaintune sweep failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    print(done.stdout[done.stdout.find("sweep 'bench'"):], flush=True)
+    print(done.stdout[done.stdout.find("sweep 'bench'") :], flush=True)
 
     import optuna
 
@@ -76,8 +88,13 @@ def run_domaintune(data: Path, out: Path, trials: int, epochs: tuple[int, int]) 
             steps = sum(e["seconds"] for e in run["history"]) + run["sanity_check_s"]
             end = following.datetime_start if following else trial.datetime_complete
             fixed.append((end - trial.datetime_start).total_seconds() - steps)
-    return {"seconds": seconds, "best": study.best_value, "pruned": sum(t.state.name == "PRUNED" for t in study.trials),
-            "fixed": fixed, "baseline": _probe(out)}
+    return {
+        "seconds": seconds,
+        "best": study.best_value,
+        "pruned": sum(t.state.name == "PRUNED" for t in study.trials),
+        "fixed": fixed,
+        "baseline": _probe(out),
+    }
 
 
 def _probe(out: Path) -> float | None:
@@ -122,7 +139,7 @@ def _probe_start(model_dir: str, train_rows: list[dict], val_rows: list[dict], l
         out = []
         with torch.no_grad():
             for start in range(0, len(rows), 128):
-                chunk = rows[start:start + 128]
+                chunk = rows[start : start + 128]
                 width = max(len(r["input_ids"]) for r in chunk)
                 ids = torch.tensor([r["input_ids"] + [0] * (width - len(r["input_ids"])) for r in chunk])
                 mask = torch.tensor([r["attention_mask"] + [0] * (width - len(r["attention_mask"])) for r in chunk])
@@ -141,8 +158,14 @@ def run_hugging_face(data: Path, out: Path, trials: int, epochs: tuple[int, int]
     import numpy as np
     import optuna
     import pandas as pd
-    from transformers import (AutoModel, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              Trainer, TrainingArguments)
+    from transformers import (
+        AutoModel,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
     from transformers.utils import logging as hf_logging
 
     from domaintune.config import package_dir
@@ -156,8 +179,10 @@ def run_hugging_face(data: Path, out: Path, trials: int, epochs: tuple[int, int]
 
     def encode(frame):
         encoded = tokenizer(list(frame.text), truncation=True, max_length=64)
-        return [{"input_ids": ids, "attention_mask": mask, "labels": label_id[y]}
-                for ids, mask, y in zip(encoded["input_ids"], encoded["attention_mask"], frame.category)]
+        return [
+            {"input_ids": ids, "attention_mask": mask, "labels": label_id[y]}
+            for ids, mask, y in zip(encoded["input_ids"], encoded["attention_mask"], frame.category)
+        ]
 
     train_rows, val_rows = encode(frames["train"]), encode(frames["val"])
     weight, bias = _probe_start(model_dir, train_rows, val_rows, len(labels)) if recipe else (None, None)
@@ -170,24 +195,48 @@ def run_hugging_face(data: Path, out: Path, trials: int, epochs: tuple[int, int]
     class RecipeTrainer(Trainer):
         def create_optimizer(self, model=None):
             if self.optimizer is None and recipe:  # our two learning rates: the encoder's (searched) and the head's
-                self.optimizer = torch.optim.AdamW([
-                    {"params": self.model.encoder.parameters(), "lr": self.args.learning_rate, "weight_decay": 0.01},
-                    {"params": self.model.head.parameters(), "lr": 2e-3, "weight_decay": 0.0}])
+                self.optimizer = torch.optim.AdamW(
+                    [
+                        {
+                            "params": self.model.encoder.parameters(),
+                            "lr": self.args.learning_rate,
+                            "weight_decay": 0.01,
+                        },
+                        {"params": self.model.head.parameters(), "lr": 2e-3, "weight_decay": 0.0},
+                    ]
+                )
             return super().create_optimizer() if self.optimizer is None else self.optimizer
 
     def accuracy(prediction):
         return {"accuracy": float((np.argmax(prediction.predictions, axis=-1) == prediction.label_ids).mean())}
 
     def hp_space(trial):
-        return {"learning_rate": trial.suggest_float("learning_rate", *LR, log=True),
-                "num_train_epochs": trial.suggest_int("num_train_epochs", *epochs)}
+        return {
+            "learning_rate": trial.suggest_float("learning_rate", *LR, log=True),
+            "num_train_epochs": trial.suggest_int("num_train_epochs", *epochs),
+        }
 
     schedule = {"warmup_steps": 0.1, "lr_scheduler_type": "linear"} if recipe else {}
-    args = TrainingArguments(output_dir=str(out / "hf"), eval_strategy="epoch", save_strategy="no", report_to="none",
-                             per_device_train_batch_size=32, per_device_eval_batch_size=128, logging_strategy="no",
-                             disable_tqdm=True, seed=0, **schedule)
-    trainer = RecipeTrainer(model_init=model_init, args=args, train_dataset=train_rows, eval_dataset=val_rows,
-                            data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=accuracy)
+    args = TrainingArguments(
+        output_dir=str(out / "hf"),
+        eval_strategy="epoch",
+        save_strategy="no",
+        report_to="none",
+        per_device_train_batch_size=32,
+        per_device_eval_batch_size=128,
+        logging_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+        **schedule,
+    )
+    trainer = RecipeTrainer(
+        model_init=model_init,
+        args=args,
+        train_dataset=train_rows,
+        eval_dataset=val_rows,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=accuracy,
+    )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
     found, create_study = {}, optuna.create_study
@@ -198,45 +247,76 @@ def run_hugging_face(data: Path, out: Path, trials: int, epochs: tuple[int, int]
 
     optuna.create_study = keep_study
     best = trainer.hyperparameter_search(
-        hp_space=hp_space, compute_objective=lambda metrics: metrics["eval_accuracy"], n_trials=trials,
-        direction="maximize", backend="optuna", sampler=optuna.samplers.TPESampler(seed=0),
+        hp_space=hp_space,
+        compute_objective=lambda metrics: metrics["eval_accuracy"],
+        n_trials=trials,
+        direction="maximize",
+        backend="optuna",
+        sampler=optuna.samplers.TPESampler(seed=0),
         pruner=optuna.pruners.MedianPruner(),
     )
     optuna.create_study = create_study
     study = found["study"]
-    return {"seconds": time.perf_counter() - started, "best": best.objective,
-            "pruned": sum(t.state.name == "PRUNED" for t in study.trials)}
+    return {
+        "seconds": time.perf_counter() - started,
+        "best": best.objective,
+        "pruned": sum(t.state.name == "PRUNED" for t in study.trials),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--max-epochs", type=int, default=5, help="epochs are searched in [1, this]")
-    parser.add_argument("--hf", default="recipe", choices=["recipe", "naive", "both", "none"],
-                        help="the Hugging Face side: our head and recipe (like for like), its own defaults, both, or none")
+    parser.add_argument(
+        "--hf",
+        default="recipe",
+        choices=["recipe", "naive", "both", "none"],
+        help="the Hugging Face side: our head and recipe (like for like), its own defaults, both, or none",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     data = make_subset(work / "data")
     print(f"data: {data} (2000 train / 500 val), {args.trials} trials, work folder {work}", flush=True)
     ours = run_domaintune(data, work / "ours", args.trials, (1, args.max_epochs))
-    print(f"domaintune: {ours['seconds']:.0f} s, best val acc {ours['best']:.4f}, pruned {ours['pruned']} of {args.trials}", flush=True)
+    print(
+        f"domaintune: {ours['seconds']:.0f} s, best val acc {ours['best']:.4f}, pruned {ours['pruned']} of "
+        f"{args.trials}",
+        flush=True,
+    )
     if ours["fixed"]:
-        print(f"per-trial fixed cost after the first trial (wall time - train/val epochs and sanity check, {len(ours['fixed'])} complete "
-              f"trials): median {sorted(ours['fixed'])[len(ours['fixed']) // 2]:.2f} s, max {max(ours['fixed']):.2f} s  (bar <= 1 s)")
+        print(
+            "per-trial fixed cost after the first trial (wall time - train/val epochs and sanity check, "
+            f"{len(ours['fixed'])} complete "
+            f"trials): median {sorted(ours['fixed'])[len(ours['fixed']) // 2]:.2f} s, max {max(ours['fixed']):.2f} s "
+            " (bar <= 1 s)"
+        )
     if ours["baseline"] is not None:
         beats = ours["best"] > ours["baseline"]
-        print(f"linear probe on frozen MiniLM: val acc {ours['baseline']:.4f}; the sweep's best "
-              f"{'beats' if beats else 'does NOT beat'} it", flush=True)
+        print(
+            f"linear probe on frozen MiniLM: val acc {ours['baseline']:.4f}; the sweep's best "
+            f"{'beats' if beats else 'does NOT beat'} it",
+            flush=True,
+        )
     passed = True
     for side in {"recipe": ["recipe"], "naive": ["naive"], "both": ["recipe", "naive"], "none": []}[args.hf]:
-        theirs = run_hugging_face(data, work / f"hf-{side}", args.trials, (1, args.max_epochs), recipe=side == "recipe")
-        label = "same head and recipe as ours" if side == "recipe" else "its own defaults: [CLS]-pooler head, no recipe"
+        theirs = run_hugging_face(
+            data, work / f"hf-{side}", args.trials, (1, args.max_epochs), recipe=side == "recipe"
+        )
+        label = (
+            "same head and recipe as ours" if side == "recipe" else "its own defaults: [CLS]-pooler head, no recipe"
+        )
         ratio, gap = ours["seconds"] / theirs["seconds"], ours["best"] - theirs["best"]
-        print(f"Hugging Face hyperparameter_search ({label}): {theirs['seconds']:.0f} s, best val acc {theirs['best']:.4f}, "
-              f"pruned {theirs['pruned']} of {args.trials}\n"
-              f"  wall time ratio domaintune / Hugging Face: {ratio:.3f}  (bar <= 0.4); best val acc difference {gap:+.4f} "
-              f"(bar >= -0.005)", flush=True)
+        print(
+            f"Hugging Face hyperparameter_search ({label}): {theirs['seconds']:.0f} s, best val acc "
+            f"{theirs['best']:.4f}, "
+            f"pruned {theirs['pruned']} of {args.trials}\n"
+            f"  wall time ratio domaintune / Hugging Face: {ratio:.3f}  (bar <= 0.4); best val acc difference "
+            f"{gap:+.4f} "
+            f"(bar >= -0.005)",
+            flush=True,
+        )
         passed &= side != "recipe" or (ratio <= 0.4 and gap >= -0.005)
     sys.exit(0 if passed else 1)
 

@@ -2,7 +2,6 @@
 handled warning, never a traceback, and nothing is written outside the run's own folder."""
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -48,8 +47,15 @@ def test_the_corpus_covers_every_file():
 @pytest.mark.parametrize("name", sorted({**ERRORS, **HANDLED}))
 def test_bad_input_is_one_line_or_handled(tmp_path, name):
     out = tmp_path / "prepared"
-    result = domaintune("prepare", "task=legal", "model=tiny", f"data.path={BAD / name}", f"out={out}", cwd=tmp_path,
-                        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "outputs")})
+    result = domaintune(
+        "prepare",
+        "task=legal",
+        "model=tiny",
+        f"data.path={BAD / name}",
+        f"out={out}",
+        cwd=tmp_path,
+        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "outputs")},
+    )
     assert "Traceback" not in result.stderr + result.stdout
     if name in ERRORS:
         assert result.returncode == 2, result.stdout[-500:]
@@ -60,14 +66,22 @@ def test_bad_input_is_one_line_or_handled(tmp_path, name):
         assert result.returncode == 0, result.stderr[-1500:]
         warning, text = HANDLED[name]
         assert warning is None or warning in result.stdout + result.stderr
-        texts = {json.loads(line)["text"] for split in ("train", "val", "test") for line in (out / f"{split}.jsonl").open()}
+        texts = {
+            json.loads(line)["text"] for split in ("train", "val", "test") for line in (out / f"{split}.jsonl").open()
+        }
         assert text is None or text in texts
         assert {p.name for p in out.iterdir()} >= {"train.jsonl", "val.jsonl", "test.jsonl", "report.md"}
         assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # only the run's own folder
 
 
 def test_training_on_bad_data_fails_in_the_first_seconds_without_a_run(tmp_path):
-    result = domaintune("train", "task=legal", "model=tiny", "logger=none", f"data.path={BAD / 'invalid_json_line.jsonl'}",
-                        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
+    result = domaintune(
+        "train",
+        "task=legal",
+        "model=tiny",
+        "logger=none",
+        f"data.path={BAD / 'invalid_json_line.jsonl'}",
+        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
+    )
     assert result.returncode == 2 and "line 7 is not valid JSON" in result.stderr and "Traceback" not in result.stderr
     assert not list(tmp_path.glob("runs/*/*/metrics.json"))

@@ -14,8 +14,14 @@ from domaintune import registry
 from domaintune.data.instruction import packed_collate, padded_collate
 from domaintune.errors import DataError
 
-TINY = ["model=tiny_causal", "logger=none", "trainer=debug", "module.generate_rows=2", "module.test_generate_rows=3",
-        "module.max_new_tokens=4"]
+TINY = [
+    "model=tiny_causal",
+    "logger=none",
+    "trainer=debug",
+    "module.generate_rows=2",
+    "module.test_generate_rows=3",
+    "module.max_new_tokens=4",
+]
 
 
 @pytest.fixture
@@ -36,11 +42,15 @@ def test_prompt_tokens_are_masked_and_the_chat_template_is_used(datamodule):
     ids, prompt_len = dm.datasets["train"][0]
     batch = padded_collate(0)([(ids, prompt_len)])
     assert (batch["labels"][0, :prompt_len] == -100).all()
-    assert (batch["labels"][0, prompt_len:len(ids)] == torch.as_tensor(ids[prompt_len:])).all()
+    assert (batch["labels"][0, prompt_len : len(ids)] == torch.as_tensor(ids[prompt_len:])).all()
     prompt = dm.tokenizer.decode(ids[:prompt_len])
     assert prompt.startswith("<|im_start|>system\nYou are a friendly") and prompt.endswith("<|im_start|>assistant\n")
     assert dm.tokenizer.decode(ids[prompt_len:]).endswith(dm.tokenizer.eos_token)  # the model learns to stop
-    assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 264, "test": 33, "val": 33}  # 330 rows, 10 % / 10 %
+    assert {k: len(v) for k, v in dm.datasets.items()} == {
+        "train": 264,
+        "test": 33,
+        "val": 33,
+    }  # 330 rows, 10 % / 10 %
 
 
 def test_long_rows_are_cut_or_dropped_and_counted(datamodule, tmp_path):
@@ -53,17 +63,26 @@ def test_long_rows_are_cut_or_dropped_and_counted(datamodule, tmp_path):
 
 
 def test_chat_messages_column_takes_the_last_assistant_turn_as_response(datamodule, tmp_path):
-    rows = [{"messages": [{"role": "user", "content": f"hi {i}"}, {"role": "assistant", "content": f"hello {i}"}]} for i in range(20)]
+    rows = [
+        {"messages": [{"role": "user", "content": f"hi {i}"}, {"role": "assistant", "content": f"hello {i}"}]}
+        for i in range(20)
+    ]
     (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     dm = datamodule(f"data.path={tmp_path / 'chat.jsonl'}", "data.system_prompt=null")
     ids, prompt_len = dm.datasets["train"][0]
     assert dm.tokenizer.decode(ids[prompt_len:]).startswith("hello ")
 
 
-@pytest.mark.parametrize("rows, message", [
-    ([{"question": "q", "reply_text": "r"}] * 20, "cannot tell which column holds the response"),
-    ([{"messages": [{"role": "user", "content": "q"}]}] * 20, "row 1: the last message must be the assistant's reply"),
-])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([{"question": "q", "reply_text": "r"}] * 20, "cannot tell which column holds the response"),
+        (
+            [{"messages": [{"role": "user", "content": "q"}]}] * 20,
+            "row 1: the last message must be the assistant's reply",
+        ),
+    ],
+)
 def test_bad_instruction_data_is_a_one_line_error(datamodule, tmp_path, rows, message):
     (tmp_path / "bad.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(DataError, match=message):
@@ -78,11 +97,13 @@ def test_packed_examples_do_not_attend_to_each_other(datamodule):
     padded, packed = padded_collate(0)(rows), packed_collate(0)([rows])
     assert "attention_mask" not in packed and packed["position_ids"][0, len(rows[0][0])] == 0
     with torch.no_grad():  # no cache: as in training, where the packed mask applies
-        separate = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"], use_cache=False).logits
+        separate = model(
+            input_ids=padded["input_ids"], attention_mask=padded["attention_mask"], use_cache=False
+        ).logits
         together = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).logits
     first, second = len(rows[0][0]), len(rows[1][0])
     assert torch.allclose(together[0, :first], separate[0, :first], atol=1e-5)
-    assert torch.allclose(together[0, first:first + second], separate[1, :second], atol=1e-5)
+    assert torch.allclose(together[0, first : first + second], separate[1, :second], atol=1e-5)
 
 
 def test_batch_widths_are_rounded_up_with_padding_outside_the_loss(datamodule):
@@ -108,24 +129,37 @@ def test_sliced_logits_give_the_loss_and_gradients_of_full_logits(monkeypatch):
     monkeypatch.setattr(causal_lm, "LOGIT_CHUNK", 4)  # 3 slices, the last one short
     sliced = causal_lm._scored_losses(head, hidden, targets, config=None).sum()
     assert torch.allclose(sliced, expected, atol=1e-5)
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(torch.autograd.grad(sliced, (hidden, head.weight)),
-                                                                (hidden_grad, head_grad)))
+    assert all(
+        torch.allclose(a, b, atol=1e-5)
+        for a, b in zip(torch.autograd.grad(sliced, (hidden, head.weight)), (hidden_grad, head_grad))
+    )
 
 
-@pytest.mark.parametrize("model_type, extra", [
-    ("llama", {}),
-    ("gemma2", {"final_logit_softcapping": 5.0, "head_dim": 8}),  # soft-capped logits
-    ("granite", {"logits_scaling": 4.0}),                         # divided logits
-    ("cohere", {"logit_scale": 0.5}),                             # multiplied logits
-])
+@pytest.mark.parametrize(
+    "model_type, extra",
+    [
+        ("llama", {}),
+        ("gemma2", {"final_logit_softcapping": 5.0, "head_dim": 8}),  # soft-capped logits
+        ("granite", {"logits_scaling": 4.0}),  # divided logits
+        ("cohere", {"logit_scale": 0.5}),  # multiplied logits
+    ],
+)
 def test_response_loss_is_the_models_own_loss_on_response_tokens(model_type, extra):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from domaintune.modules.causal_lm import response_nll
 
     torch.manual_seed(0)
-    config = AutoConfig.for_model(model_type, vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                  num_attention_heads=2, num_key_value_heads=1, **extra)
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        **extra,
+    )
     model = AutoModelForCausalLM.from_config(config).eval()
     ids = torch.randint(0, 64, (2, 9))
     labels = ids.clone()
@@ -161,7 +195,9 @@ def test_every_peft_method_fine_tunes_the_causal_lm(make_cfg, peft):
     assert set(metrics["test"]) == {"test/loss", "test/ppl", "test/rougeL"}
     assert {"val/loss", "val/ppl", "val/rougeL", "test/loss", "test/ppl", "test/rougeL"} <= set(metrics["baseline"])
     assert all({"val/loss", "val/ppl", "val/rougeL"} <= set(epoch) for epoch in metrics["history"])
-    saved = Path(cfg.paths.run_dir) / ("model/model.safetensors" if peft == "none" else "adapter/adapter_model.safetensors")
+    saved = Path(cfg.paths.run_dir) / (
+        "model/model.safetensors" if peft == "none" else "adapter/adapter_model.safetensors"
+    )
     assert saved.is_file()
 
 
@@ -185,16 +221,20 @@ def test_train_generate_and_export_a_support_reply_model(tmp_path):
     prompts.write_text("Where is my order #123?\nCan I return my lamp?\n")
     answered = domaintune("generate", f"run={run}", f"prompts={prompts}", "max_new_tokens=3")
     assert answered.returncode == 0, answered.stderr[-2000:]
-    assert [json.loads(line)["prompt"] for line in answered.stdout.splitlines()] == ["Where is my order #123?", "Can I return my lamp?"]
+    assert [json.loads(line)["prompt"] for line in answered.stdout.splitlines()] == [
+        "Where is my order #123?",
+        "Can I return my lamp?",
+    ]
 
     exported = domaintune("export", f"run={run}")
     assert exported.returncode == 0, exported.stderr[-2000:]
     merged = AutoModelForCausalLM.from_pretrained(run / "export").eval()
     card = (run / "export" / "README.md").read_text()
     assert "| test/loss |" in card and json.loads((run / "metrics.json").read_text())["data"]["fingerprint"] in card
-    from domaintune.inference import load_run
+    from domaintune.runs import load_run
 
-    with_adapter, tokenizer, _, _ = load_run(str(run))
+    loaded = load_run(run)
+    with_adapter, tokenizer = loaded.module.model, loaded.module.tokenizer
     assert isinstance(with_adapter, PeftModel)
     ids = tokenizer("Hello, where is my parcel?", return_tensors="pt")["input_ids"]
     with torch.no_grad():
@@ -204,8 +244,16 @@ def test_train_generate_and_export_a_support_reply_model(tmp_path):
 
 
 def test_generative_tasks_sweep_like_any_task(tmp_path):
-    result = domaintune("train", "-m", "sweep=optuna", "task=legal_summaries", *TINY, "hydra.sweeper.n_trials=2",
-                        "hydra.sweeper.params.trainer.max_epochs=int(interval(1,2))", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
+    result = domaintune(
+        "train",
+        "-m",
+        "sweep=optuna",
+        "task=legal_summaries",
+        *TINY,
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.params.trainer.max_epochs=int(interval(1,2))",
+        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "best trial" in result.stdout and "verdict on the test split:" in result.stdout
 
@@ -220,8 +268,13 @@ def test_evaluate_a_generative_run_against_its_base_model(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     (report,) = (run / "evaluations").glob("*/evaluation.json")
     evaluation = json.loads(report.read_text())
-    assert evaluation["verdict"]["metrics"]["loss"] == metrics["verdict"]["metrics"]["loss"]  # the same rows and weights
-    assert evaluation["verdict"]["line"] in result.stdout and len(evaluation["samples"]) == metrics["verdict"]["metrics"]["rougeL"]["rows"]
+    # the same rows and weights
+    assert evaluation["verdict"]["metrics"]["loss"] == metrics["verdict"]["metrics"]["loss"]
+    samples = (report.parent / "samples.jsonl").read_text().splitlines()
+    assert (
+        evaluation["verdict"]["line"] in result.stdout
+        and len(samples) == metrics["verdict"]["metrics"]["rougeL"]["rows"]
+    )
 
 
 @pytest.mark.slow
@@ -229,17 +282,31 @@ def test_causal_fine_tuning_lowers_loss_on_a_learnable_pattern(tmp_path):
     """Each prompt names a kind of thing and the answer is that kind's fixed sentence: the tiny
     random LM starts at chance, so validation and test loss must fall well below the base model's."""
     answers = {"fruit": "it grows on trees", "metal": "it is mined from rock", "bird": "it flies over the sea"}
-    rows = [{"prompt": f"{phrase(i)} is a {kind}. What is it?", "response": answers[kind]}
-            for i, kind in zip(range(120), itertools.cycle(answers))]
+    rows = [
+        {"prompt": f"{phrase(i)} is a {kind}. What is it?", "response": answers[kind]}
+        for i, kind in zip(range(120), itertools.cycle(answers))
+    ]
     data = tmp_path / "pattern.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = domaintune("train", "task=support_replies", "model=tiny_causal", "logger=none", f"data.path={data}", "peft=none",
-                        "module.lr=3e-3", "trainer.max_epochs=3", "module.generate_rows=0", "module.test_generate_rows=0",
-                        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
+    result = domaintune(
+        "train",
+        "task=support_replies",
+        "model=tiny_causal",
+        "logger=none",
+        f"data.path={data}",
+        "peft=none",
+        "module.lr=3e-3",
+        "trainer.max_epochs=3",
+        "module.generate_rows=0",
+        "module.test_generate_rows=0",
+        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (metrics_file,) = tmp_path.glob("runs/*/*/metrics.json")
     metrics = json.loads(metrics_file.read_text())
     losses = [epoch["val/loss"] for epoch in metrics["history"]]
-    assert losses[-1] < losses[0] < metrics["baseline"]["val/loss"] and losses[-1] < 0.8 * metrics["baseline"]["val/loss"]
+    assert (
+        losses[-1] < losses[0] < metrics["baseline"]["val/loss"] and losses[-1] < 0.8 * metrics["baseline"]["val/loss"]
+    )
     loss = metrics["verdict"]["metrics"]["loss"]
     assert loss["gain_ci95"][0] > 1.0 and metrics["verdict"]["line"].startswith("fine-tuning improved loss")

@@ -20,36 +20,72 @@ def test_normalize_and_words():
     assert words(":)") == [":)"] != words(":(")  # a text without words stays itself
 
 
-@pytest.mark.parametrize(("a", "b", "same"), [
-    ("The Company may end this Agreement at any time", "The Supplier may end this Agreement at any time", True),  # one word swapped
-    ("please cancel my monthly plan today", "please cancel my yearly plan today", True),  # one of six words
-    ("at any time the company may end this agreement", "the company may end this agreement at any time", True),  # reordered
-    ("cancel my card now", "cancel my plan now", False),  # one of four words: a different request
-    ("where is my parcel", "how do I reset my password", False),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (
+            "The Company may end this Agreement at any time",
+            "The Supplier may end this Agreement at any time",
+            True,
+        ),  # one word swapped
+        ("please cancel my monthly plan today", "please cancel my yearly plan today", True),  # one of six words
+        (
+            "at any time the company may end this agreement",
+            "the company may end this agreement at any time",
+            True,
+        ),  # reordered
+        ("cancel my card now", "cancel my plan now", False),  # one of four words: a different request
+        ("where is my parcel", "how do I reset my password", False),
+    ],
+)
 def test_near_duplicates_are_what_a_person_would_call_the_same(a, b, same):
     assert near_duplicates(words(a), words(b)) is same
 
 
 def test_deduplicate_counts_duplicates_leakage_and_conflicts():
     splits = {
-        "train": pd.DataFrame({"text": ["please cancel my monthly plan today", "Please cancel my monthly plan today",
-                                        "please cancel my yearly plan today", "where is my parcel right now",
-                                        "where is my parcel right now"],
-                               "label": ["cancel", "cancel", "cancel", "delivery", "refund"]}),
-        "val": pd.DataFrame({"text": ["WHERE is my parcel right now?", "my card never arrived in the post"],
-                             "label": ["delivery", "card"]}),
-        "test": pd.DataFrame({"text": ["my card never arrived in the mail", "how do I change my address please"],
-                              "label": ["card", "address"]}),
+        "train": pd.DataFrame(
+            {
+                "text": [
+                    "please cancel my monthly plan today",
+                    "Please cancel my monthly plan today",
+                    "please cancel my yearly plan today",
+                    "where is my parcel right now",
+                    "where is my parcel right now",
+                ],
+                "label": ["cancel", "cancel", "cancel", "delivery", "refund"],
+            }
+        ),
+        "val": pd.DataFrame(
+            {
+                "text": ["WHERE is my parcel right now?", "my card never arrived in the post"],
+                "label": ["delivery", "card"],
+            }
+        ),
+        "test": pd.DataFrame(
+            {
+                "text": ["my card never arrived in the mail", "how do I change my address please"],
+                "label": ["card", "address"],
+            }
+        ),
     }
     report = CleaningReport()
     out = deduplicate(splits, "text", report, agree="label")
-    assert out["train"].text.tolist() == ["please cancel my monthly plan today", "where is my parcel right now",
-                                          "where is my parcel right now"]  # the conflict is kept, and reported
+    assert out["train"].text.tolist() == [
+        "please cancel my monthly plan today",
+        "where is my parcel right now",
+        "where is my parcel right now",
+    ]  # the conflict is kept, and reported
     assert (report.exact_duplicates["train"], report.near_duplicates["train"], report.conflicting_labels) == (0, 2, 1)
     assert out["val"].text.tolist() == ["my card never arrived in the post"] and report.leaked["val"] == 1
     assert out["test"].text.tolist() == ["how do I change my address please"] and report.leaked["test"] == 1  # in val
-    assert report.counts() == {"empty": 0, "exact_duplicates": 0, "near_duplicates": 2, "leaked": 2, "conflicting_labels": 1}
+    assert report.counts() == {
+        "empty": 0,
+        "exact_duplicates": 0,
+        "near_duplicates": 2,
+        "leaked": 2,
+        "conflicting_labels": 1,
+    }
 
 
 def test_lsh_finds_every_planted_near_duplicate_among_many_rows():
@@ -79,9 +115,14 @@ def test_carving_after_cleaning_keeps_copies_out_of_held_out_splits():
     assert sum(len(f) for f in kept.values()) == 250
 
 
-SHIPPED = [("legal/data/examples.jsonl", "text"), ("support/data/examples.jsonl", "text"),
-           ("marketing/data/examples.jsonl", "text"), ("legal/data/summaries.jsonl", "original_text"),
-           ("support/data/replies.jsonl", "prompt"), ("marketing/data/copy.jsonl", "prompt")]
+SHIPPED = [
+    ("legal/data/examples.jsonl", "text"),
+    ("support/data/examples.jsonl", "text"),
+    ("marketing/data/examples.jsonl", "text"),
+    ("legal/data/summaries.jsonl", "original_text"),
+    ("support/data/replies.jsonl", "prompt"),
+    ("marketing/data/copy.jsonl", "prompt"),
+]
 
 
 @pytest.mark.parametrize(("file", "key"), SHIPPED)
@@ -90,8 +131,12 @@ def test_shipped_examples_hold_no_duplicate_or_near_duplicate_rows(file, key):
 
     rows = [json.loads(line) for line in (ROOT / "plugins" / file).read_text().splitlines()]
     texts = [words(row[key]) for row in rows]
-    clashes = [(a, b) for i, a in enumerate(texts) for b in texts[i + 1:]
-               if near_duplicates(a, b) or Levenshtein.distance(a, b) <= 1]  # one swapped word, whatever the length
+    clashes = [
+        (a, b)
+        for i, a in enumerate(texts)
+        for b in texts[i + 1 :]
+        if near_duplicates(a, b) or Levenshtein.distance(a, b) <= 1
+    ]  # one swapped word, whatever the length
     assert not clashes, clashes[:3]
     if "label" not in rows[0]:  # generative examples: enough distinct rows to learn from
         assert len(rows) >= 300

@@ -16,7 +16,8 @@ def finished_runs(output_dir):
 
 
 def test_help_does_not_import_heavy_libraries():
-    code = "import sys, domaintune.cli; print(sorted(m for m in ('torch','lightning','transformers','hydra') if m in sys.modules))"
+    heavy = "('torch', 'lightning', 'transformers', 'hydra')"
+    code = f"import sys, domaintune.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     result = domaintune("--help")
@@ -32,18 +33,25 @@ def test_plugins_lists_name_kind_and_source():
     assert "datamodule" in lines["support"] and str(ROOT / "plugins" / "support") in lines["support"]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["task=nope"], "unknown task 'nope'; available: legal, legal_summaries, marketing, marketing_copy, support, support_replies"),
-    (["model=bert9"], "unknown model 'bert9'"),
-    (["data.path=/no/such/data.csv"], "/no/such/data.csv: no such file or folder"),
-    (["data.path=README.md"], "README.md: unknown data format"),
-    (["data.label_column=nope"], "no column 'nope' (data.label_column)"),
-    (["-m", "task=legal,nope"], "unknown task 'nope'"),
-    (["model.pooling=max"], "model.pooling 'max' is unknown; use mean, cls or pooler"),
-    (["model.dtype=float64"], "model.dtype 'float64' is unknown; use float32, bfloat16 or float16"),
-    (["data.val_fraction=0"], "data.val_fraction=0"),
-    (["-m", "trainer=ddp", "trainer.accelerator=cpu"], "trainer=ddp cannot run inside a multirun"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["task=nope"],
+            "unknown task 'nope'; available: legal, legal_summaries, marketing, marketing_copy, support, "
+            "support_replies",
+        ),
+        (["model=bert9"], "unknown model 'bert9'"),
+        (["data.path=/no/such/data.csv"], "/no/such/data.csv: no such file or folder"),
+        (["data.path=README.md"], "README.md: unknown data format"),
+        (["data.label_column=nope"], "no column 'nope' (data.label_column)"),
+        (["-m", "task=legal,nope"], "unknown task 'nope'"),
+        (["model.pooling=max"], "model.pooling 'max' is unknown; use mean, cls or pooler"),
+        (["model.dtype=float64"], "model.dtype 'float64' is unknown; use float32, bfloat16 or float16"),
+        (["data.val_fraction=0"], "data.val_fraction=0"),
+        (["-m", "trainer=ddp", "trainer.accelerator=cpu"], "trainer=ddp cannot run inside a multirun"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
     result = domaintune("train", *args, *TINY, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
     assert result.returncode == 2, result.stderr[-2000:]
@@ -58,12 +66,16 @@ def test_train_prints_a_summary_and_writes_its_run_folder(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     (metrics_file,) = finished_runs(tmp_path)
     assert metrics_file.parent.parent.parent.name == "runs" and metrics_file.parent.name.endswith("_legal")
-    assert "selected on validation: val/macro_f1" in result.stdout and f"outputs: {metrics_file.parent}" in result.stdout
+    assert (
+        "selected on validation: val/macro_f1" in result.stdout and f"outputs: {metrics_file.parent}" in result.stdout
+    )
     assert f"verdict on the test split: {json.loads(metrics_file.read_text())['verdict']['line']}" in result.stdout
 
 
 def test_multirun_over_tasks_gives_each_run_its_own_folder(tmp_path):
-    result = domaintune("train", "-m", "task=legal,support,marketing", *TINY, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
+    result = domaintune(
+        "train", "-m", "task=legal,support,marketing", *TINY, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = finished_runs(tmp_path / "multiruns")
     assert sorted(json.loads(p.read_text())["task"] for p in runs) == ["legal", "marketing", "support"]
@@ -90,8 +102,16 @@ def test_new_plugin_trains_at_once_and_is_never_overwritten(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes(tmp_path):
-    result = domaintune("train", "model=tiny", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-                        "trainer.max_epochs=2", "logger=csv", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
+    result = domaintune(
+        "train",
+        "model=tiny",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=2",
+        "logger=csv",
+        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (metrics_file,) = finished_runs(tmp_path / "runs")
     metrics = json.loads(metrics_file.read_text())
@@ -109,7 +129,10 @@ def test_plain_multirun_is_grouped_in_wandb_and_tabled_like_a_sweep(tmp_path):
     (table,) = (tmp_path / "multiruns").glob("*/*/trials.csv")
     with open(table) as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["number"], r["state"], r["params.module.lr"]) for r in rows] == [("0", "complete", "0.0001"), ("1", "complete", "0.0003")]
+    assert [(r["number"], r["state"], r["params.module.lr"]) for r in rows] == [
+        ("0", "complete", "0.0001"),
+        ("1", "complete", "0.0003"),
+    ]
     group = f"{table.parent.parent.name}_{table.parent.name}"
     for row in rows:
         assert float(row["value"]) == json.loads((Path(row["run_dir"]) / "metrics.json").read_text())["best"]["value"]

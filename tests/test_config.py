@@ -11,8 +11,11 @@ GENERATIVE = {"support_replies", "legal_summaries", "marketing_copy"}
 CAUSAL_MODELS = {"smollm2_135m", "tiny_causal"}
 MODELS = [m for m in group_options("model") if m not in ("hf", "hf_causal")]  # these need a name_or_path
 # each task with every model of its kind: encoders for classification, causal LMs for generation
-COMBINATIONS = [(t, m, p) for t, m, p in itertools.product(TASKS, MODELS, group_options("peft"))
-                if (t in GENERATIVE) == (m in CAUSAL_MODELS)]
+COMBINATIONS = [
+    (t, m, p)
+    for t, m, p in itertools.product(TASKS, MODELS, group_options("peft"))
+    if (t in GENERATIVE) == (m in CAUSAL_MODELS)
+]
 PEFTS = group_options("peft")
 TRAINERS = group_options("trainer")
 LOGGERS = group_options("logger")
@@ -76,7 +79,11 @@ def test_minilm_resolves_to_the_packaged_weights(make_cfg):
 
 
 def test_unknown_group_choice_is_one_line_with_options():
-    with pytest.raises(UserError, match=r"unknown task 'nope'; available: legal, legal_summaries, marketing, marketing_copy, support, support_replies"):
+    with pytest.raises(
+        UserError,
+        match=r"unknown task 'nope'; available: legal, legal_summaries, marketing, marketing_copy, "
+        r"support, support_replies",
+    ):
         check_group_choices(["task=nope"])
     with pytest.raises(UserError, match=r"unknown model 'bert9'"):
         check_group_choices(["task=legal,support", "model=tiny,bert9"])

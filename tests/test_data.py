@@ -50,14 +50,17 @@ def test_non_utf8_file_is_decoded(tmp_path):
     assert read_table(tmp_path / "d.csv").text[0] == "café crème"
 
 
-@pytest.mark.parametrize("name,content,message", [
-    ("missing.csv", None, "no such file"),
-    ("empty.csv", b"", "the file is empty"),
-    ("bad.jsonl", b'{"text": "a", "label": "x"}\n{"text": oops}\n', "line 2 is not valid JSON"),
-    ("ragged.csv", b"text,label\na,x\nb,y,z\n", "Expected 2 fields in line 3"),
-    ("binary.csv", b"\x00\x01\x02binary", "binary file"),
-    ("data.xlsx", b"PK", "unknown data format"),
-])
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("missing.csv", None, "no such file"),
+        ("empty.csv", b"", "the file is empty"),
+        ("bad.jsonl", b'{"text": "a", "label": "x"}\n{"text": oops}\n', "line 2 is not valid JSON"),
+        ("ragged.csv", b"text,label\na,x\nb,y,z\n", "Expected 2 fields in line 3"),
+        ("binary.csv", b"\x00\x01\x02binary", "binary file"),
+        ("data.xlsx", b"PK", "unknown data format"),
+    ],
+)
 def test_bad_files_give_one_line_errors_naming_the_file(tmp_path, name, content, message):
     path = tmp_path / name
     if content is not None:
@@ -119,7 +122,9 @@ def test_folder_with_train_and_test_carves_val_from_train(tmp_path):
 
 
 def test_folder_of_one_text_file_per_label(tmp_path):
-    (tmp_path / "clickbait.gz").write_bytes(gzip.compress("\n\n".join(f"You won't believe {phrase(i, 3)}" for i in range(30)).encode()))
+    (tmp_path / "clickbait.gz").write_bytes(
+        gzip.compress("\n\n".join(f"You won't believe {phrase(i, 3)}" for i in range(30)).encode())
+    )
     (tmp_path / "news.txt").write_text("\n".join(f"Parliament passes bill {i}" for i in range(30)))
     (tmp_path / "dataset_README.txt").write_text("About this data set\n")  # documentation, not a label
     splits, _ = load_splits(tmp_path, None, None, 0.1, 0.1, 0)

@@ -1,8 +1,11 @@
 from domaintune import verdict
 from domaintune.outputs import best_epoch, summary_text, verdict_summary
 
-HISTORY = [{"epoch": 0, "val/loss": 0.9, "val/acc": 0.7}, {"epoch": 1, "val/loss": 0.5, "val/acc": 0.9},
-           {"epoch": 2, "val/loss": 0.6, "val/acc": 0.8}]
+HISTORY = [
+    {"epoch": 0, "val/loss": 0.9, "val/acc": 0.7},
+    {"epoch": 1, "val/loss": 0.5, "val/acc": 0.9},
+    {"epoch": 2, "val/loss": 0.6, "val/acc": 0.8},
+]
 
 
 def metrics(value, baseline, tuned_right, base_right, metric="val/acc", mode="max", removed=None):
@@ -11,10 +14,18 @@ def metrics(value, baseline, tuned_right, base_right, metric="val/acc", mode="ma
     truth = np.zeros(100, dtype=int)
     tuned, base = (np.arange(100) >= tuned_right).astype(int), (np.arange(100) >= base_right).astype(int)
     result = verdict.compare("acc", verdict.accuracy, (truth, tuned), (truth, base))
-    return {"task": "support", "mode": mode, "time_s": 12.0, "epochs_run": 3, "run_dir": "/r",
-            "best": {"metric": metric, "value": value, "epoch": 1}, "test": {"test/acc": tuned_right / 100},
-            "baseline": {"kind": "probe", metric: baseline}, "data": {"removed": removed or {}},
-            "verdict": verdict.verdict([result], "probe", "the frozen encoder with a linear head")}
+    return {
+        "task": "support",
+        "mode": mode,
+        "time_s": 12.0,
+        "epochs_run": 3,
+        "run_dir": "/r",
+        "best": {"metric": metric, "value": value, "epoch": 1},
+        "test": {"test/acc": tuned_right / 100},
+        "baseline": {"kind": "probe", metric: baseline},
+        "data": {"removed": removed or {}},
+        "verdict": verdict.verdict([result], "probe", "the frozen encoder with a linear head"),
+    }
 
 
 def test_best_epoch_follows_the_mode():
@@ -34,8 +45,15 @@ def test_the_verdict_comes_from_the_test_split_whatever_validation_said():
 
 
 def test_the_summary_says_what_cleaning_removed():
-    text = summary_text(metrics(0.9, 0.9, 90, 89, removed={"exact_duplicates": 3, "leaked": 2, "conflicting_labels": 1,
-                                                           "near_duplicates": 0}))
+    text = summary_text(
+        metrics(
+            0.9,
+            0.9,
+            90,
+            89,
+            removed={"exact_duplicates": 3, "leaked": 2, "conflicting_labels": 1, "near_duplicates": 0},
+        )
+    )
     assert "data: removed 3 exact duplicates, 2 leaked before training; 1 texts appear under two labels (kept)" in text
     assert "data:" not in summary_text(metrics(0.9, 0.9, 90, 89, removed={"leaked": 0}))
 

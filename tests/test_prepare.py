@@ -26,12 +26,24 @@ def test_prepare_cleans_splits_and_reports(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["cleaning"]["exact_duplicates"]["train"] == 3 and summary["cleaning"]["empty"]["train"] == 1
     assert sum(summary["rows"].values()) == 100 and summary["imbalance"]["warn"]
-    assert "warning: imbalanced" in result.stdout and (out / "labels.png").is_file() and (out / "token_lengths.png").is_file()
+    assert (
+        "warning: imbalanced" in result.stdout
+        and (out / "labels.png").is_file()
+        and (out / "token_lengths.png").is_file()
+    )
     assert "module.class_weights=balanced" in (out / "report.md").read_text()
     again = domaintune("prepare", "task=legal", "model=tiny", f"data.path={source}", f"out={out}")
     assert again.returncode == 2 and "already exists" in again.stderr
-    trained = domaintune("train", "task=legal", "model=tiny", "logger=none", "trainer=debug", f"data.path={out}",
-                         "module.class_weights=balanced", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "o")})
+    trained = domaintune(
+        "train",
+        "task=legal",
+        "model=tiny",
+        "logger=none",
+        "trainer=debug",
+        f"data.path={out}",
+        "module.class_weights=balanced",
+        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "o")},
+    )
     assert trained.returncode == 0, trained.stderr[-2000:]
 
 
@@ -56,8 +68,12 @@ def test_evaluate_reproduces_the_run_verdict_and_scores_every_row_of_new_data(ma
 
     labels = list(json.loads((run / "label_map.json").read_text()))
     new = tmp_path / "new.jsonl"
-    new.write_text("".join(json.dumps({"text": f"message {i} about item {i * 3}", "label": labels[i % len(labels)]}) + "\n"
-                           for i in range(57)))
+    new.write_text(
+        "".join(
+            json.dumps({"text": f"message {i} about item {i * 3}", "label": labels[i % len(labels)]}) + "\n"
+            for i in range(57)
+        )
+    )
     scored = domaintune("evaluate", f"run={run}", f"data.path={new}")
     assert scored.returncode == 0, scored.stderr[-2000:]
     newest = max((run / "evaluations").glob("*/evaluation.json"))
@@ -68,15 +84,21 @@ def test_evaluate_reproduces_the_run_verdict_and_scores_every_row_of_new_data(ma
     other = tmp_path / "other.jsonl"
     other.write_text("".join(json.dumps({"text": f"row {i}", "label": f"new{i % 2}"}) + "\n" for i in range(40)))
     wrong = domaintune("evaluate", f"run={run}", f"data.path={other}")
-    assert wrong.returncode == 2 and "labels the run never trained on" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert (
+        wrong.returncode == 2 and "labels the run never trained on" in wrong.stderr and "Traceback" not in wrong.stderr
+    )
     missing = domaintune("evaluate", f"run={tmp_path}")
     assert missing.returncode == 2 and "not a finished run folder" in missing.stderr
 
 
 def test_evaluate_refuses_a_run_whose_training_data_changed(tmp_path):
     data = tmp_path / "data.jsonl"
-    data.write_text("".join(json.dumps({"text": f"note {i} on topic {i % 3} and {i * 7}", "label": f"l{i % 3}"}) + "\n"
-                            for i in range(60)))
+    data.write_text(
+        "".join(
+            json.dumps({"text": f"note {i} on topic {i % 3} and {i * 7}", "label": f"l{i % 3}"}) + "\n"
+            for i in range(60)
+        )
+    )
     env = {"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "o")}
     trained = domaintune("train", "model=tiny", "logger=none", "trainer=debug", f"data.path={data}", env=env)
     assert trained.returncode == 0, trained.stderr[-2000:]
@@ -102,8 +124,13 @@ def test_init_from_continues_a_run_and_checks_forgetting_on_its_test_set(tmp_pat
     assert regression["regressed"] == (regression["drop"] > 0.0)
     assert f"earlier run's test set: {regression['metric']}" in result.stdout
     assert 0 < regression["test_rows_in_new_train"] <= regression["test_rows"]  # seed 7 splits the same rows otherwise
-    assert f"{regression['test_rows_in_new_train']} of its {regression['test_rows']} test rows are in the new train data" in result.stdout
-    wrong_labels = domaintune("train", "model=tiny", "logger=none", "trainer=debug", "task=support", f"init_from={first}", env=env)
+    assert (
+        f"{regression['test_rows_in_new_train']} of its {regression['test_rows']} test rows are in the new train data"
+        in result.stdout
+    )
+    wrong_labels = domaintune(
+        "train", "model=tiny", "logger=none", "trainer=debug", "task=support", f"init_from={first}", env=env
+    )
     assert wrong_labels.returncode == 2 and "labels differ" in wrong_labels.stderr
     full = domaintune("train", *fast, "peft=none", f"init_from={first}", env=env)
     assert full.returncode == 2 and "another peft setting" in full.stderr

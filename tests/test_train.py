@@ -3,7 +3,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 from hydra.utils import instantiate
 from safetensors.torch import load_file
 
@@ -13,8 +12,13 @@ from domaintune.train import train
 
 
 def test_run_writes_a_complete_run_folder(make_cfg):
-    cfg = make_cfg(*FAST, "task=legal", "trainer.max_epochs=3", "trainer.limit_train_batches=3",
-                   "callbacks.early_stopping.patience=5")
+    cfg = make_cfg(
+        *FAST,
+        "task=legal",
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=3",
+        "callbacks.early_stopping.patience=5",
+    )
     best = train(cfg)
     run = Path(cfg.paths.run_dir)
     metrics = json.loads((run / "metrics.json").read_text())
@@ -38,9 +42,22 @@ def test_run_writes_a_complete_run_folder(make_cfg):
 def test_saved_weights_are_the_best_checkpoint_not_the_last_epoch(make_cfg, test):
     """'Best' is the highest validation loss here (mode=max), i.e. the first epoch, never the last:
     the saved weights must reproduce that epoch's score."""
-    cfg = make_cfg(*FAST, f"test={test}", "peft=none", "module.head_init=random", "module.lr=0.05", "module.head_lr=0.5",
-                   "module.warmup_ratio=0", "module.schedule=constant", "trainer.max_epochs=4", "trainer.limit_train_batches=6",
-                   "trainer.limit_val_batches=1.0", "callbacks.early_stopping.patience=10", "optimized_metric=val/loss", "mode=max")
+    cfg = make_cfg(
+        *FAST,
+        f"test={test}",
+        "peft=none",
+        "module.head_init=random",
+        "module.lr=0.05",
+        "module.head_lr=0.5",
+        "module.warmup_ratio=0",
+        "module.schedule=constant",
+        "trainer.max_epochs=4",
+        "trainer.limit_train_batches=6",
+        "trainer.limit_val_batches=1.0",
+        "callbacks.early_stopping.patience=10",
+        "optimized_metric=val/loss",
+        "mode=max",
+    )
     train(cfg)
     run = Path(cfg.paths.run_dir)
     metrics = json.loads((run / "metrics.json").read_text())
@@ -70,7 +87,9 @@ def test_other_peft_methods_train(make_cfg, peft):
 
 @pytest.mark.parametrize("task", ["support", "legal"])
 def test_probe_head_init_starts_from_the_probe_chosen_on_validation(make_cfg, task):
-    cfg = make_cfg(*FAST, f"task={task}", "module.head_init=probe", "module.lr=0", "module.head_lr=0", "trainer.max_epochs=1")
+    cfg = make_cfg(
+        *FAST, f"task={task}", "module.head_init=probe", "module.lr=0", "module.head_lr=0", "trainer.max_epochs=1"
+    )
     train(cfg)
     metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
     baseline = metrics["baseline"]
@@ -97,7 +116,8 @@ def test_val_and_test_loss_are_plain_cross_entropy_and_the_objective_is_logged_a
     metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
     first = metrics["history"][0]
     assert {"train/objective", "train/loss", "val/loss"} <= set(first)
-    assert first["train/objective"] != pytest.approx(first["train/loss"], abs=1e-3)  # smoothing and weights: another number
+    # smoothing and weights: another number
+    assert first["train/objective"] != pytest.approx(first["train/loss"], abs=1e-3)
     rows = metrics["verdict"]["metrics"]["loss"]
     assert rows["fine_tuned"] == pytest.approx(metrics["test"]["test/loss"], abs=1e-4)  # mean of per-row plain CE
 
@@ -110,17 +130,27 @@ def test_leaked_and_duplicate_rows_are_removed_before_training_and_reported(tmp_
     train_rows = [{"text": phrase(i), "label": f"l{i % 3}"} for i in range(90)]
     val = [{"text": phrase(200 + i), "label": f"l{i % 3}"} for i in range(12)] + train_rows[:3]  # 3 exact copies
     test = [{"text": phrase(300 + i), "label": f"l{i % 3}"} for i in range(12)]
-    test += [{"text": row["text"].upper() + "!", "label": row["label"]} for row in train_rows[3:5]]  # 2 normalized copies
+    test += [
+        {"text": row["text"].upper() + "!", "label": row["label"]} for row in train_rows[3:5]
+    ]  # 2 normalized copies
     for name, rows in (("train", train_rows + train_rows[:4]), ("val", val), ("test", test)):
         (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = domaintune("train", *FAST, f"data.path={folder}", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "o")})
     assert result.returncode == 0, result.stderr[-2000:]
     (metrics_file,) = (tmp_path / "o").glob("runs/*/*/metrics.json")
     data = json.loads(metrics_file.read_text())["data"]
-    assert data["removed"] == {"empty": 0, "exact_duplicates": 4, "near_duplicates": 0, "leaked": 5, "conflicting_labels": 0}
+    assert data["removed"] == {
+        "empty": 0,
+        "exact_duplicates": 4,
+        "near_duplicates": 0,
+        "leaked": 5,
+        "conflicting_labels": 0,
+    }
     assert (data["train_rows"], data["val_rows"], data["test_rows"]) == (90, 12, 12)
     assert "data: removed 4 exact duplicates, 5 leaked before training" in result.stdout
-    kept = domaintune("train", *FAST, f"data.path={folder}", "data.dedupe=false", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "k")})
+    kept = domaintune(
+        "train", *FAST, f"data.path={folder}", "data.dedupe=false", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "k")}
+    )
     (kept_file,) = (tmp_path / "k").glob("runs/*/*/metrics.json")
     assert kept.returncode == 0 and json.loads(kept_file.read_text())["data"]["test_rows"] == 14
 
@@ -142,8 +172,12 @@ def test_finished_run_folder_is_never_overwritten(make_cfg):
 def read_wandb(run_dir: Path) -> dict:
     """The offline run as W&B's own reader sees it."""
     (folder,) = (run_dir / "wandb").glob("offline-run-*")
-    out = subprocess.run([str(BIN / "wandb"), "leet", "inspect", "--summary", "--json", str(folder)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(BIN / "wandb"), "leet", "inspect", "--summary", "--json", str(folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -170,7 +204,9 @@ def test_failed_run_is_closed_in_wandb_with_a_failure_exit_code(make_cfg):
 
 
 def test_early_stopping_on_a_flat_validation_metric(make_cfg):
-    cfg = make_cfg(*FAST, "module.lr=0", "module.head_lr=0", "trainer.max_epochs=6", "callbacks.early_stopping.patience=1")
+    cfg = make_cfg(
+        *FAST, "module.lr=0", "module.head_lr=0", "trainer.max_epochs=6", "callbacks.early_stopping.patience=1"
+    )
     train(cfg)
     metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and metrics["stopped_early"] is True
@@ -184,7 +220,9 @@ def test_trials_in_one_process_fit_the_probe_once(make_cfg, tmp_path, monkeypatc
     monkeypatch.setattr(sc, "_PROBES", {})
     calls = []
     original = sc.SequenceClassificationModule.fit_probe
-    monkeypatch.setattr(sc.SequenceClassificationModule, "fit_probe", lambda self, dm: calls.append(1) or original(self, dm))
+    monkeypatch.setattr(
+        sc.SequenceClassificationModule, "fit_probe", lambda self, dm: calls.append(1) or original(self, dm)
+    )
     scores = []
     for n, lr in enumerate(["1e-3", "1e-4"]):
         cfg = make_cfg(*FAST, f"module.lr={lr}")

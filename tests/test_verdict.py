@@ -12,17 +12,23 @@ from sklearn.metrics import f1_score
 from conftest import domaintune
 from domaintune import verdict
 
-WORDS = ("apple river stone cloud tiger lemon candle forest silver garden violin rocket pepper island marble copper "
-         "meadow falcon harbor velvet").split()
-THINGS = ("window engine bottle ladder pencil carpet helmet wallet mirror basket cotton anchor blanket hammer jacket "
-          "kettle lantern magnet needle pillow").split()
+WORDS = (
+    "apple river stone cloud tiger lemon candle forest silver garden violin rocket pepper island marble copper "
+    "meadow falcon harbor velvet"
+).split()
+THINGS = (
+    "window engine bottle ladder pencil carpet helmet wallet mirror basket cotton anchor blanket hammer jacket "
+    "kettle lantern magnet needle pillow"
+).split()
 
 
 def test_macro_f1_matches_scikit_learn_over_the_classes_present_also_batched():
     rng = np.random.default_rng(0)
     truth = rng.integers(0, 7, (5, 300))
     predicted = np.where(rng.random((5, 300)) < 0.7, truth, rng.integers(0, 9, (5, 300)))
-    expected = [f1_score(t, p, labels=np.unique(t), average="macro", zero_division=0) for t, p in zip(truth, predicted)]
+    expected = [
+        f1_score(t, p, labels=np.unique(t), average="macro", zero_division=0) for t, p in zip(truth, predicted)
+    ]
     assert np.allclose(verdict.macro_f1(truth, predicted), expected)
     assert verdict.macro_f1(truth[0], predicted[0]) == pytest.approx(expected[0])
 
@@ -33,8 +39,10 @@ def test_paired_interval_agrees_with_a_plain_resampling_loop():
     tuned = np.where(rng.random(400) < 0.85, truth, 1 - truth)
     base = np.where(rng.random(400) < 0.75, truth, 1 - truth)
     result = verdict.compare("acc", verdict.accuracy, (truth, tuned), (truth, base))
-    draws = [(tuned[rows] == truth[rows]).mean() - (base[rows] == truth[rows]).mean()
-             for rows in (rng.integers(0, 400, 400) for _ in range(4000))]
+    draws = [
+        (tuned[rows] == truth[rows]).mean() - (base[rows] == truth[rows]).mean()
+        for rows in (rng.integers(0, 400, 400) for _ in range(4000))
+    ]
     assert result["ci95"] == pytest.approx(np.percentile(draws, [2.5, 97.5]), abs=0.012)
     assert result["difference"] == pytest.approx((tuned == truth).mean() - (base == truth).mean())
     assert result["ci95"][0] > 0 and verdict.line(result, "x").startswith("fine-tuning improved acc by 0.1")
@@ -48,9 +56,16 @@ def test_the_sentence_follows_the_interval_and_the_direction_of_the_metric():
     tied = verdict.compare("acc", verdict.accuracy, (truth, right), (truth, right))
     assert tied["ci95"] == [0.0, 0.0] and "no significant difference" in verdict.line(tied, "the probe")
     lower_loss = verdict.compare("loss", verdict.mean, (np.full(50, 0.2),), (np.full(50, 0.5),), mode="min")
-    assert lower_loss["gain"] == pytest.approx(0.3) and verdict.line(lower_loss, "x").startswith("fine-tuning improved loss")
-    tokens = verdict.compare("loss", verdict.token_mean, (np.array([2.0, 6.0]), np.array([1.0, 3.0])),
-                             (np.array([4.0, 4.0]), np.array([1.0, 3.0])), mode="min")
+    assert lower_loss["gain"] == pytest.approx(0.3) and verdict.line(lower_loss, "x").startswith(
+        "fine-tuning improved loss"
+    )
+    tokens = verdict.compare(
+        "loss",
+        verdict.token_mean,
+        (np.array([2.0, 6.0]), np.array([1.0, 3.0])),
+        (np.array([4.0, 4.0]), np.array([1.0, 3.0])),
+        mode="min",
+    )
     assert (tokens["fine_tuned"], tokens["base"]) == (2.0, 2.0)  # per token, not the mean of per-row means
 
 
@@ -61,9 +76,18 @@ def _write(path, rows):
 
 
 def _train(tmp_path, data):
-    result = domaintune("train", "model=tiny", "logger=none", f"data.path={data}", "peft=none", "trainer.max_epochs=8",
-                        "module.lr=3e-3", "module.head_lr=3e-3", "data.batch_size=16",
-                        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
+    result = domaintune(
+        "train",
+        "model=tiny",
+        "logger=none",
+        f"data.path={data}",
+        "peft=none",
+        "trainer.max_epochs=8",
+        "module.lr=3e-3",
+        "module.head_lr=3e-3",
+        "data.batch_size=16",
+        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     (metrics,) = tmp_path.glob("runs/*/*/metrics.json")
     return json.loads(metrics.read_text()), result.stdout
@@ -77,7 +101,15 @@ def test_no_gain_when_the_frozen_encoder_already_separates_the_classes(tmp_path)
     acc = metrics["verdict"]["metrics"]["acc"]
     assert acc["base"] >= 0.95 and acc["gain_ci95"][0] <= 0  # the probe is (nearly) perfect on test: nothing to gain
     assert metrics["verdict"]["line"].startswith("no significant difference in acc")
-    assert metrics["verdict"]["line"] in stdout and metrics["baseline"]["C"] in (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+    assert metrics["verdict"]["line"] in stdout and metrics["baseline"]["C"] in (
+        0.001,
+        0.01,
+        0.1,
+        1.0,
+        10.0,
+        100.0,
+        1000.0,
+    )
 
 
 @pytest.mark.slow

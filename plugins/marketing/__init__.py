@@ -1,6 +1,6 @@
 """Marketing: classify a piece of marketing copy by campaign type."""
 
-from .datamodule import MarketingDataModule
 from .copy import MarketingCopyDataModule
+from .datamodule import MarketingDataModule
 
 DATAMODULES = {"marketing": MarketingDataModule, "marketing_copy": MarketingCopyDataModule}

@@ -61,23 +61,6 @@ class FiniteLoss(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None and not bool(loss.isfinite()):
-            raise FloatingPointError(f"training loss became {loss.item()} at epoch {trainer.current_epoch}, batch {batch_idx}")
-
-
-class OptunaPruning(pl.Callback):
-    """Reports the monitored validation value of every epoch to the trial and stops it when the
-    pruner says so. The trial comes from storage, so this works under any Hydra launcher."""
-
-    def __init__(self, trial, monitor: str):
-        self.trial, self.monitor = trial, monitor
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        import optuna
-
-        value = trainer.callback_metrics.get(self.monitor)
-        if trainer.sanity_checking or value is None:
-            return
-        epoch = trainer.current_epoch
-        self.trial.report(float(value), step=epoch)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {epoch} with {self.monitor}={float(value):.4f}")
+            raise FloatingPointError(
+                f"training loss became {loss.item()} at epoch {trainer.current_epoch}, batch {batch_idx}"
+            )

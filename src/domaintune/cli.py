@@ -14,24 +14,10 @@ Add -m for a multirun (`-m task=legal,support,marketing`); `domaintune train --h
 and `domaintune train --cfg job` prints the composed config."""
 
 
-def quote_sweep_params(overrides: list[str]) -> list[str]:
-    """`hydra.sweeper.params.peft.r=choice(4,8,16)` as hydra-optuna-sweeper users write it: Hydra
-    refuses sweep syntax on its own keys, so pass the expression to the sweeper as a string."""
-    quoted = []
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        if key.lstrip("+").startswith("hydra.sweeper.params.") and sep:
-            if value[:1] not in ("'", '"'):
-                value = f"'{value}'" if "'" not in value else f'"{value}"'
-            override = f"++{key.lstrip('+')}={value}"  # add or replace: dotted keys are new nodes
-        quoted.append(override)
-    return quoted
-
-
 def run_train(overrides: list[str]) -> None:
     import __main__
-
     from domaintune import config, hydra_app
+    from domaintune.sweep.overrides import quote_sweep_params
 
     overrides = quote_sweep_params(overrides)
     config.check_group_choices(overrides)
@@ -67,19 +53,9 @@ def compare(args: argparse.Namespace) -> None:
 
 
 def dashboard(args: argparse.Namespace) -> None:
-    """optuna-dashboard on a sweep's storage (the SQLite file in its folder, a journal file, or a URL)."""
-    from pathlib import Path
+    from domaintune.sweep.dashboard import serve
 
-    from domaintune.sweep.study import open_storage, storage_url
-
-    folder = Path(args.study)
-    if folder.is_dir() and not (folder / "study.db").is_file():
-        raise UserError(f"{folder}: no study.db; pass the storage URL or journal file the sweep used")
-    url = storage_url(None, folder) if folder.is_dir() else storage_url(args.study, Path("."))
-    from optuna_dashboard import run_server
-
-    print(f"optuna-dashboard on {url}: http://{args.host}:{args.port}", flush=True)
-    run_server(open_storage(url), host=args.host, port=args.port)
+    serve(args.study, args.host, args.port)
 
 
 def _settings(pairs: list[str], allowed: set[str], required: set[str]) -> dict[str, str]:
@@ -108,7 +84,7 @@ def generate(args: argparse.Namespace) -> None:
     elif "prompt" in settings:
         prompts = [settings["prompt"]]
     else:
-        raise UserError("give prompt=\"...\" or prompts=<file with one prompt per line>")
+        raise UserError('give prompt="..." or prompts=<file with one prompt per line>')
     from domaintune.inference import answer
 
     try:
@@ -130,22 +106,36 @@ def prepare(args: argparse.Namespace) -> None:
     overrides = [o for o in args.overrides if not o.startswith("out=")]
     outs = [o.removeprefix("out=") for o in args.overrides if o.startswith("out=")]
     config.check_group_choices(overrides)
-    registry.discover()
+    registry.add_plugin_folders()
     cfg = config.compose_job(overrides, Path("."), Path(os.environ.get("DOMAINTUNE_OUTPUT_DIR", "outputs")))
-    out = Path(outs[0]) if outs else Path(cfg.paths.output_dir) / "prepared" / f"{datetime.now():%Y-%m-%d}" / f"{datetime.now():%H-%M-%S_%f}_{cfg.task_name}"
+    out = (
+        Path(outs[0])
+        if outs
+        else Path(cfg.paths.output_dir)
+        / "prepared"
+        / f"{datetime.now():%Y-%m-%d}"
+        / f"{datetime.now():%H-%M-%S_%f}_{cfg.task_name}"
+    )
     if out.exists():
         raise UserError(f"out={out} already exists; nothing was overwritten; pass out=<new folder>")
     summary = prepare_data(cfg, out)
     rows = ", ".join(f"{s} {n}" for s, n in summary["rows"].items())
     print(f"prepared {summary['source']}: {rows} rows, fingerprint {summary['fingerprint']}")
     cleaning = summary["cleaning"]
-    print(f"  removed: {sum(cleaning['empty'].values())} empty, {sum(cleaning['exact_duplicates'].values())} exact and "
-          f"{sum(cleaning['near_duplicates'].values())} near duplicates, {sum(cleaning['leaked'].values())} leaked between splits")
+    print(
+        f"  removed: {sum(cleaning['empty'].values())} empty, {sum(cleaning['exact_duplicates'].values())} exact and "
+        f"{sum(cleaning['near_duplicates'].values())} near duplicates, {sum(cleaning['leaked'].values())} leaked "
+        "between splits"
+    )
     if summary.get("imbalance", {}).get("warn"):
-        print(f"  warning: imbalanced, the largest class is {summary['imbalance']['majority_share']:.0%} of train; "
-              "judge by macro-F1 and train with module.class_weights=balanced")
+        print(
+            f"  warning: imbalanced, the largest class is {summary['imbalance']['majority_share']:.0%} of train; "
+            "judge by macro-F1 and train with module.class_weights=balanced"
+        )
     print(f"  {summary['truncated_share']:.1%} of train rows exceed max_length={summary['max_length']}")
-    kept = " ".join(o for o in overrides if not o.startswith("data.path=") and not o.endswith("_column=") and "_column=" not in o)
+    kept = " ".join(
+        o for o in overrides if not o.startswith("data.path=") and not o.endswith("_column=") and "_column=" not in o
+    )
     print(f"  report: {out / 'report.md'}; train on it: domaintune train {kept} data.path={out}")
 
 
@@ -157,16 +147,31 @@ def evaluate(args: argparse.Namespace) -> None:
         raise UserError("give the run to evaluate: run=<run folder>")
     result, out = evaluate_run(runs[0], [a for a in args.settings if not a.startswith("run=")])
     print(f"evaluated {result['run']} on {result['data']['test_rows']} test rows of {result['data']['path']}")
-    print(f"  base model: {result['verdict']['base']}")
-    for metric, compared in result["verdict"]["metrics"].items():
-        low, high = compared["ci95"]
-        print(f"  {metric}: fine-tuned {compared['fine_tuned']:.4f}, base {compared['base']:.4f}, "
-              f"difference {compared['difference']:+.4f} (95% CI {low:+.4f} to {high:+.4f})")
+    verdict = result.get("verdict")
+    if verdict:
+        print(f"  base model: {verdict['base']}")
+        for metric, compared in verdict["metrics"].items():
+            low, high = compared["ci95"]
+            print(
+                f"  {metric}: fine-tuned {compared['fine_tuned']:.4f}, base {compared['base']:.4f}, "
+                f"difference {compared['difference']:+.4f} (95% CI {low:+.4f} to {high:+.4f})"
+            )
+    else:
+        print(
+            "  test: "
+            + "  ".join(f"{k} {v:.4f}" for k, v in result["test"].items())
+            + " (this kind has no base-model verdict)"
+        )
     gap = result["train_val_gap"]
     if "val_minus_train" in gap:
-        signal = "validation loss well above training loss: overfitting" if gap["val_minus_train"] > 0.1 else "no sign of overfitting"
+        signal = (
+            "validation loss well above training loss: overfitting"
+            if gap["val_minus_train"] > 0.1
+            else "no sign of overfitting"
+        )
         print(f"  train/val loss gap at the best epoch: {gap['val_minus_train']:+.4f} ({signal})")
-    print(f"  verdict: {result['verdict']['line']}")
+    if verdict:
+        print(f"  verdict: {verdict['line']}")
     print(f"  report: {out}")
 
 
@@ -183,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune pre-trained models on a domain and find their best hyperparameters.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("train", help="fine-tune (Hydra overrides; -m for multirun and sweeps)", description=TRAIN_HELP,
-                   add_help=False)
+    sub.add_parser(
+        "train", help="fine-tune (Hydra overrides; -m for multirun and sweeps)", description=TRAIN_HELP, add_help=False
+    )
     plugins = sub.add_parser("plugins", help="list registered LightningModule and LightningDataModule plugins")
     plugins.set_defaults(handler=list_plugins)
     scaffold = sub.add_parser("new-plugin", help="write a working domain plugin and its task config")
@@ -194,22 +200,41 @@ def build_parser() -> argparse.ArgumentParser:
     comparing = sub.add_parser("compare", help="table of runs and sweep trials (params, state, metric, epochs, time)")
     comparing.add_argument("paths", nargs="+", help="sweep folders, run folders, or folders holding runs")
     comparing.set_defaults(handler=compare)
-    board = sub.add_parser("dashboard", help="open optuna-dashboard on a sweep")
+    board = sub.add_parser("dashboard", help="open Optuna Dashboard (the study's web UI) on a sweep")
     board.add_argument("study", help="sweep folder (outputs/sweeps/<study>) or a storage URL / journal file")
     board.add_argument("--host", default="127.0.0.1")
     board.add_argument("--port", type=int, default=8080)
     board.set_defaults(handler=dashboard)
-    evaluating = sub.add_parser("evaluate", help="compare a run with the base model on test data, with confidence intervals: run=<folder> [data.path=...]")
-    evaluating.add_argument("settings", nargs="+", metavar="KEY=VALUE", help="run=<run folder> [data.path=<test data>]")
+    evaluating = sub.add_parser(
+        "evaluate",
+        help="compare a run with the base model on test data, with confidence intervals: run=<folder> [data.path=...]",
+    )
+    evaluating.add_argument(
+        "settings", nargs="+", metavar="KEY=VALUE", help="run=<run folder> [data.path=<test data>]"
+    )
     evaluating.set_defaults(handler=evaluate)
-    preparing = sub.add_parser("prepare", help="validate, clean and split data, and write a report: task=<task> data.path=<file or folder>")
-    preparing.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides as for train, plus out=<folder>")
+    preparing = sub.add_parser(
+        "prepare", help="validate, clean and split data, and write a report: task=<task> data.path=<file or folder>"
+    )
+    preparing.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides as for train, plus out=<folder>"
+    )
     preparing.set_defaults(handler=prepare)
-    generating = sub.add_parser("generate", help="answer prompts with a fine-tuned causal-LM run: run=<folder> prompt=\"...\" (or prompts=<file>)")
-    generating.add_argument("settings", nargs="+", metavar="KEY=VALUE", help="run=<run folder> prompt=... | prompts=<file> [max_new_tokens=128]")
+    generating = sub.add_parser(
+        "generate",
+        help='answer prompts with a fine-tuned causal-LM run: run=<folder> prompt="..." (or prompts=<file>)',
+    )
+    generating.add_argument(
+        "settings",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="run=<run folder> prompt=... | prompts=<file> [max_new_tokens=128]",
+    )
     generating.set_defaults(handler=generate)
     exporting = sub.add_parser("export", help="write a merged Hugging Face model folder: run=<folder> [out=<folder>]")
-    exporting.add_argument("settings", nargs="+", metavar="KEY=VALUE", help="run=<run folder> [out=<folder>, default <run>/export]")
+    exporting.add_argument(
+        "settings", nargs="+", metavar="KEY=VALUE", help="run=<run folder> [out=<folder>, default <run>/export]"
+    )
     exporting.set_defaults(handler=export)
     return parser
 

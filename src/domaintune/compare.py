@@ -18,9 +18,15 @@ def _run_row(folder: Path, source: str, name: str, state: str = "complete") -> d
     shown = [o for o in overrides or [] if not o.startswith(("trial.", "logger.wandb.", "hydra."))]
     best = metrics.get("best", {})
     return {
-        "source": source, "run": name, "state": state, "metric": best.get("metric", ""),
-        "value": best.get("value"), "epochs": metrics.get("epochs_run"), "seconds": metrics.get("time_s"),
-        "data": metrics.get("data", {}).get("fingerprint", ""), "settings": " ".join(shown),
+        "source": source,
+        "run": name,
+        "state": state,
+        "metric": best.get("metric", ""),
+        "value": best.get("value"),
+        "epochs": metrics.get("epochs_run"),
+        "seconds": metrics.get("time_s"),
+        "data": metrics.get("data", {}).get("fingerprint", ""),
+        "settings": " ".join(shown),
     }
 
 
@@ -34,16 +40,22 @@ def collect(paths: list[str]) -> list[dict]:
                 for trial in csv.DictReader(handle):
                     row = _run_row(Path(trial["run_dir"]), path.name, f"trial-{trial['number']}", trial["state"])
                     row["value"] = float(trial["value"]) if trial["value"] else row["value"]
-                    row["settings"] = " ".join(f"{k.removeprefix('params.')}={v}" for k, v in trial.items() if k.startswith("params."))
+                    row["settings"] = " ".join(
+                        f"{k.removeprefix('params.')}={v}" for k, v in trial.items() if k.startswith("params.")
+                    )
                     row["seconds"] = trial["seconds"] or row["seconds"]
                     rows.append(row)
         elif (path / "metrics.json").is_file():
             rows.append(_run_row(path, path.parent.name, path.name))
         elif path.is_dir() and any(path.glob("**/metrics.json")):
-            rows += [_run_row(p.parent, str(p.parent.parent.relative_to(path.parent)), p.parent.name)
-                     for p in sorted(path.glob("**/metrics.json"))]
+            rows += [
+                _run_row(p.parent, str(p.parent.parent.relative_to(path.parent)), p.parent.name)
+                for p in sorted(path.glob("**/metrics.json"))
+            ]
         else:
-            raise UserError(f"{path}: not a sweep folder (trials.csv), a run folder (metrics.json) or a folder of runs")
+            raise UserError(
+                f"{path}: not a sweep folder (trials.csv), a run folder (metrics.json) or a folder of runs"
+            )
     return rows
 
 
@@ -62,6 +74,8 @@ def table(rows: list[dict]) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells]
     fingerprints = sorted({row["data"] for row in rows if row["data"]})
     if len(fingerprints) > 1:
-        lines.append(f"note: these runs used {len(fingerprints)} different data sets (fingerprints {', '.join(fingerprints)}); "
-                     "their scores are not directly comparable")
+        lines.append(
+            f"note: these runs used {len(fingerprints)} different data sets (fingerprints {', '.join(fingerprints)}); "
+            "their scores are not directly comparable"
+        )
     return "\n".join(lines)

@@ -57,7 +57,7 @@ def package_dir(module: str) -> str:
 def register_resolvers() -> None:
     from omegaconf import OmegaConf
 
-    from domaintune.sweep.multirun import wandb_setting
+    from domaintune.multirun import wandb_setting
 
     OmegaConf.register_new_resolver("dt.package_dir", package_dir, replace=True)
     OmegaConf.register_new_resolver("dt.multirun", wandb_setting, replace=True)
@@ -71,8 +71,20 @@ def group_options(group: str, extra_dirs: list[str] | None = None) -> list[str] 
     return sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
 
 
-VALUED_FLAGS = {"--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp", "--cfg", "-c",
-                "--package", "-p", "--info", "--experimental-rerun"}
+VALUED_FLAGS = {
+    "--config-dir",
+    "-cd",
+    "--config-name",
+    "-cn",
+    "--config-path",
+    "-cp",
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--info",
+    "--experimental-rerun",
+}
 
 
 def _split_flags(args: list[str]) -> tuple[list[str], list[str]]:

@@ -3,7 +3,6 @@ forget what it knew, on the earlier run's own test set."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -15,25 +14,26 @@ from domaintune.outputs import read_run
 log = logging.getLogger(__name__)
 
 
-def check_earlier_run(cfg, folder: Path, datamodule, module) -> Path:
-    """The earlier run must be finished, on the same base model and adapter settings, with the
-    same labels (classifiers); continuing runs on one device."""
+def check_earlier_run(cfg, folder: Path, datamodule) -> Path:
+    """The earlier run must be finished, on the same base model and adapter settings, with data
+    its kind can continue on (a classifier: the same labels); continuing runs on one device."""
     config, _ = read_run(folder, "init_from")
-    if not hasattr(module, "load_weights"):
-        raise UserError(f"init_from: {type(module).__name__} cannot load an earlier run's weights")
     if "ddp" in str(cfg.trainer.get("strategy")):
         raise UserError("init_from runs on one device: drop trainer=ddp")
     from omegaconf import OmegaConf
 
     earlier = OmegaConf.create(config)
     for key in ("model", "peft"):
-        then, now = (OmegaConf.to_container(c, resolve=True) if c is not None else {} for c in (earlier.get(key), cfg.get(key)))
+        then, now = (
+            OmegaConf.to_container(c, resolve=True) if c is not None else {} for c in (earlier.get(key), cfg.get(key))
+        )
         if then != now:
-            raise UserError(f"init_from={folder}: that run used another {key} setting ({then.get('_target_') or then.get('name_or_path')}); "
-                            f"continue it with the same {key} config")
-    label_map = folder / "label_map.json"
-    if label_map.is_file() and list(json.loads(label_map.read_text())) != list(getattr(datamodule, "labels", [])):
-        raise UserError(f"init_from={folder}: the new data's labels differ from that run's; continue only on data with the same labels")
+            raise UserError(
+                f"init_from={folder}: that run used another {key} setting "
+                f"({then.get('_target_') or then.get('name_or_path')}); "
+                f"continue it with the same {key} config"
+            )
+    datamodule.check_continues(folder)
     return folder
 
 
@@ -44,7 +44,7 @@ def regression_check(cfg, module, backbone, folder: Path, train_set) -> dict:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from domaintune.evaluate import test_trainer
+    from domaintune.runs import test_trainer
 
     config, earlier = read_run(folder, "init_from")
     earlier_cfg = OmegaConf.create(config)
@@ -59,8 +59,20 @@ def regression_check(cfg, module, backbone, folder: Path, train_set) -> dict:
     seen = {np.asarray(row).tobytes() for row in train_set.ids}
     leaked = sum(np.asarray(row).tobytes() in seen for row in datamodule.datasets["test"].ids)
     if leaked:
-        log.warning("init_from: %d of the earlier run's %d test rows are in the new train data; the forgetting check is "
-                    "optimistic on them", leaked, len(datamodule.datasets["test"]))
-    return {"metric": key, "data": str(datamodule.path), "before": before, "after": round(float(now), 6),
-            "drop": drop, "tolerance": cfg.regression_tolerance, "regressed": bool(drop > cfg.regression_tolerance),
-            "test_rows": len(datamodule.datasets["test"]), "test_rows_in_new_train": leaked}
+        log.warning(
+            "init_from: %d of the earlier run's %d test rows are in the new train data; the forgetting check is "
+            "optimistic on them",
+            leaked,
+            len(datamodule.datasets["test"]),
+        )
+    return {
+        "metric": key,
+        "data": str(datamodule.path),
+        "before": before,
+        "after": round(float(now), 6),
+        "drop": drop,
+        "tolerance": cfg.regression_tolerance,
+        "regressed": bool(drop > cfg.regression_tolerance),
+        "test_rows": len(datamodule.datasets["test"]),
+        "test_rows_in_new_train": leaked,
+    }

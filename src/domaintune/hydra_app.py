@@ -18,9 +18,19 @@ def main(cfg: DictConfig) -> float | None:
     try:
         return train(cfg)
     except UserError as error:
-        if cfg.trial.id is not None:
-            raise  # an Optuna trial: the sweeper records it on the trial and stops the sweep
+        if _sweeper_records_failures():
+            raise  # a sweeper gets the job's exception in its JobReturn, records it and stops the sweep
         exit_with(error)
+
+
+def _sweeper_records_failures() -> bool:
+    """Hydra's basic sweeper re-raises a job's exception with a traceback, so a bad input ends a
+    plain run or grid here, in one line; any other sweeper decides itself."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra = HydraConfig.get()
+    return hydra.mode == RunMode.MULTIRUN and "BasicSweeper" not in str(hydra.sweeper.get("_target_", ""))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ class Backbone:
 
     def __post_init__(self):
         if self.name_or_path is None and not self.config:
-            raise UserError("model.name_or_path is not set; give a hub id or a model folder (or model.config for a random model)")
+            raise UserError(
+                "model.name_or_path is not set; give a hub id or a model folder (or model.config for a random model)"
+            )
         if self.pooling not in ("mean", "cls", "pooler"):
             raise UserError(f"model.pooling '{self.pooling}' is unknown; use mean, cls or pooler")
         if self.dtype not in ("float32", "bfloat16", "float16"):
@@ -35,7 +37,14 @@ class Backbone:
     @property
     def key(self) -> tuple:
         """Identity of the weights this spec loads (the random-model config included), for caches."""
-        return (self.name_or_path, self.tokenizer, _frozen(self.config), self.trust_remote_code, self.revision, self.dtype)
+        return (
+            self.name_or_path,
+            self.tokenizer,
+            _frozen(self.config),
+            self.trust_remote_code,
+            self.revision,
+            self.dtype,
+        )
 
     def _source(self) -> str | None:
         return self.name_or_path
@@ -83,7 +92,9 @@ class Backbone:
             settings = dict(self.config)
             with torch.random.fork_rng():
                 torch.manual_seed(0)
-                return auto.from_config(transformers.AutoConfig.for_model(settings.pop("model_type"), **settings), dtype=dtype)
+                return auto.from_config(
+                    transformers.AutoConfig.for_model(settings.pop("model_type"), **settings), dtype=dtype
+                )
         return self._load("model", functools.partial(auto.from_pretrained, dtype=dtype))
 
 
@@ -105,12 +116,12 @@ class CausalBackbone(Backbone):
         """Where weights and tokenizer load from: the de-quantized cache of a GGUF file, else name_or_path."""
         if not self.gguf_file:
             return self.name_or_path
+        import hashlib
         from pathlib import Path
 
-        import hashlib
-
         source = hashlib.sha256(f"{self.name_or_path}|{self.revision}|{self.gguf_file}".encode()).hexdigest()[:8]
-        cached = Path(self.cache_dir or ".") / f"{Path(self.gguf_file).stem}-{source}"  # same file name, other repo: other folder
+        # same file name, other repo: other folder
+        cached = Path(self.cache_dir or ".") / f"{Path(self.gguf_file).stem}-{source}"
         if not (cached / "config.json").is_file():
             _dequantize(self.name_or_path, self.gguf_file, cached)
         return str(cached)
@@ -140,7 +151,9 @@ def _dequantize(folder: str, gguf_file: str, target) -> None:
         model.save_pretrained(partial)
     except (OSError, ValueError) as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        raise UserError(f"model.gguf_file '{gguf_file}' in '{folder}': cannot read it ({str(exc).splitlines()[0]})") from None
+        raise UserError(
+            f"model.gguf_file '{gguf_file}' in '{folder}': cannot read it ({str(exc).splitlines()[0]})"
+        ) from None
     try:
         partial.rename(target)  # atomic: parallel workers never see half a folder
     except OSError:

@@ -1,8 +1,11 @@
-"""What a finished run leaves in its folder: metrics.json, learning curve, summary text."""
+"""What a finished run leaves in its folder (config, weights, metrics.json, learning curve), its
+summary text and W&B summary, and the atomic file writes runs and sweeps share."""
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 from pathlib import Path
 
 from domaintune.errors import UserError
@@ -18,7 +21,10 @@ def best_epoch(history: list[dict], metric: str, mode: str) -> dict | None:
 def read_run(folder: Path, key: str = "run") -> tuple[dict, dict]:
     """The config and metrics of a finished run folder; a one-line error naming `key=` otherwise."""
     if not (folder / "metrics.json").is_file() or not (folder / "config.yaml").is_file():
-        raise UserError(f"{key}={folder}: not a finished run folder (no metrics.json / config.yaml); pass outputs/runs/<date>/<run>")
+        raise UserError(
+            f"{key}={folder}: not a finished run folder (no metrics.json / config.yaml); pass "
+            "outputs/runs/<date>/<run>"
+        )
     import yaml
 
     return yaml.safe_load((folder / "config.yaml").read_text()), json.loads((folder / "metrics.json").read_text())
@@ -27,6 +33,74 @@ def read_run(folder: Path, key: str = "run") -> tuple[dict, dict]:
 def write_json(path: Path, data: dict) -> Path:
     path.write_text(json.dumps(data, indent=2, default=float) + "\n")
     return path
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """A table written whole, then renamed over `path`: parallel writers never leave half a file."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(partial, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    partial.replace(path)
+
+
+def run_metrics(cfg, trainer, history, datamodule, module, test_results: dict, seconds: float) -> dict:
+    """metrics.json of a run: the best validation epoch, the test scores, the data and what cleaning
+    removed, the epoch history, and what the module reports (the verdict against its base model)."""
+    best = best_epoch(history.epochs, cfg.optimized_metric, cfg.mode) or {}
+    return {
+        "task": cfg.task_name,
+        "mode": cfg.mode,
+        "run_dir": str(cfg.paths.run_dir),
+        "best": {"metric": cfg.optimized_metric, "value": best.get(cfg.optimized_metric), "epoch": best.get("epoch")},
+        "epochs_run": len(history.epochs),
+        "stopped_early": bool(trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch),
+        "world_size": trainer.world_size,
+        "time_s": round(seconds, 1),
+        "sanity_check_s": history.sanity_seconds,
+        "test": {k: round(float(v), 6) for k, v in test_results.items()},
+        "data": {
+            "path": str(datamodule.path),
+            "fingerprint": datamodule.fingerprint,
+            **{f"{split}_rows": len(ds) for split, ds in datamodule.datasets.items()},
+            "removed": datamodule.cleaning,  # duplicates and leakage taken out before training
+            **datamodule.report(),
+        },
+        "history": history.epochs,
+        **module.report(),
+    }
+
+
+def save_artifacts(run_dir: Path, cfg, datamodule, module, checkpoint: str) -> None:
+    """The resolved config and the best weights; the Lightning checkpoint holding the same weights goes."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    datamodule.save_artifacts(run_dir)
+    module.save_artifacts(run_dir)
+    if checkpoint:
+        Path(checkpoint).unlink(missing_ok=True)
+        if not any(Path(checkpoint).parent.iterdir()):
+            Path(checkpoint).parent.rmdir()
+
+
+def write_metrics(run_dir: Path, metrics: dict, metric: str) -> None:
+    """The learning curve, then metrics.json: its presence marks the run folder finished."""
+    plot_learning_curve(metrics["history"], metric, run_dir / "learning_curve.png")
+    write_json(run_dir / "metrics.json", metrics)
+
+
+def tracker_summary(metrics: dict) -> dict:
+    """The run's outcome as flat W&B summary keys: best epoch, baseline, verdict, data removed."""
+    return {
+        "best/value": metrics["best"]["value"],
+        "best/epoch": metrics["best"]["epoch"],
+        **{f"baseline/{k}": v for k, v in metrics.get("baseline", {}).items() if isinstance(v, (int, float))},
+        **verdict_summary(metrics.get("verdict")),
+        **{f"data/removed/{k}": v for k, v in metrics["data"]["removed"].items()},
+    }
 
 
 def plot_learning_curve(history: list[dict], metric: str, path: Path) -> Path | None:
@@ -64,9 +138,15 @@ def verdict_summary(verdict: dict | None) -> dict:
         return {}
     flat = {"verdict/line": verdict["line"], "verdict/test_rows": verdict["test_rows"]}
     for metric, result in verdict["metrics"].items():
-        flat.update({f"verdict/{metric}/fine_tuned": result["fine_tuned"], f"verdict/{metric}/base": result["base"],
-                     f"verdict/{metric}/difference": result["difference"],
-                     f"verdict/{metric}/ci95_low": result["ci95"][0], f"verdict/{metric}/ci95_high": result["ci95"][1]})
+        flat.update(
+            {
+                f"verdict/{metric}/fine_tuned": result["fine_tuned"],
+                f"verdict/{metric}/base": result["base"],
+                f"verdict/{metric}/difference": result["difference"],
+                f"verdict/{metric}/ci95_low": result["ci95"][0],
+                f"verdict/{metric}/ci95_high": result["ci95"][1],
+            }
+        )
     return flat
 
 
@@ -98,19 +178,33 @@ def summary_text(metrics: dict) -> str:
     test verdict against the base model, where things are."""
     test = metrics.get("test", {})
     stopped = " (early stopping: validation stopped improving)" if metrics.get("stopped_early") else ""
-    lines = [f"domaintune: {metrics['task']} finished in {metrics['time_s']:.0f}s, {metrics['epochs_run']} epoch(s){stopped}"]
+    lines = [
+        f"domaintune: {metrics['task']} finished in {metrics['time_s']:.0f}s, {metrics['epochs_run']} "
+        f"epoch(s){stopped}"
+    ]
     lines += [line for line in (removed_line(metrics.get("data", {}).get("removed")), selection_line(metrics)) if line]
     if test:
-        lines.append("  test (best checkpoint): " + "  ".join(f"{k.removeprefix('test/')} {v:.4f}" for k, v in test.items()))
+        lines.append(
+            "  test (best checkpoint): " + "  ".join(f"{k.removeprefix('test/')} {v:.4f}" for k, v in test.items())
+        )
     if metrics.get("verdict"):
         lines.append(f"  verdict on the test split: {metrics['verdict']['line']}")
     regression = metrics.get("regression", {})
     if "drop" in regression:
-        state = (f"REGRESSION: it forgot more than the tolerance {regression['tolerance']}" if regression["regressed"]
-                 else f"kept within the tolerance {regression['tolerance']}")
-        lines.append(f"  earlier run's test set: {regression['metric']} {regression['before']:.4f} -> {regression['after']:.4f}; {state}")
+        state = (
+            f"REGRESSION: it forgot more than the tolerance {regression['tolerance']}"
+            if regression["regressed"]
+            else f"kept within the tolerance {regression['tolerance']}"
+        )
+        lines.append(
+            f"  earlier run's test set: {regression['metric']} {regression['before']:.4f} -> "
+            f"{regression['after']:.4f}; {state}"
+        )
         if regression.get("test_rows_in_new_train"):
-            lines.append(f"  note: {regression['test_rows_in_new_train']} of its {regression['test_rows']} test rows are in the new "
-                         "train data, so this check is optimistic; keep earlier test rows out of new training data")
+            lines.append(
+                f"  note: {regression['test_rows_in_new_train']} of its {regression['test_rows']} test rows are in "
+                "the new "
+                "train data, so this check is optimistic; keep earlier test rows out of new training data"
+            )
     lines.append(f"  outputs: {metrics['run_dir']}")
     return "\n".join(lines)

@@ -12,67 +12,45 @@ from pathlib import Path
 import pandas as pd
 
 from domaintune.data.cleaning import CleaningReport, normalize_columns
-from domaintune.data.readers import read_table
-from domaintune.data.splits import check_labels, clean_and_carve, find_column, read_labelled, split_files
+from domaintune.data.splits import check_labels, clean_and_carve
 from domaintune.errors import DataError, UserError
 
 IMBALANCE_SHARE = 0.5  # a majority class above this share of train rows gets a warning and a remedy
 
 
-def read_raw(path: Path, text_column: str | None, label_column: str | None, report: CleaningReport) -> dict[str, pd.DataFrame]:
-    """The splits the data brings (or one `train` frame), with `text` and `label` columns; rows
-    with an empty text or label are dropped and counted."""
-    splits, empty = read_labelled(path, text_column, label_column)
-    report.empty.update(empty)
-    return splits
-
-
-def read_instructions(path: Path, data, report: CleaningReport) -> dict[str, pd.DataFrame]:
-    """Instruction data as `prompt` / `response` frames (chat `messages`: earlier turns as the prompt)."""
-    from domaintune.data.instruction import CHAT_HINT, PROMPT_COLUMNS, RESPONSE_COLUMNS
-
-    splits = {}
-    for split, file in split_files(path).items():
-        raw = read_table(file)
-        if data.messages_column or (not data.prompt_column and "messages" in raw.columns):
-            turns = [list(t) for t in raw[data.messages_column or "messages"]]
-            frame = pd.DataFrame({"prompt": ["\n".join(f"{m['role']}: {m['content']}" for m in t[:-1]) for t in turns],
-                                  "response": [t[-1]["content"] for t in turns],
-                                  "messages": turns})  # written back as is: the chat template needs the turns
-        else:
-            prompt = find_column(raw, data.prompt_column, PROMPT_COLUMNS, "prompt", file, CHAT_HINT)
-            response = find_column(raw, data.response_column, RESPONSE_COLUMNS, "response", file, CHAT_HINT)
-            frame = pd.DataFrame({"prompt": raw[prompt], "response": raw[response]})
-        splits[split] = frame
-        report.empty[split] = 0
-    return splits
-
-
 def prepare(cfg, out: Path) -> dict:
     """Normalize -> remove duplicates and leakage -> split what is missing -> check labels -> report.
     Returns the summary."""
+    from hydra.utils import get_class
+
     data = cfg.data
-    generative = "prompt_column" in data  # instruction data: prompt/response instead of text/label
-    path = Path(data.path) if data.path else _default_path(data)
+    kind = get_class(data._target_)  # the datamodule kind says what its rows hold
+    path = Path(data.path) if data.path else _default_path(kind)
     report = CleaningReport()
-    raw = read_instructions(path, data, report) if generative else read_raw(path, data.text_column, data.label_column, report)
-    key, columns = ("prompt", ("prompt", "response")) if generative else ("text", ("text", "label"))
-    normalized = {s: normalize_columns(f, s, columns, report, keep_lines=generative) for s, f in raw.items()}
-    splits, _ = clean_and_carve(normalized, key, data.val_fraction, data.test_fraction, data.seed, report=report)
+    raw = kind.read_raw(path, data, report)
+    normalized = {
+        s: normalize_columns(f, s, kind.columns(), report, keep_lines=not kind.labelled) for s, f in raw.items()
+    }
+    splits, _ = clean_and_carve(
+        normalized, kind.text_columns[0], data.val_fraction, data.test_fraction, data.seed, report=report
+    )
     brought = set(raw)
-    if not generative:
+    if kind.labelled:
         check_labels(path, splits)
     for name, frame in splits.items():
         if frame.empty:
-            raise DataError(f"{path}: the {name} split is empty after cleaning; add rows or change data.val_fraction / data.test_fraction")
+            raise DataError(
+                f"{path}: the {name} split is empty after cleaning; add rows or change data.val_fraction / "
+                "data.test_fraction"
+            )
 
-    texts = (splits["train"].prompt + "\n" + splits["train"].response) if generative else splits["train"].text
+    texts = splits["train"][list(kind.text_columns)].astype(str).agg("\n".join, axis=1)
     lengths = _token_lengths(cfg, texts.tolist())  # before anything is written: a tokenizer that fails leaves nothing
     partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        summary = _write(splits, brought, path, data, report, lengths, generative, partial, out)
+        summary = _write(splits, brought, path, data, report, lengths, kind.labelled, partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -80,31 +58,33 @@ def prepare(cfg, out: Path) -> dict:
     return summary
 
 
-def _write(splits, brought, path, data, report, lengths, generative, folder: Path, out: Path) -> dict:
+def _write(splits, brought, path, data, report, lengths, labelled: bool, folder: Path, out: Path) -> dict:
     digest = hashlib.sha256()
     for name, frame in splits.items():
         kept = frame[["messages"]] if "messages" in frame else frame
         kept.to_json(folder / f"{name}.jsonl", orient="records", lines=True, force_ascii=False)
         digest.update((folder / f"{name}.jsonl").read_bytes())
     summary = {
-        "source": str(path), "fingerprint": digest.hexdigest()[:16], "rows": {s: len(f) for s, f in splits.items()},
-        "split_by_us": sorted(set(splits) - brought), "cleaning": report.__dict__,
-        "max_length": int(data.max_length), "truncated_share": sum(n > data.max_length for n in lengths) / max(len(lengths), 1),
+        "source": str(path),
+        "fingerprint": digest.hexdigest()[:16],
+        "rows": {s: len(f) for s, f in splits.items()},
+        "split_by_us": sorted(set(splits) - brought),
+        "cleaning": report.__dict__,
+        "max_length": int(data.max_length),
+        "truncated_share": sum(n > data.max_length for n in lengths) / max(len(lengths), 1),
     }
-    if not generative:
+    if labelled:
         summary["labels"] = {s: f.label.value_counts().to_dict() for s, f in splits.items()}
         majority = max(summary["labels"]["train"].values()) / summary["rows"]["train"]
         summary["imbalance"] = {"majority_share": round(majority, 4), "warn": majority > IMBALANCE_SHARE}
-    _plots(splits if not generative else {}, lengths, int(data.max_length), folder)
+    _plots(splits if labelled else {}, lengths, int(data.max_length), folder)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (folder / "report.md").write_text(report_markdown(summary, out))
     return summary
 
 
-def _default_path(data) -> Path:
-    from hydra.utils import get_class
-
-    default = getattr(get_class(data._target_), "default_path", None)
+def _default_path(kind) -> Path:
+    default = kind.default_path
     if default is None:
         raise UserError("data.path is not set; point it at a data file or folder")
     return Path(default)
@@ -144,25 +124,47 @@ def _plots(splits: dict[str, pd.DataFrame], lengths: list[int], max_length: int,
 
 def report_markdown(summary: dict, out: Path) -> str:
     cleaning = summary["cleaning"]
-    lines = [f"# Data report: {summary['source']}", "", f"Prepared {datetime.now():%Y-%m-%d %H:%M}; fingerprint `{summary['fingerprint']}`.", "",
-             "| split | rows | empty dropped | exact duplicates | near duplicates | leaked from an earlier split |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Data report: {summary['source']}",
+        "",
+        f"Prepared {datetime.now():%Y-%m-%d %H:%M}; fingerprint `{summary['fingerprint']}`.",
+        "",
+        "| split | rows | empty dropped | exact duplicates | near duplicates | leaked from an earlier split |",
+        "|---|---|---|---|---|---|",
+    ]
     for split, rows in summary["rows"].items():
-        lines.append(f"| {split}{' (split by us)' if split in summary['split_by_us'] else ''} | {rows} | "
-                     f"{cleaning['empty'].get(split, 0)} | {cleaning['exact_duplicates'].get(split, 0)} | "
-                     f"{cleaning['near_duplicates'].get(split, 0)} | {cleaning['leaked'].get(split, 0)} |")
+        lines.append(
+            f"| {split}{' (split by us)' if split in summary['split_by_us'] else ''} | {rows} | "
+            f"{cleaning['empty'].get(split, 0)} | {cleaning['exact_duplicates'].get(split, 0)} | "
+            f"{cleaning['near_duplicates'].get(split, 0)} | {cleaning['leaked'].get(split, 0)} |"
+        )
     for kind, texts in cleaning["examples"].items():
         if texts:
             lines += ["", f"Examples ({kind}):"] + [f"- {t[:200]}" for t in texts]
     if cleaning["conflicting_labels"]:
-        lines += ["", f"**{cleaning['conflicting_labels']} texts appear with more than one label**: the model cannot learn both."]
+        lines += [
+            "",
+            f"**{cleaning['conflicting_labels']} texts appear with more than one label**: the model cannot learn "
+            "both.",
+        ]
     imbalance = summary.get("imbalance")
     if imbalance:
         lines += ["", "## Balance", "", f"The largest class holds {imbalance['majority_share']:.0%} of train."]
         if imbalance["warn"]:
-            lines.append("**Imbalanced**: judge by macro-F1, not accuracy, and train with `module.class_weights=balanced`.")
+            lines.append(
+                "**Imbalanced**: judge by macro-F1, not accuracy, and train with `module.class_weights=balanced`."
+            )
         lines += ["", "![labels](labels.png)"]
-    lines += ["", "## Length", "",
-              f"{summary['truncated_share']:.1%} of train rows are longer than max_length={summary['max_length']} tokens and would be cut.",
-              "", "![token lengths](token_lengths.png)", "", f"Train on it: `domaintune train ... data.path={out}`", ""]
+    lines += [
+        "",
+        "## Length",
+        "",
+        f"{summary['truncated_share']:.1%} of train rows are longer than max_length={summary['max_length']} tokens "
+        "and would be cut.",
+        "",
+        "![token lengths](token_lengths.png)",
+        "",
+        f"Train on it: `domaintune train ... data.path={out}`",
+        "",
+    ]
     return "\n".join(lines)

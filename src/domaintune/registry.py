@@ -3,8 +3,8 @@
 Two sources produce the same `Plugin` records: the entry-point groups
 `domaintune.modules` / `domaintune.datamodules` of installed packages, and local plugin
 folders (`plugins/<name>/__init__.py` exposing `MODULES` / `DATAMODULES` dicts of
-name -> class). Configs still build objects by `_target_`; the registry is for names,
-listing, checks and scaffolding.
+name -> class). A plugin class implements its kind's contract (`domaintune.api`). Configs
+still build objects by `_target_`; the registry is for names, listing, checks and scaffolding.
 """
 
 from __future__ import annotations
@@ -53,10 +53,19 @@ def plugin_dirs() -> list[Path]:
     return dirs
 
 
-def _base_class(kind: str) -> type:
-    import lightning.pytorch as pl
+def add_plugin_folders() -> list[Path]:
+    """Make `plugins.<name>...` targets importable: each plugin folder's parent goes on sys.path."""
+    dirs = plugin_dirs()
+    for root in dirs:
+        if str(root.parent) not in sys.path:
+            sys.path.insert(0, str(root.parent))
+    return dirs
 
-    return pl.LightningModule if kind == "module" else pl.LightningDataModule
+
+def _base_class(kind: str) -> type:
+    from domaintune.api import TaskDataModule, TaskModule
+
+    return TaskModule if kind == "module" else TaskDataModule
 
 
 def _check(kind: str, name: str, obj: object, source: str) -> Plugin:
@@ -64,7 +73,8 @@ def _check(kind: str, name: str, obj: object, source: str) -> Plugin:
         raise PluginError(f"{kind} plugin '{name}' from {source}: names are lower-case letters, digits and '_'")
     if not (isinstance(obj, type) and issubclass(obj, _base_class(kind))):
         raise PluginError(
-            f"{kind} plugin '{name}' from {source} is {obj!r}, not a {_base_class(kind).__name__} subclass"
+            f"{kind} plugin '{name}' from {source} is {obj!r}, not a {_base_class(kind).__name__} subclass "
+            "(domaintune.api)"
         )
     return Plugin(name=name, kind=kind, obj=obj, source=source)
 
@@ -87,8 +97,6 @@ def _from_entry_points() -> list[Plugin]:
 
 def _from_folder(root: Path) -> list[Plugin]:
     """Import every `root/<name>/__init__.py` as `<root name>.<name>` and read its name -> class dicts."""
-    if str(root.parent) not in sys.path:
-        sys.path.insert(0, str(root.parent))
     plugins = []
     for folder in sorted(p for p in root.iterdir() if (p / "__init__.py").is_file()):
         source = f"plugin folder {folder}"
@@ -97,7 +105,8 @@ def _from_folder(root: Path) -> list[Plugin]:
             package = importlib.import_module(module_name)
         except Exception as exc:
             raise PluginError(
-                f"plugin folder {folder} failed to import: {type(exc).__name__}: {exc} (fix it or move it out of {root})"
+                f"plugin folder {folder} failed to import: {type(exc).__name__}: {exc} (fix it or move it out of "
+                f"{root})"
             ) from exc
         if Path(package.__file__).resolve().parent != folder:
             raise PluginError(
@@ -114,7 +123,7 @@ def discover() -> dict[tuple[str, str], Plugin]:
     """All plugins keyed by (kind, name); two different classes under one name is an error."""
     found: dict[tuple[str, str], Plugin] = {}
     candidates = _from_entry_points()
-    for root in plugin_dirs():
+    for root in add_plugin_folders():
         candidates += _from_folder(root)
     for plugin in candidates:
         key = (plugin.kind, plugin.name)
@@ -141,14 +150,15 @@ def get(kind: str, name: str) -> Plugin:
 
 def check_target(kind: str, target: str, key: str) -> None:
     """Fail early, in one line, when a config's `_target_` cannot be imported."""
-    discover()  # puts local plugin folders on the import path
+    add_plugin_folders()
     module_name, _, attribute = target.rpartition(".")
     try:
         obj = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError, ValueError) as exc:
         registered = ", ".join(f"{p.name} ({p.target})" for (k, _), p in sorted(discover().items()) if k == kind)
         raise PluginError(
-            f"{key}._target_ '{target}' cannot be imported ({type(exc).__name__}: {exc}); registered {kind}s: {registered}"
+            f"{key}._target_ '{target}' cannot be imported ({type(exc).__name__}: {exc}); registered {kind}s: "
+            f"{registered}"
         ) from None
     if not (isinstance(obj, type) and issubclass(obj, _base_class(kind))):
-        raise PluginError(f"{key}._target_ '{target}' is not a {_base_class(kind).__name__} subclass")
+        raise PluginError(f"{key}._target_ '{target}' is not a {_base_class(kind).__name__} subclass (domaintune.api)")

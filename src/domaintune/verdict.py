@@ -63,16 +63,31 @@ def compare(name: str, statistic, tuned: tuple, base: tuple, mode: str = "max", 
     if rows < 2:
         low = high = tuned_value - base_value
     else:
-        result = bootstrap((*tuned, *base), difference, paired=True, vectorized=True, n_resamples=RESAMPLES,
-                           batch=max(1, 4_000_000 // rows), method="percentile", confidence_level=0.95,
-                           rng=np.random.default_rng(seed))  # batches of resamples: bounded memory for big test sets
+        result = bootstrap(
+            (*tuned, *base),
+            difference,
+            paired=True,
+            vectorized=True,
+            n_resamples=RESAMPLES,
+            batch=max(1, 4_000_000 // rows),
+            method="percentile",
+            confidence_level=0.95,
+            rng=np.random.default_rng(seed),
+        )  # batches of resamples: bounded memory for big test sets
         low, high = (float(v) for v in result.confidence_interval)
     sign = 1 if mode == "max" else -1
     gain_interval = sorted((sign * low, sign * high))
-    return {"metric": name, "fine_tuned": round(tuned_value, 6), "base": round(base_value, 6),
-            "difference": round(tuned_value - base_value, 6), "ci95": [round(low, 6), round(high, 6)],
-            "gain": round(sign * (tuned_value - base_value), 6), "gain_ci95": [round(v, 6) for v in gain_interval],
-            "mode": mode, "rows": rows}
+    return {
+        "metric": name,
+        "fine_tuned": round(tuned_value, 6),
+        "base": round(base_value, 6),
+        "difference": round(tuned_value - base_value, 6),
+        "ci95": [round(low, 6), round(high, 6)],
+        "gain": round(sign * (tuned_value - base_value), 6),
+        "gain_ci95": [round(v, 6) for v in gain_interval],
+        "mode": mode,
+        "rows": rows,
+    }
 
 
 def line(result: dict, base_is: str) -> str:
@@ -83,11 +98,17 @@ def line(result: dict, base_is: str) -> str:
     if low > 0:
         return f"fine-tuning improved {metric} by {gain:.2f} ({interval})"
     if high < 0:
-        return f"the base model is better: fine-tuning made {metric} worse by {-gain:.2f} ({interval}); {base_is} is the better choice"
+        worse = f"fine-tuning made {metric} worse by {-gain:.2f} ({interval})"
+        return f"the base model is better: {worse}; {base_is} is the better choice"
     return f"no significant difference in {metric} ({gain:+.2f}; {interval}): {base_is} is as good and cheaper"
 
 
 def verdict(results: list[dict], base_kind: str, base_is: str) -> dict:
     """metrics.json's `verdict`: the first result (the optimized metric) decides the sentence."""
-    return {"line": line(results[0], base_is), "base": base_kind, "method": METHOD, "test_rows": results[0]["rows"],
-            "metrics": {r["metric"]: r for r in results}}
+    return {
+        "line": line(results[0], base_is),
+        "base": base_kind,
+        "method": METHOD,
+        "test_rows": results[0]["rows"],
+        "metrics": {r["metric"]: r for r in results},
+    }

@@ -30,7 +30,13 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     Evaluation: sort everything by length. Under DDP each process takes every world-th batch."""
 
     def __init__(self, lengths: list[int], batch_size: int, shuffle: bool, seed: int = 0, window: int = 50):
-        self.lengths, self.batch_size, self.shuffle, self.seed, self.window = lengths, batch_size, shuffle, seed, window
+        self.lengths, self.batch_size, self.shuffle, self.seed, self.window = (
+            lengths,
+            batch_size,
+            shuffle,
+            seed,
+            window,
+        )
         self.epoch = 0
 
     def _eval_rows(self, rank: int, world: int) -> list[int]:
@@ -42,15 +48,15 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(n, generator=generator).tolist()
         span = size * self.window
-        order = [i for s in range(0, n, span) for i in sorted(order[s:s + span], key=self.lengths.__getitem__)]
-        batches = [order[i:i + size] for i in range(0, n, size)]
+        order = [i for s in range(0, n, span) for i in sorted(order[s : s + span], key=self.lengths.__getitem__)]
+        batches = [order[i : i + size] for i in range(0, n, size)]
         return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
     def __iter__(self):
         rank, world = _world()
         if not self.shuffle:
             rows = self._eval_rows(rank, world)
-            yield from (rows[i:i + self.batch_size] for i in range(0, len(rows), self.batch_size))
+            yield from (rows[i : i + self.batch_size] for i in range(0, len(rows), self.batch_size))
             return
         batches = self._train_batches()
         self.epoch += 1

@@ -100,13 +100,18 @@ class CleaningReport:
 
     def counts(self) -> dict[str, int]:
         """Rows removed (or, for conflicts, found) per kind, over all splits: what a run reports."""
-        return {"empty": sum(self.empty.values()), "exact_duplicates": sum(self.exact_duplicates.values()),
-                "near_duplicates": sum(self.near_duplicates.values()), "leaked": sum(self.leaked.values()),
-                "conflicting_labels": self.conflicting_labels}
+        return {
+            "empty": sum(self.empty.values()),
+            "exact_duplicates": sum(self.exact_duplicates.values()),
+            "near_duplicates": sum(self.near_duplicates.values()),
+            "leaked": sum(self.leaked.values()),
+            "conflicting_labels": self.conflicting_labels,
+        }
 
 
-def normalize_columns(frame: pd.DataFrame, split: str, columns: tuple[str, ...], report: CleaningReport,
-                      keep_lines: bool = False) -> pd.DataFrame:
+def normalize_columns(
+    frame: pd.DataFrame, split: str, columns: tuple[str, ...], report: CleaningReport, keep_lines: bool = False
+) -> pd.DataFrame:
     """Normalize `columns` and drop the rows where one of them is empty (counted)."""
     frame = frame.copy()
     for column in columns:
@@ -116,8 +121,9 @@ def normalize_columns(frame: pd.DataFrame, split: str, columns: tuple[str, ...],
     return frame[~empty].reset_index(drop=True)
 
 
-def deduplicate(splits: dict[str, pd.DataFrame], key: str, report: CleaningReport,
-                agree: str | None = None) -> dict[str, pd.DataFrame]:
+def deduplicate(
+    splits: dict[str, pd.DataFrame], key: str, report: CleaningReport, agree: str | None = None
+) -> dict[str, pd.DataFrame]:
     """Rows compared on `key` (the text, or an instruction's prompt), splits in train, val, test
     order, the first of each group kept. A row that repeats an earlier row (exactly or near) and
     agrees on `agree` (the label; instruction data has none) leaves its split: as leaked when
@@ -157,7 +163,9 @@ def deduplicate(splits: dict[str, pd.DataFrame], key: str, report: CleaningRepor
 
 def describe(counts: dict[str, int]) -> tuple[str, int]:
     """'3 exact duplicates, 2 leaked' for the rows cleaning removed, and the label conflicts it kept."""
-    removed = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items() if n and kind != "conflicting_labels")
+    removed = ", ".join(
+        f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items() if n and kind != "conflicting_labels"
+    )
     return removed, counts.get("conflicting_labels", 0)
 
 

@@ -7,80 +7,109 @@ import hashlib
 import json
 import logging
 import random
+from collections.abc import Mapping
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from domaintune.api import TaskDataModule
 from domaintune.data.batching import LengthGroupedBatchSampler, TokenizedDataset
-from domaintune.data.readers import files_stamp, read_table
-from domaintune.data.cleaning import log_cleaning
+from domaintune.data.readers import read_table
 from domaintune.data.splits import clean_and_carve, find_column, split_files
 from domaintune.errors import DataError
 
 log = logging.getLogger(__name__)
 PROMPT_COLUMNS = ("prompt", "instruction", "input", "question", "query", "original_text", "text", "facts", "message")
-RESPONSE_COLUMNS = ("response", "output", "answer", "completion", "reference_summary", "summary", "reply", "copy", "target")
+RESPONSE_COLUMNS = (
+    "response",
+    "output",
+    "answer",
+    "completion",
+    "reference_summary",
+    "summary",
+    "reply",
+    "copy",
+    "target",
+)
 CHAT_HINT = " (or data.messages_column for chat data)"
-_LOADED: dict[tuple, tuple] = {}  # (files, settings, tokenizer) -> (examples per split, fingerprint, length report)
 
 
-class InstructionDataModule(pl.LightningDataModule):
+class InstructionDataModule(TaskDataModule):
     """`path` is one file (split here, seeded) or a folder of train/val/test files, each JSONL, JSON,
     CSV, TSV or Parquet with a prompt and a response column, or a chat `messages` column whose last
     assistant turn is the response. Domain plugins subclass it to set `default_path`."""
 
-    default_path: Path | None = None
+    text_columns = ("prompt", "response")
+    labelled = False
 
-    def __init__(self, tokenizer, path: str | None = None, prompt_column: str | None = None,
-                 response_column: str | None = None, messages_column: str | None = None,
-                 system_prompt: str | None = None, prompt_template: str = "{prompt}", max_length: int = 512,
-                 batch_size: int = 8, eval_batch_size: int = 16, val_fraction: float = 0.1,
-                 test_fraction: float = 0.1, seed: int = 42, train_rows: int | None = None, packing: bool = False,
-                 pad_to_multiple_of: int = 1, num_workers: int = 0, dedupe: bool = True):
-        super().__init__()
-        if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-            raise DataError(f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction}: each must be "
-                            "in (0, 1) (test may be 0 when the data has a test file) and together below 1")
+    def __init__(
+        self,
+        tokenizer,
+        path: str | None = None,
+        prompt_column: str | None = None,
+        response_column: str | None = None,
+        messages_column: str | None = None,
+        system_prompt: str | None = None,
+        prompt_template: str = "{prompt}",
+        max_length: int = 512,
+        batch_size: int = 8,
+        eval_batch_size: int = 16,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        seed: int = 42,
+        train_rows: int | None = None,
+        packing: bool = False,
+        pad_to_multiple_of: int = 1,
+        num_workers: int = 0,
+        dedupe: bool = True,
+    ):
+        super().__init__(
+            tokenizer, path, batch_size, eval_batch_size, val_fraction, test_fraction, seed, num_workers, dedupe
+        )
         if "{prompt}" not in prompt_template:
             raise DataError(f"data.prompt_template '{prompt_template}' has no {{prompt}} placeholder; add one")
-        if path is None and self.default_path is None:
-            raise DataError("data.path is not set; point it at a data file or folder")
-        self.tokenizer = tokenizer
-        self.path = Path(path) if path is not None else self.default_path
-        self.columns = (prompt_column, response_column, messages_column)
+        self.column_names = (prompt_column, response_column, messages_column)
         self.system_prompt, self.prompt_template, self.max_length = system_prompt, prompt_template, max_length
-        self.batch_size, self.eval_batch_size, self.packing, self.num_workers = batch_size, eval_batch_size, packing, num_workers
-        self.pad_to_multiple_of = pad_to_multiple_of
-        self.val_fraction, self.test_fraction, self.seed, self.train_rows = val_fraction, test_fraction, seed, train_rows
-        self.dedupe = dedupe
-        self.cleaning: dict[str, int] = {}
-        self.datasets: dict[str, TokenizedDataset] = {}
+        self.packing, self.pad_to_multiple_of, self.train_rows = packing, pad_to_multiple_of, train_rows
         self.references: dict[str, list[str]] = {}
-        self.fingerprint = ""
+        self.prompts: dict[str, list[str]] = {}
         self.length_report: dict[str, int] = {}
 
     # -- reading and rendering ---------------------------------------------------------------
     def _conversations(self, frame: pd.DataFrame, source: Path) -> list[tuple[list[dict], str]]:
         """(prompt messages, response) per row, rows with an empty prompt or response dropped."""
-        prompt_col, response_col, messages_col = self.columns
+        prompt_col, response_col, messages_col = self.column_names
         if messages_col or (not prompt_col and "messages" in frame.columns):
             column = messages_col or "messages"
             if column not in frame.columns:
-                raise DataError(f"{source}: no column '{column}' (data.messages_column); columns are {list(frame.columns)}")
+                raise DataError(
+                    f"{source}: no column '{column}' (data.messages_column); columns are {list(frame.columns)}"
+                )
             rows = []
             system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
             for number, messages in enumerate(frame[column], start=1):
-                messages = list(messages) if isinstance(messages, (list, tuple, np.ndarray)) else messages  # Parquet: arrays
-                if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and "role" in m and "content" in m for m in messages):
+                # Parquet: arrays
+                messages = list(messages) if isinstance(messages, (list, tuple, np.ndarray)) else messages
+                if (
+                    not isinstance(messages, list)
+                    or not messages
+                    or not all(isinstance(m, dict) and "role" in m and "content" in m for m in messages)
+                ):
                     raise DataError(f"{source}: row {number}: '{column}' must be a list of {{role, content}} messages")
                 if messages[-1]["role"] != "assistant":
-                    raise DataError(f"{source}: row {number}: the last message must be the assistant's reply (the response)")
+                    raise DataError(
+                        f"{source}: row {number}: the last message must be the assistant's reply (the response)"
+                    )
                 turns = [dict(m) for m in messages[:-1]]
-                rows.append(((system if not turns or turns[0]["role"] != "system" else []) + turns, str(messages[-1]["content"])))
+                rows.append(
+                    (
+                        (system if not turns or turns[0]["role"] != "system" else []) + turns,
+                        str(messages[-1]["content"]),
+                    )
+                )
             return rows
         prompt = find_column(frame, prompt_col, PROMPT_COLUMNS, "prompt", source, CHAT_HINT)
         response = find_column(frame, response_col, RESPONSE_COLUMNS, "response", source, CHAT_HINT)
@@ -90,10 +119,17 @@ class InstructionDataModule(pl.LightningDataModule):
                 continue
             rows.append((prompt_messages(str(p).strip(), self.system_prompt, self.prompt_template), str(r).strip()))
         if len(rows) < len(frame):
-            log.warning("%s: dropped %d of %d rows with an empty prompt or response", source, len(frame) - len(rows), len(frame))
+            log.warning(
+                "%s: dropped %d of %d rows with an empty prompt or response",
+                source,
+                len(frame) - len(rows),
+                len(frame),
+            )
         return rows
 
-    def _encode(self, conversations: list[tuple[list[dict], str]], counts: dict[str, int]) -> tuple[list, list, list, list]:
+    def _encode(
+        self, conversations: list[tuple[list[dict], str]], counts: dict[str, int]
+    ) -> tuple[list, list, list, list]:
         """Token ids and prompt lengths; a response that does not fit is cut, a prompt that leaves
         no room for one drops the row (both counted)."""
         prompts = [render_prompt(self.tokenizer, messages) for messages, _ in conversations]
@@ -114,38 +150,71 @@ class InstructionDataModule(pl.LightningDataModule):
             references.append(reference)
         return ids, prompt_lens, kept_prompts, references
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
-        from domaintune.data.tokenized import tokenizer_fingerprint
+    def cache_key(self) -> tuple:
+        return (
+            self.column_names,
+            self.system_prompt,
+            self.prompt_template,
+            self.max_length,
+            self.train_rows,
+            getattr(self.tokenizer, "chat_template", None),
+            self.tokenizer.eos_token,
+        )
 
-        key = (files_stamp(self.path) if self.path.exists() else str(self.path), self.columns, self.system_prompt,
-               self.prompt_template, self.max_length, self.val_fraction, self.test_fraction, self.seed,
-               self.train_rows, self.dedupe, tokenizer_fingerprint(self.tokenizer), getattr(self.tokenizer, "chat_template", None),
-               self.tokenizer.eos_token)
-        if key not in _LOADED:  # sweep trials read and tokenize once per process
-            _LOADED[key] = self._load()
-        self.datasets, self.references, self.prompts, self.fingerprint, self.length_report, self.cleaning = _LOADED[key]
-        log_cleaning(self.path, self.cleaning)
-        report = self.length_report
-        log.info("data %s: %s rows, fingerprint %s; %d rows cut to max_length=%d, %d dropped (prompt too long)",
-                 self.path, " / ".join(f"{k} {len(v)}" for k, v in self.datasets.items()), self.fingerprint,
-                 report["truncated"], self.max_length, report["dropped"])
-
-    def _load(self):
+    def load(self) -> dict:
         frames, cleaning = self._read()
         counts = {"truncated": 0, "dropped": 0}
         datasets, references, prompts, digest = {}, {}, {}, hashlib.sha256()
         for split, frame in frames.items():
             ids, prompt_lens, prompts[split], references[split] = self._encode(frame, counts)
             if not ids:
-                raise DataError(f"{self.path}: the {split} split has no row that fits data.max_length={self.max_length}; "
-                                "raise max_length or shorten the prompts")
+                raise DataError(
+                    f"{self.path}: the {split} split has no row that fits data.max_length={self.max_length}; "
+                    "raise max_length or shorten the prompts"
+                )
             datasets[split] = TokenizedDataset(ids, prompt_lens)
             for row in ids:
                 digest.update(row.tobytes())
             digest.update(split.encode())
-        return datasets, references, prompts, digest.hexdigest()[:16], counts, cleaning
+        log.info(
+            "data %s: %d rows cut to max_length=%d, %d dropped (prompt too long)",
+            self.path,
+            counts["truncated"],
+            self.max_length,
+            counts["dropped"],
+        )
+        return {
+            "datasets": datasets,
+            "references": references,
+            "prompts": prompts,
+            "fingerprint": digest.hexdigest()[:16],
+            "length_report": counts,
+            "cleaning": cleaning,
+        }
+
+    @classmethod
+    def read_raw(cls, path: Path, data: Mapping, report) -> dict[str, pd.DataFrame]:
+        """`prompt` / `response` frames (chat `messages`: earlier turns as the prompt, and the turns
+        kept as they are, since the chat template needs them)."""
+        splits = {}
+        for split, file in split_files(path).items():
+            raw = read_table(file)
+            if data.get("messages_column") or (not data.get("prompt_column") and "messages" in raw.columns):
+                turns = [list(t) for t in raw[data.get("messages_column") or "messages"]]
+                frame = pd.DataFrame(
+                    {
+                        "prompt": ["\n".join(f"{m['role']}: {m['content']}" for m in t[:-1]) for t in turns],
+                        "response": [t[-1]["content"] for t in turns],
+                        "messages": turns,
+                    }
+                )
+            else:
+                prompt = find_column(raw, data.get("prompt_column"), PROMPT_COLUMNS, "prompt", file, CHAT_HINT)
+                response = find_column(raw, data.get("response_column"), RESPONSE_COLUMNS, "response", file, CHAT_HINT)
+                frame = pd.DataFrame({"prompt": raw[prompt], "response": raw[response]})
+            splits[split] = frame
+            report.empty[split] = 0
+        return splits
 
     def _read(self) -> tuple[dict[str, list], dict[str, int]]:
         """(prompt messages, response) rows per split, duplicates and leakage removed by prompt
@@ -154,22 +223,28 @@ class InstructionDataModule(pl.LightningDataModule):
         for split, file in split_files(self.path).items():
             rows = self._conversations(read_table(file), file)
             frames[split] = pd.DataFrame({"prompt": [prompt_text(messages) for messages, _ in rows], "row": rows})
-        frames, report = clean_and_carve(frames, "prompt", self.val_fraction, self.test_fraction, self.seed, self.dedupe)
+        frames, report = clean_and_carve(
+            frames, "prompt", self.val_fraction, self.test_fraction, self.seed, self.dedupe
+        )
         splits = {split: frame.row.tolist() for split, frame in frames.items()}
         if self.train_rows and len(splits["train"]) > self.train_rows:  # start small: a seeded share of train
             keep = set(random.Random(self.seed + 2).sample(range(len(splits["train"])), self.train_rows))
             splits["train"] = [row for i, row in enumerate(splits["train"]) if i in keep]
         for split, rows in splits.items():
             if not rows:
-                raise DataError(f"{self.path}: the {split} split is empty; add rows or change data.val_fraction / data.test_fraction")
+                raise DataError(
+                    f"{self.path}: the {split} split is empty; add rows or change data.val_fraction / "
+                    "data.test_fraction"
+                )
         return splits, report.counts()
 
-    def use_as_test(self, path: Path, data) -> None:
+    def use_as_test(self, path: Path, data: Mapping) -> None:
         """Every row of `path` (a file, or a folder's test file) becomes the test split; train and
         validation stay (`evaluate data.path=...`)."""
         file = split_files(path).get("test", path) if path.is_dir() else path
-        ids, prompt_lens, prompts, references = self._encode(self._conversations(read_table(file), file),
-                                                             {"truncated": 0, "dropped": 0})
+        ids, prompt_lens, prompts, references = self._encode(
+            self._conversations(read_table(file), file), {"truncated": 0, "dropped": 0}
+        )
         if not ids:
             raise DataError(f"{file}: no row fits data.max_length={self.max_length}")
         self.datasets = {**self.datasets, "test": TokenizedDataset(ids, prompt_lens)}
@@ -178,6 +253,20 @@ class InstructionDataModule(pl.LightningDataModule):
     # -- what the module and the run folder need ---------------------------------------------
     def module_inputs(self) -> dict:
         return {"tokenizer": self.tokenizer}
+
+    def inputs_from_run(self, folder: Path) -> dict:
+        return {"tokenizer": self.tokenizer}
+
+    def report(self) -> dict:
+        return self.length_report
+
+    def prompt_ids(self, prompts: list[str]) -> list[list[int]]:
+        """Raw prompts as token ids, rendered as this data's rows are (system prompt, template, chat template)."""
+        texts = [
+            render_prompt(self.tokenizer, prompt_messages(p, self.system_prompt, self.prompt_template))
+            for p in prompts
+        ]
+        return [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
 
     def generation_rows(self, split: str, count: int) -> tuple[list[list[int]], list[str], list[str]]:
         """The first `count` rows of a split (a fixed subset): prompt ids, prompt text, reference response."""
@@ -188,29 +277,33 @@ class InstructionDataModule(pl.LightningDataModule):
 
     def save_artifacts(self, folder: Path) -> None:
         rows = {split: len(ds) for split, ds in self.datasets.items()}
-        (Path(folder) / "data_report.json").write_text(json.dumps({**rows, **self.length_report, "max_length": self.max_length}, indent=2))
+        (Path(folder) / "data_report.json").write_text(
+            json.dumps({**rows, **self.length_report, "max_length": self.max_length}, indent=2)
+        )
 
     # -- batches --------------------------------------------------------------------------------
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
         items = list(range(len(dataset)))
         if shuffle and self.packing:
             items = pack(dataset, self.max_length, self.seed)
-        lengths = [sum(len(dataset.ids[i]) for i in group) for group in items] if shuffle and self.packing else [len(r) for r in dataset.ids]
-        sampler = LengthGroupedBatchSampler(lengths, self.batch_size if shuffle else self.eval_batch_size, shuffle=shuffle, seed=self.seed)
+        lengths = (
+            [sum(len(dataset.ids[i]) for i in group) for group in items]
+            if shuffle and self.packing
+            else [len(r) for r in dataset.ids]
+        )
+        sampler = LengthGroupedBatchSampler(
+            lengths, self.batch_size if shuffle else self.eval_batch_size, shuffle=shuffle, seed=self.seed
+        )
         source = _Packs(dataset, items) if shuffle and self.packing else dataset
         collate = packed_collate if shuffle and self.packing else padded_collate
-        return DataLoader(source, batch_sampler=sampler, collate_fn=collate(self.tokenizer.pad_token_id or 0, self.pad_to_multiple_of),
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return DataLoader(
+            source,
+            batch_sampler=sampler,
+            collate_fn=collate(self.tokenizer.pad_token_id or 0, self.pad_to_multiple_of),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
 
 def prompt_messages(prompt: str, system_prompt: str | None, template: str) -> list[dict]:

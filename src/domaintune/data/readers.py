@@ -52,7 +52,9 @@ def read_table(path: Path) -> pd.DataFrame:
     """The file's rows as a DataFrame; a `txt` file gives one `text` row per non-blank line."""
     fmt = data_format(path)
     if fmt is None:
-        raise DataError(f"{path}: unknown data format; use .csv, .tsv, .jsonl, .json, .parquet or .txt (optionally .gz)")
+        raise DataError(
+            f"{path}: unknown data format; use .csv, .tsv, .jsonl, .json, .parquet or .txt (optionally .gz)"
+        )
     if not path.is_file():
         raise DataError(f"{path}: no such file; set data.path to an existing file or folder")
     raw = path.read_bytes()
@@ -82,7 +84,9 @@ def read_table(path: Path) -> pd.DataFrame:
             return pd.DataFrame(_json_lines(path, text))
         return pd.DataFrame(_json_records(path, text))
     except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: {str(exc).strip()}; fix the row or quote fields that contain the separator") from None
+        raise DataError(
+            f"{path}: {str(exc).strip()}; fix the row or quote fields that contain the separator"
+        ) from None
 
 
 def _json_lines(path: Path, text: str) -> list[dict]:

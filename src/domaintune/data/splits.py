@@ -17,8 +17,23 @@ from domaintune.errors import DataError
 log = logging.getLogger(__name__)
 
 SPLIT_NAMES = {"train": ("train",), "val": ("val", "valid", "validation", "dev"), "test": ("test",)}
-TEXT_COLUMNS = ("text", "sentence", "content", "utterance", "query", "question", "review", "headline",
-                "title", "body", "document", "clause", "message", "input", "prompt")
+TEXT_COLUMNS = (
+    "text",
+    "sentence",
+    "content",
+    "utterance",
+    "query",
+    "question",
+    "review",
+    "headline",
+    "title",
+    "body",
+    "document",
+    "clause",
+    "message",
+    "input",
+    "prompt",
+)
 LABEL_COLUMNS = ("label", "labels", "category", "intent", "class", "target", "topic", "sentiment", "answer", "y")
 
 
@@ -31,8 +46,11 @@ def _stem(path: Path) -> str:
 
 def data_files(folder: Path) -> list[Path]:
     """Files in a data folder that can hold rows (README, LICENSE and the like are skipped)."""
-    return [p for p in sorted(folder.iterdir())
-            if p.is_file() and data_format(p) is not None and not DOCUMENTATION & set(re.split(r"[_\-. ]", _stem(p)))]
+    return [
+        p
+        for p in sorted(folder.iterdir())
+        if p.is_file() and data_format(p) is not None and not DOCUMENTATION & set(re.split(r"[_\-. ]", _stem(p)))
+    ]
 
 
 def find_split_files(folder: Path) -> dict[str, Path]:
@@ -42,13 +60,16 @@ def find_split_files(folder: Path) -> dict[str, Path]:
         for split, stems in SPLIT_NAMES.items():
             if _stem(path) in stems:
                 if split in found:
-                    raise DataError(f"{folder}: both {found[split].name} and {path.name} look like the {split} split; keep one")
+                    raise DataError(
+                        f"{folder}: both {found[split].name} and {path.name} look like the {split} split; keep one"
+                    )
                 found[split] = path
     return found
 
 
-def find_column(frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, ...], role: str, source: Path,
-                hint: str = "") -> str:
+def find_column(
+    frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, ...], role: str, source: Path, hint: str = ""
+) -> str:
     """The column named by `data.<role>_column`, else the first of `candidates` (any case)."""
     if wanted is not None:
         if wanted not in frame.columns:
@@ -68,10 +89,12 @@ def canonical(frame: pd.DataFrame, source: Path, text_column: str | None, label_
     """Keep `text` and `label` as clean strings; drop rows with no text or no label, saying how many."""
     text = find_column(frame, text_column, TEXT_COLUMNS, "text", source)
     label = find_column(frame, label_column, LABEL_COLUMNS, "label", source)
-    out = pd.DataFrame({
-        "text": frame[text].map(lambda v: normalize(v) if pd.notna(v) else ""),
-        "label": frame[label].map(lambda v: str(v).strip() if pd.notna(v) else ""),
-    })
+    out = pd.DataFrame(
+        {
+            "text": frame[text].map(lambda v: normalize(v) if pd.notna(v) else ""),
+            "label": frame[label].map(lambda v: str(v).strip() if pd.notna(v) else ""),
+        }
+    )
     keep = (out.text != "") & (out.label != "")
     if not keep.all():
         log.warning("%s: dropped %d of %d rows with an empty text or label", source, (~keep).sum(), len(out))
@@ -103,7 +126,9 @@ def random_split(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.Da
     return frame[[not m for m in mask]].reset_index(drop=True), frame[mask].reset_index(drop=True)
 
 
-def carve(splits: dict[str, pd.DataFrame], val_fraction: float, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
+def carve(
+    splits: dict[str, pd.DataFrame], val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, pd.DataFrame]:
     """The splits the data lacks, carved out of train: test, then validation; stratified by label
     when the rows have one (every class with two or more rows keeps a held-out row), seeded."""
     split = stratified_split if "label" in splits["train"] else random_split
@@ -117,8 +142,15 @@ def carve(splits: dict[str, pd.DataFrame], val_fraction: float, test_fraction: f
     return splits
 
 
-def clean_and_carve(splits: dict[str, pd.DataFrame], key: str, val_fraction: float, test_fraction: float, seed: int,
-                    dedupe: bool = True, report: CleaningReport | None = None) -> tuple[dict[str, pd.DataFrame], CleaningReport]:
+def clean_and_carve(
+    splits: dict[str, pd.DataFrame],
+    key: str,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    dedupe: bool = True,
+    report: CleaningReport | None = None,
+) -> tuple[dict[str, pd.DataFrame], CleaningReport]:
     """What training, instruction data and `prepare` all do to the splits a data set brings:
     duplicates and leakage between them out (compared on `key`; a `label` column must agree for a
     duplicate), then the missing splits carved out of the clean train rows."""
@@ -148,13 +180,16 @@ def split_files(path: Path, layout: str = "train/val/test files, or one data fil
         raise DataError(f"{path}: no data files found ({layout}); it holds {[p.name for p in path.iterdir()][:8]}")
     if "train" not in files:
         raise DataError(
-            f"{path}: has {', '.join(p.name for p in files.values())} but no train file (train.csv, train.jsonl, ...); "
+            f"{path}: has {', '.join(p.name for p in files.values())} but no train file (train.csv, train.jsonl, "
+            "...); "
             "add one, or pass a single file as data.path to have it split"
         )
     return files
 
 
-def read_labelled(path: Path, text_column: str | None, label_column: str | None) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+def read_labelled(
+    path: Path, text_column: str | None, label_column: str | None
+) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
     """The splits the data brings (or one `train` frame) with `text` and `label` columns, and per
     split the count of rows dropped for an empty text or label."""
     if path.is_dir() and not find_split_files(path):
@@ -170,12 +205,21 @@ def read_labelled(path: Path, text_column: str | None, label_column: str | None)
     return splits, empty
 
 
-def load_splits(path: Path, text_column: str | None, label_column: str | None, val_fraction: float,
-                test_fraction: float, seed: int, dedupe: bool = True) -> tuple[dict[str, pd.DataFrame], CleaningReport]:
+def load_splits(
+    path: Path,
+    text_column: str | None,
+    label_column: str | None,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    dedupe: bool = True,
+) -> tuple[dict[str, pd.DataFrame], CleaningReport]:
     """Train/val/test frames, cleaned (`dedupe`) and with the missing splits carved out of train;
     the report says what was removed."""
     splits, empty = read_labelled(path, text_column, label_column)
-    splits, report = clean_and_carve(splits, "text", val_fraction, test_fraction, seed, dedupe, CleaningReport(empty=empty))
+    splits, report = clean_and_carve(
+        splits, "text", val_fraction, test_fraction, seed, dedupe, CleaningReport(empty=empty)
+    )
     check_labels(path, splits)
     return splits, report
 
@@ -189,11 +233,14 @@ def check_labels(path: Path, splits: dict[str, pd.DataFrame]) -> None:
         )
     for split, frame in splits.items():
         if frame.empty:
-            raise DataError(f"{path}: the {split} split is empty (after removing duplicates and leaked rows); add rows "
-                            "or change data.val_fraction / data.test_fraction")
+            raise DataError(
+                f"{path}: the {split} split is empty (after removing duplicates and leaked rows); add rows "
+                "or change data.val_fraction / data.test_fraction"
+            )
     for split in ("val", "test"):
         unseen = sorted(set(splits[split].label) - train_labels)
         if unseen:
             raise DataError(
-                f"{path}: {split} has labels that never occur in train: {unseen[:5]}; add train rows for them or drop those rows"
+                f"{path}: {split} has labels that never occur in train: {unseen[:5]}; add train rows for them or "
+                "drop those rows"
             )

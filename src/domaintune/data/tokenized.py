@@ -12,7 +12,11 @@ import numpy as np
 def tokenizer_fingerprint(tokenizer) -> str:
     """Hash of everything that decides the ids: the full tokenizer definition when it is a fast one."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    described = backend.to_str() if backend is not None else f"{type(tokenizer).__name__}:{tokenizer.name_or_path}:{len(tokenizer)}"
+    described = (
+        backend.to_str()
+        if backend is not None
+        else f"{type(tokenizer).__name__}:{tokenizer.name_or_path}:{len(tokenizer)}"
+    )
     return hashlib.sha256(described.encode()).hexdigest()
 
 

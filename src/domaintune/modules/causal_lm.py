@@ -10,12 +10,12 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from torchmetrics import MeanMetric
 
-from domaintune import verdict
+from domaintune import tracking, verdict
+from domaintune.api import TaskModule
 from domaintune.models import Backbone
 from domaintune.modules.shared import gather_rows
 
@@ -48,15 +48,22 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
     model.eval()
     answers = []
     for start in range(0, len(prompt_ids), batch_size):
-        chunk = prompt_ids[start:start + batch_size]
+        chunk = prompt_ids[start : start + batch_size]
         width = max(len(p) for p in chunk)
         input_ids = torch.full((len(chunk), width), pad, dtype=torch.long, device=device)
         mask = torch.zeros_like(input_ids)
         for r, ids in enumerate(chunk):
-            input_ids[r, width - len(ids):] = torch.as_tensor(ids, device=device)
-            mask[r, width - len(ids):] = 1
-        out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=pad, eos_token_id=tokenizer.eos_token_id, use_cache=True)
+            input_ids[r, width - len(ids) :] = torch.as_tensor(ids, device=device)
+            mask[r, width - len(ids) :] = 1
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+            eos_token_id=tokenizer.eos_token_id,
+            use_cache=True,
+        )
         answers += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
     model.train(was_training)
     return answers
@@ -75,8 +82,12 @@ def response_token_losses(model, batch: dict) -> tuple[torch.Tensor, torch.Tenso
     """The loss of every scored response token and the batch row it belongs to: hidden states of
     all tokens, logits only where a next token is scored (the prompt's never reach the vocabulary
     projection)."""
-    hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                                 position_ids=batch.get("position_ids"), use_cache=False).last_hidden_state
+    hidden = model.get_decoder()(
+        input_ids=batch["input_ids"],
+        attention_mask=batch.get("attention_mask"),
+        position_ids=batch.get("position_ids"),
+        use_cache=False,
+    ).last_hidden_state
     targets = batch["labels"][:, 1:]
     scored = targets != -100
     losses = _scored_losses(model.get_output_embeddings(), hidden[:, :-1][scored], targets[scored], model.config)
@@ -92,7 +103,7 @@ def _scored_losses(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.T
 
     parts = []
     for start in range(0, len(hidden), LOGIT_CHUNK):
-        rows, wanted = hidden[start:start + LOGIT_CHUNK], targets[start:start + LOGIT_CHUNK]
+        rows, wanted = hidden[start : start + LOGIT_CHUNK], targets[start : start + LOGIT_CHUNK]
         if torch.is_grad_enabled() and rows.requires_grad:
             parts.append(checkpoint(_token_losses, head, rows, wanted, config, use_reentrant=False))
         else:
@@ -115,7 +126,9 @@ def _token_losses(head: torch.nn.Module, rows: torch.Tensor, wanted: torch.Tenso
 
 def row_sums(losses: torch.Tensor, rows: torch.Tensor, batch_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per batch row: the summed token loss and the number of scored tokens."""
-    sums = torch.zeros(batch_rows, dtype=torch.float32, device=losses.device).index_add_(0, rows, losses.detach().float())
+    sums = torch.zeros(batch_rows, dtype=torch.float32, device=losses.device).index_add_(
+        0, rows, losses.detach().float()
+    )
     return sums, torch.bincount(rows, minlength=batch_rows).float()
 
 
@@ -126,37 +139,45 @@ def rouge_rows(answers: list[str], references: list[str]) -> list[float]:
     return [float(rouge_score(a, r, rouge_keys="rougeL")["rougeL_fmeasure"]) for a, r in zip(answers, references)]
 
 
-class CausalLMModule(pl.LightningModule):
+class CausalLMModule(TaskModule):
     """Loss on response tokens only (`response_nll`). Every validation epoch logs
     `val/loss`, `val/ppl` and, on a fixed subset of validation prompts, `val/rougeL` (and
     `val/exact_match` when the task asks for it); any of them can be the sweep metric."""
 
-    def __init__(self, backbone: Backbone, tokenizer, peft_config=None, lr: float = 2e-4, weight_decay: float = 0.0,
-                 warmup_ratio: float = 0.1, schedule: str = "linear", generate_rows: int = 16,
-                 test_generate_rows: int = 100, max_new_tokens: int = 128, exact_match: bool = False,
-                 gradient_checkpointing: bool = False):
-        super().__init__()
+    pipeline_tag = "text-generation"
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        tokenizer,
+        peft_config=None,
+        lr: float = 2e-4,
+        weight_decay: float = 0.0,
+        warmup_ratio: float = 0.1,
+        schedule: str = "linear",
+        generate_rows: int = 16,
+        test_generate_rows: int = 100,
+        max_new_tokens: int = 128,
+        exact_match: bool = False,
+        gradient_checkpointing: bool = False,
+    ):
+        super().__init__(peft_config)
         self.save_hyperparameters(ignore=["backbone", "tokenizer", "peft_config"], logger=False)
         self.backbone, self.tokenizer = backbone, tokenizer
         model = backbone.load_model(share_weights=peft_config is not None)  # adapters leave base weights as they are
         model.config.use_cache = False
         if gradient_checkpointing:
             model.gradient_checkpointing_enable()
-        if peft_config is not None:
-            from peft import get_peft_model
-
-            model = get_peft_model(model, peft_config)
-            if gradient_checkpointing:
-                model.enable_input_require_grads()  # checkpointed blocks need a grad path through frozen embeddings
+        model = self.adapt(model, peft_config)
+        if peft_config is not None and gradient_checkpointing:
+            model.enable_input_require_grads()  # checkpointed blocks need a grad path through frozen embeddings
         self.model = model
-        self.has_adapter = peft_config is not None
         self.val_nll, self.test_nll, self.base_test_nll = MeanMetric(), MeanMetric(), MeanMetric()
         self.baseline: dict[str, float] = {}
         self.test_verdict: dict = {}
         self.test_rows: dict[str, list[torch.Tensor]] = {}
         self.samples: list[dict] = []
         self._base_copy = None  # full fine-tuning: the untouched base model, loaded when needed
-        self.strict_loading = peft_config is None  # checkpoints hold only what trains
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, count = response_nll(self.model, batch)
@@ -194,8 +215,15 @@ class CausalLMModule(pl.LightningModule):
         scores = {"test/loss": loss, "test/ppl": torch.exp(loss)}
         base_scores = {"test/loss": float(base_loss), "test/ppl": math.exp(float(base_loss))}
         rows = {key: gather_rows(self, parts) for key, parts in self.test_rows.items()}
-        compared = [verdict.compare("loss", verdict.token_mean, (rows["tuned_nll"], rows["tokens"]),
-                                    (rows["base_nll"], rows["tokens"]), mode="min")]
+        compared = [
+            verdict.compare(
+                "loss",
+                verdict.token_mean,
+                (rows["tuned_nll"], rows["tokens"]),
+                (rows["base_nll"], rows["tokens"]),
+                mode="min",
+            )
+        ]
         prompts, references, tuned, untuned = [], [], [], []
         if self.hparams.test_generate_rows > 0:
             prompts, references, tuned = self._generate("test", self.hparams.test_generate_rows)
@@ -203,13 +231,21 @@ class CausalLMModule(pl.LightningModule):
                 _, _, untuned = self._generate("test", self.hparams.test_generate_rows, base)
             scores.update(self._score(tuned, references, "test/"))
             base_scores.update(self._score(untuned, references, "test/"))
-            compared.append(verdict.compare("rougeL", verdict.mean, (np.array(rouge_rows(tuned, references)),),
-                                            (np.array(rouge_rows(untuned, references)),)))
+            compared.append(
+                verdict.compare(
+                    "rougeL",
+                    verdict.mean,
+                    (np.array(rouge_rows(tuned, references)),),
+                    (np.array(rouge_rows(untuned, references)),),
+                )
+            )
         self.log_dict(scores, sync_dist=True)
         self.baseline.update({k: round(float(v), 6) for k, v in base_scores.items()})
         self.test_verdict = verdict.verdict(compared, "the same model without fine-tuning", "the base model as it is")
-        self.samples = [{"prompt": p, "reference": r, "fine_tuned": t, "base": b}
-                        for p, r, t, b in zip(prompts, references, tuned, untuned)]
+        self.samples = [
+            {"prompt": p, "reference": r, "fine_tuned": t, "base": b}
+            for p, r, t, b in zip(prompts, references, tuned, untuned)
+        ]
 
     # -- generation ----------------------------------------------------------------------------
     @contextmanager
@@ -230,8 +266,13 @@ class CausalLMModule(pl.LightningModule):
         """Greedy answers to the first `count` prompts of a split, in the trainer's precision."""
         prompt_ids, prompts, references = self.trainer.datamodule.generation_rows(split, count)
         with self.trainer.precision_plugin.val_step_context():
-            answers = generate(model or self.model, self.tokenizer, prompt_ids, self.hparams.max_new_tokens,
-                               self.trainer.datamodule.eval_batch_size)
+            answers = generate(
+                model or self.model,
+                self.tokenizer,
+                prompt_ids,
+                self.hparams.max_new_tokens,
+                self.trainer.datamodule.eval_batch_size,
+            )
         return prompts, references, answers
 
     def _score(self, answers: list[str], references: list[str], prefix: str) -> dict[str, float]:
@@ -250,16 +291,20 @@ class CausalLMModule(pl.LightningModule):
 
     def _log_samples(self, prompts: list[str], references: list[str], answers: list[str]) -> None:
         """A W&B table of this epoch's generations (when W&B logs the run)."""
-        for logger in self.loggers:
-            if type(logger).__name__ == "WandbLogger":
-                rows = [[self.current_epoch, p, r, a] for p, r, a in zip(prompts, references, answers)][:16]
-                logger.log_table(key="val/samples", columns=["epoch", "prompt", "reference", "generated"], data=rows)
+        for logger in tracking.wandb_loggers(self.loggers):
+            rows = [[self.current_epoch, p, r, a] for p, r, a in zip(prompts, references, answers)][:16]
+            logger.log_table(key="val/samples", columns=["epoch", "prompt", "reference", "generated"], data=rows)
 
     def on_fit_start(self) -> None:
         """The base model's validation scores, once per process: every run says whether it beat them."""
         datamodule = self.trainer.datamodule
-        key = (self.backbone.key, datamodule.fingerprint, self.hparams.generate_rows, self.hparams.max_new_tokens,
-               self.hparams.exact_match)
+        key = (
+            self.backbone.key,
+            datamodule.fingerprint,
+            self.hparams.generate_rows,
+            self.hparams.max_new_tokens,
+            self.hparams.exact_match,
+        )
         if key not in _BASELINES:
             nll = MeanMetric().to(self.device)
             with self._base_model() as base, torch.no_grad(), self.trainer.precision_plugin.val_step_context():
@@ -275,21 +320,7 @@ class CausalLMModule(pl.LightningModule):
         self.baseline = {k: round(float(v), 6) for k, v in _BASELINES[key].items()}
         log.info("base model (no fine-tuning) on validation: %s", self.baseline)
 
-    # -- optimisation and outputs --------------------------------------------------------------
-    def configure_optimizers(self):
-        from transformers import get_scheduler
-
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        total = self.trainer.estimated_stepping_batches
-        scheduler = get_scheduler(self.hparams.schedule, optimizer,
-                                  num_warmup_steps=int(self.hparams.warmup_ratio * total), num_training_steps=total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        frozen = {name for name, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad}  # tied weights too
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
-
+    # -- the run's outputs ---------------------------------------------------------------------
     def load_weights(self, folder: Path) -> None:
         """Start from a finished run's adapter (or whole model): `init_from`."""
         from safetensors.torch import load_file
@@ -297,27 +328,53 @@ class CausalLMModule(pl.LightningModule):
         from domaintune.errors import UserError
 
         if (folder / "adapter").is_dir() != self.has_adapter:
-            raise UserError(f"init_from={folder}: that run's peft setting differs from this one; use the same peft config")
+            raise UserError(
+                f"init_from={folder}: that run's peft setting differs from this one; use the same peft config"
+            )
         if self.has_adapter:
             from peft import set_peft_model_state_dict
 
-            unexpected = set_peft_model_state_dict(self.model, load_file(folder / "adapter" / "adapter_model.safetensors")).unexpected_keys
+            unexpected = set_peft_model_state_dict(
+                self.model, load_file(folder / "adapter" / "adapter_model.safetensors")
+            ).unexpected_keys
         else:
-            unexpected = self.model.load_state_dict(load_file(folder / "model" / "model.safetensors"), strict=False).unexpected_keys
-        if unexpected:
-            raise UserError(f"{folder}: its weights do not fit this model ({len(unexpected)} unknown, e.g. {unexpected[0]})")
+            unexpected = self.model.load_state_dict(
+                load_file(folder / "model" / "model.safetensors"), strict=False
+            ).unexpected_keys
+        self.check_fits(folder, unexpected)
 
     def report(self) -> dict:
         """The test verdict and the base model's validation (and test) scores, for metrics.json."""
-        return {**({"verdict": self.test_verdict} if self.test_verdict else {}),
-                **({"baseline": {"kind": "the same model without fine-tuning", **self.baseline}} if self.baseline else {})}
+        return {
+            **({"verdict": self.test_verdict} if self.test_verdict else {}),
+            **({"baseline": {"kind": "the same model without fine-tuning", **self.baseline}} if self.baseline else {}),
+        }
 
     def save_artifacts(self, folder: Path) -> None:
         """The adapter (or whole model) in safetensors, the tokenizer, and the test generations
         side by side with the base model's."""
         self.model.save_pretrained(folder / ("adapter" if self.has_adapter else "model"))
         self.tokenizer.save_pretrained(folder / "tokenizer")
+        self.save_test_outputs(folder)
+
+    def test_every_row(self, rows: int) -> None:
+        self.hparams.test_generate_rows = rows  # new test data: both models answer every prompt
+
+    def save_test_outputs(self, folder: Path) -> None:
+        """Both models' answers to the test prompts, side by side with the reference."""
         if self.samples:
             with open(folder / "samples.jsonl", "w") as handle:
                 for sample in self.samples:
                     handle.write(json.dumps(sample, ensure_ascii=False) + "\n")
+
+    def predict(self, texts: list[str], datamodule, max_new_tokens: int | None = None) -> list[str]:
+        """Greedy answers to raw prompts, rendered as the run's data was (system prompt, template, chat template)."""
+        return generate(
+            self.model, self.tokenizer, datamodule.prompt_ids(texts), max_new_tokens or self.hparams.max_new_tokens
+        )
+
+    def export(self, folder: Path) -> None:
+        """The adapter merged into the weights: a folder AutoModelForCausalLM loads."""
+        merged = self.model.merge_and_unload() if self.has_adapter else self.model
+        merged.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)

@@ -6,7 +6,7 @@ import logging
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
@@ -19,11 +19,12 @@ from torchmetrics.classification import (
 )
 
 from domaintune import verdict
+from domaintune.api import TaskModule
 from domaintune.models import Backbone
 from domaintune.modules.shared import gather_rows
 
 log = logging.getLogger(__name__)
-_PROBES: dict[tuple, "Probe"] = {}  # (backbone, data fingerprint, pooling, labels, metric) -> fitted probe
+_PROBES: dict[tuple, Probe] = {}  # (backbone, data fingerprint, pooling, labels, metric) -> fitted probe
 # The base model's opponent is tuned as any baseline would be: inverse regularization C and the
 # feature scaling chosen on validation (a logistic regression with scikit-learn's default C=1 on
 # raw mean-pooled features underfits and flatters fine-tuning).
@@ -60,8 +61,17 @@ class Probe:
     """A logistic regression on frozen sentence vectors, with its feature scaling (standardized,
     or L2-normalized as sentence-transformers serve them), and how it scored on validation."""
 
-    def __init__(self, features: str, center: torch.Tensor, scale: torch.Tensor, weight: torch.Tensor,
-                 bias: torch.Tensor, C: float, scores: dict[str, float], grid: list[dict]):
+    def __init__(
+        self,
+        features: str,
+        center: torch.Tensor,
+        scale: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        C: float,
+        scores: dict[str, float],
+        grid: list[dict],
+    ):
         self.features, self.center, self.scale, self.weight, self.bias = features, center, scale, weight, bias
         self.C, self.scores, self.grid = C, scores, grid
 
@@ -77,12 +87,23 @@ class Probe:
         return weight, self.bias - weight @ self.center
 
     def report(self) -> dict:
-        return {"kind": BASE_KIND, "C": self.C, "features": self.features,
-                **{f"val/{k}": v for k, v in self.scores.items()}, "grid": self.grid}
+        return {
+            "kind": BASE_KIND,
+            "C": self.C,
+            "features": self.features,
+            **{f"val/{k}": v for k, v in self.scores.items()},
+            "grid": self.grid,
+        }
 
 
-def fit_probe(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
-              num_labels: int, metric: str) -> tuple[Probe, Probe]:
+def fit_probe(
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    num_labels: int,
+    metric: str,
+) -> tuple[Probe, Probe]:
     """Every (features, C) of the grid fitted on train and scored on validation by `metric`
     (val/acc, val/macro_f1 or val/loss): the best probe, and the best standardized one (the one
     that can start a head)."""
@@ -99,16 +120,23 @@ def fit_probe(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
             center, scale = torch.zeros(x_train.shape[1]), torch.ones(x_train.shape[1])
         else:
             center, scale = x_train.mean(0), x_train.std(0).clamp(min=1e-6)
-        prepare = (lambda x: nn.functional.normalize(x, dim=-1)) if features == "l2" else (lambda x: (x - center) / scale)
+        scaled = nn.functional.normalize(x_train, dim=-1) if features == "l2" else (x_train - center) / scale
         for C in PROBE_C:
-            with threadpool_limits(1):  # measured on BANKING77 features on 2 busy cores: 2.5 s with one thread, 28 s with two
-                fitted = LogisticRegression(C=C, max_iter=1000).fit(prepare(x_train).numpy(), y_train.numpy())
+            # measured on BANKING77 features on 2 busy cores: 2.5 s with one thread, 28 s with two
+            with threadpool_limits(1):
+                fitted = LogisticRegression(C=C, max_iter=1000).fit(scaled.numpy(), y_train.numpy())
             weight = torch.zeros(num_labels, x_train.shape[1])
             bias = torch.zeros(num_labels)
             if len(seen) == 2:  # scikit-learn scores a binary problem with one column
-                weight[seen[1]], bias[seen[1]] = torch.as_tensor(fitted.coef_[0], dtype=torch.float), float(fitted.intercept_[0])
+                weight[seen[1]], bias[seen[1]] = (
+                    torch.as_tensor(fitted.coef_[0], dtype=torch.float),
+                    float(fitted.intercept_[0]),
+                )
             else:
-                weight[seen], bias[seen] = torch.as_tensor(fitted.coef_, dtype=torch.float), torch.as_tensor(fitted.intercept_, dtype=torch.float)
+                weight[seen], bias[seen] = (
+                    torch.as_tensor(fitted.coef_, dtype=torch.float),
+                    torch.as_tensor(fitted.intercept_, dtype=torch.float),
+                )
             probe = Probe(features, center, scale, weight, bias, C, {}, grid)
             probe.scores = classification_scores(probe.logits(x_val), y_val)
             grid.append({"features": features, "C": C, f"val/{key}": probe.scores[key]})
@@ -121,11 +149,14 @@ def fit_probe(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
 def classification_scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """Accuracy, macro-F1 (over the classes present) and plain cross-entropy of `logits`."""
     truth, predicted = labels.numpy(), logits.argmax(-1).numpy()
-    return {"acc": round(float(verdict.accuracy(truth, predicted)), 6), "macro_f1": round(float(verdict.macro_f1(truth, predicted)), 6),
-            "loss": round(float(nn.functional.cross_entropy(logits, labels)), 6)}
+    return {
+        "acc": round(float(verdict.accuracy(truth, predicted)), 6),
+        "macro_f1": round(float(verdict.macro_f1(truth, predicted)), 6),
+        "loss": round(float(nn.functional.cross_entropy(logits, labels)), 6),
+    }
 
 
-class SequenceClassificationModule(pl.LightningModule):
+class SequenceClassificationModule(TaskModule):
     """Fine-tunes `encoder` with a fresh head. With `peft_config` only the adapter and head train.
 
     `head_init="probe"` fits the head as a logistic regression on frozen features before
@@ -152,46 +183,47 @@ class SequenceClassificationModule(pl.LightningModule):
         class_counts: list[int] | None = None,
         probe_metric: str = "val/acc",
     ):
-        super().__init__()
+        super().__init__(peft_config)
         self.save_hyperparameters(ignore=["backbone", "peft_config", "class_counts"], logger=False)
         self.backbone = backbone
         encoder = backbone.load_model()
         if pooling != "pooler" and getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None  # unused: would waste compute and leave DDP with gradient-less weights
-        if peft_config is not None:
-            from peft import get_peft_model
-
-            encoder = get_peft_model(encoder, peft_config)
-        self.encoder = encoder
+        self.encoder = encoder = self.adapt(encoder, peft_config)
         self.labels = labels or [str(i) for i in range(num_labels)]
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder.config.hidden_size, num_labels))
         weights = _class_weights(class_weights, class_counts, num_labels)
-        self.register_buffer("class_weight", weights if weights is not None else torch.ones(num_labels), persistent=False)
-        summary = MetricCollection({
-            "acc": MulticlassAccuracy(num_labels, average="micro"),
-            "macro_f1": MulticlassF1Score(num_labels, average="macro"),
-        })
+        self.register_buffer(
+            "class_weight", weights if weights is not None else torch.ones(num_labels), persistent=False
+        )
+        summary = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_labels, average="micro"),
+                "macro_f1": MulticlassF1Score(num_labels, average="macro"),
+            }
+        )
         self.val_metrics, self.test_metrics = summary.clone(prefix="val/"), summary.clone(prefix="test/")
-        self.per_class = MetricCollection({
-            "precision": MulticlassPrecision(num_labels, average=None),
-            "recall": MulticlassRecall(num_labels, average=None),
-            "f1": MulticlassF1Score(num_labels, average=None),
-            "confusion": MulticlassConfusionMatrix(num_labels),
-        })
+        self.per_class = MetricCollection(
+            {
+                "precision": MulticlassPrecision(num_labels, average=None),
+                "recall": MulticlassRecall(num_labels, average=None),
+                "f1": MulticlassF1Score(num_labels, average=None),
+                "confusion": MulticlassConfusionMatrix(num_labels),
+            }
+        )
         self.test_report: dict = {}
         self.probe: Probe | None = None
         self.head_start: Probe | None = None  # head_init=probe: the standardized probe the head started from
         self.test_rows: dict[str, list[torch.Tensor]] = {}
         self._base_copy = None  # full fine-tuning: the untouched base encoder, loaded when needed
         self.loaded_from: Path | None = None
-        # Checkpoints keep only what trains (adapter/head or the whole encoder): frozen base weights
-        # are loaded from the model anyway, so leave them out and load the rest non-strictly.
-        self.strict_loading = peft_config is None
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, encoder=None) -> torch.Tensor:
         """Sentence vectors in float32, whatever `model.dtype` is: the head and the probe are float32."""
         out = (encoder or self.encoder)(input_ids=input_ids, attention_mask=attention_mask)
-        return pool(out.last_hidden_state, attention_mask, self.hparams.pooling, getattr(out, "pooler_output", None)).float()
+        return pool(
+            out.last_hidden_state, attention_mask, self.hparams.pooling, getattr(out, "pooler_output", None)
+        ).float()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(input_ids, attention_mask))
@@ -201,7 +233,9 @@ class SequenceClassificationModule(pl.LightningModule):
         true class's weight. Not CrossEntropyLoss(weight=...): with label smoothing it also weighs
         the smoothed targets, so every row is pulled toward the rarest classes and training
         collapses onto them. Logged as train/objective; every */loss is plain cross-entropy."""
-        per_row = nn.functional.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing, reduction="none")
+        per_row = nn.functional.cross_entropy(
+            logits, labels, label_smoothing=self.hparams.label_smoothing, reduction="none"
+        )
         weight = self.class_weight[labels]
         return (per_row * weight).sum() / weight.sum()
 
@@ -209,14 +243,22 @@ class SequenceClassificationModule(pl.LightningModule):
         logits = self(batch["input_ids"], batch["attention_mask"])
         objective, rows = self.objective(logits, batch["labels"]), len(batch["labels"])
         self.log("train/objective", objective, on_step=True, on_epoch=True, prog_bar=True, batch_size=rows)
-        self.log("train/loss", nn.functional.cross_entropy(logits.detach(), batch["labels"]), on_epoch=True, batch_size=rows)
+        self.log(
+            "train/loss", nn.functional.cross_entropy(logits.detach(), batch["labels"]), on_epoch=True, batch_size=rows
+        )
         return objective
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         logits = self(batch["input_ids"], batch["attention_mask"])
         self.val_metrics.update(logits, batch["labels"])
-        self.log("val/loss", nn.functional.cross_entropy(logits, batch["labels"]), on_epoch=True, prog_bar=True,
-                 batch_size=len(batch["labels"]), sync_dist=True)
+        self.log(
+            "val/loss",
+            nn.functional.cross_entropy(logits, batch["labels"]),
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(batch["labels"]),
+            sync_dist=True,
+        )
         self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
 
     def on_test_start(self) -> None:
@@ -231,11 +273,21 @@ class SequenceClassificationModule(pl.LightningModule):
             base_logits = self.probe.logits(self.embed(batch["input_ids"], batch["attention_mask"], base))
         self.test_metrics.update(logits, labels)
         self.per_class.update(logits, labels)
-        self.log("test/loss", nn.functional.cross_entropy(logits, labels), on_epoch=True, batch_size=len(labels), sync_dist=True)
+        self.log(
+            "test/loss",
+            nn.functional.cross_entropy(logits, labels),
+            on_epoch=True,
+            batch_size=len(labels),
+            sync_dist=True,
+        )
         self.log_dict(self.test_metrics, on_epoch=True)
-        rows = {"truth": labels, "tuned": logits.argmax(-1), "base": base_logits.argmax(-1),
-                "tuned_loss": nn.functional.cross_entropy(logits.float(), labels, reduction="none"),
-                "base_loss": nn.functional.cross_entropy(base_logits, labels.cpu(), reduction="none")}
+        rows = {
+            "truth": labels,
+            "tuned": logits.argmax(-1),
+            "base": base_logits.argmax(-1),
+            "tuned_loss": nn.functional.cross_entropy(logits.float(), labels, reduction="none"),
+            "base_loss": nn.functional.cross_entropy(base_logits, labels.cpu(), reduction="none"),
+        }
         for key, values in rows.items():
             self.test_rows[key].append(values.detach().cpu())
 
@@ -281,19 +333,25 @@ class SequenceClassificationModule(pl.LightningModule):
         from domaintune.errors import UserError
 
         if (folder / "adapter").is_dir():
-            if not hasattr(self.encoder, "peft_config"):
-                raise UserError(f"init_from={folder}: that run trained an adapter; use the same peft setting (not peft=none)")
+            if not self.has_adapter:
+                raise UserError(
+                    f"init_from={folder}: that run trained an adapter; use the same peft setting (not peft=none)"
+                )
             from peft import set_peft_model_state_dict
 
-            loaded = set_peft_model_state_dict(self.encoder, load_file(folder / "adapter" / "adapter_model.safetensors"))
+            loaded = set_peft_model_state_dict(
+                self.encoder, load_file(folder / "adapter" / "adapter_model.safetensors")
+            )
             unexpected = loaded.unexpected_keys
         else:
-            if hasattr(self.encoder, "peft_config"):
-                raise UserError(f"init_from={folder}: that run fine-tuned the whole encoder; continue it with peft=none")
-            unexpected = self.encoder.load_state_dict(load_file(folder / "encoder" / "model.safetensors"), strict=False).unexpected_keys
-        if unexpected:
-            raise UserError(f"{folder}: its weights do not fit this model ({len(unexpected)} unknown, e.g. {unexpected[0]}); "
-                            "use the run's own model and peft settings")
+            if self.has_adapter:
+                raise UserError(
+                    f"init_from={folder}: that run fine-tuned the whole encoder; continue it with peft=none"
+                )
+            unexpected = self.encoder.load_state_dict(
+                load_file(folder / "encoder" / "model.safetensors"), strict=False
+            ).unexpected_keys
+        self.check_fits(folder, unexpected)
         self.head.load_state_dict(load_file(folder / "head.safetensors"))
         self.loaded_from = folder
 
@@ -301,7 +359,7 @@ class SequenceClassificationModule(pl.LightningModule):
     def _base_encoder(self):
         """The encoder before fine-tuning: the adapter switched off, the encoder itself while it
         is untouched, or (full fine-tuning, once trained or loaded) a fresh copy of the base."""
-        if hasattr(self.encoder, "peft_config"):
+        if self.has_adapter:
             with self.encoder.disable_adapter():
                 yield self.encoder
         elif self.loaded_from is None and (self._trainer is None or self.trainer.global_step == 0):
@@ -330,14 +388,24 @@ class SequenceClassificationModule(pl.LightningModule):
         validation; with `head_init=probe` its best standardized variant starts the head. It
         depends only on the base model and the data, so trials of a sweep fit it once."""
         datamodule = self.trainer.datamodule
-        key = (self.backbone.key, datamodule.fingerprint, getattr(datamodule, "max_length", None),
-               self.hparams.pooling, self.hparams.num_labels, self.hparams.probe_metric)
+        key = (
+            self.backbone.key,
+            datamodule.fingerprint,
+            getattr(datamodule, "max_length", None),
+            self.hparams.pooling,
+            self.hparams.num_labels,
+            self.hparams.probe_metric,
+        )
         if key not in _PROBES:
             # under DDP every process sees its shard: all take rank 0's probe, so the copies agree
             _PROBES[key] = self.trainer.strategy.broadcast(self.fit_probe(datamodule), src=0)
         self.probe, start = _PROBES[key]
-        log.info("linear probe on the frozen base model (%s features, C=%g): %s", self.probe.features, self.probe.C,
-                 self.probe.scores)
+        log.info(
+            "linear probe on the frozen base model (%s features, C=%g): %s",
+            self.probe.features,
+            self.probe.C,
+            self.probe.scores,
+        )
         if self.hparams.head_init == "probe" and self.loaded_from is None:  # loaded weights keep their own head
             self.head_start = start
             weight, bias = start.folded()
@@ -350,37 +418,60 @@ class SequenceClassificationModule(pl.LightningModule):
         x_val, y_val = self.features(datamodule.val_dataloader(), base=True)
         return fit_probe(x_train, y_train, x_val, y_val, self.hparams.num_labels, self.hparams.probe_metric)
 
-    def configure_optimizers(self):
-        from transformers import get_scheduler
-
+    def param_groups(self) -> list[dict]:
+        """The head learns at its own rate, without weight decay (it starts from the probe or from scratch)."""
         encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW([
+        return [
             {"params": encoder_params, "lr": self.hparams.lr, "weight_decay": self.hparams.weight_decay},
-            {"params": self.head.parameters(), "lr": self.hparams.head_lr, "weight_decay": 0.0},
-        ])
-        total = self.trainer.estimated_stepping_batches
-        scheduler = get_scheduler(
-            self.hparams.schedule, optimizer,
-            num_warmup_steps=int(self.hparams.warmup_ratio * total), num_training_steps=total,
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        frozen = {name for name, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad}  # tied weights too
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
+            {"params": list(self.head.parameters()), "lr": self.hparams.head_lr, "weight_decay": 0.0},
+        ]
 
     def report(self) -> dict:
         """What this module adds to metrics.json: the test verdict and per-class report, and the
         probe (how it was chosen, its validation scores)."""
         baseline = self.probe.report() if self.probe else {}
         if self.head_start is not None:
-            baseline["head_init"] = {"features": self.head_start.features, "C": self.head_start.C,
-                                     **{f"val/{k}": v for k, v in self.head_start.scores.items()}}
+            baseline["head_init"] = {
+                "features": self.head_start.features,
+                "C": self.head_start.C,
+                **{f"val/{k}": v for k, v in self.head_start.scores.items()},
+            }
         return {**self.test_report, **({"baseline": baseline} if baseline else {})}
 
     def save_artifacts(self, folder: Path) -> None:
         """Best weights in safetensors: the peft adapter (or the whole encoder) and the head."""
         from safetensors.torch import save_file
 
-        self.encoder.save_pretrained(folder / ("adapter" if hasattr(self.encoder, "peft_config") else "encoder"))
+        self.encoder.save_pretrained(folder / ("adapter" if self.has_adapter else "encoder"))
         save_file({k: v.detach().contiguous() for k, v in self.head.state_dict().items()}, folder / "head.safetensors")
+
+    def save_test_outputs(self, folder: Path) -> None:
+        """The confusion matrix of the last test stage, as a PNG."""
+        if "confusion_matrix" in self.test_report:
+            plot_confusion(
+                np.array(self.test_report["confusion_matrix"]), self.labels, folder / "confusion_matrix.png"
+            )
+
+
+def plot_confusion(matrix: np.ndarray, labels: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4, 0.3 * len(labels))
+    figure, axis = plt.subplots(figsize=(size + 1, size))
+    image = axis.imshow(matrix, cmap="Blues")
+    axis.set(
+        xticks=range(len(labels)),
+        yticks=range(len(labels)),
+        xlabel="predicted",
+        ylabel="true",
+        title="confusion matrix (test)",
+    )
+    axis.set_xticklabels(labels, rotation=90, fontsize=7)
+    axis.set_yticklabels(labels, fontsize=7)
+    figure.colorbar(image)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -12,7 +11,8 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
-from domaintune.outputs import write_json
+from domaintune.outputs import write_csv, write_json
+from domaintune.sweep.overrides import override_value
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +28,19 @@ def rows(study: optuna.Study) -> list[dict]:
     for trial in study.get_trials(deepcopy=False):
         metrics = _run_metrics(trial)
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
-        out.append({
-            "number": trial.number,
-            "state": trial.state.name.lower(),
-            "value": trial.value,
-            **{f"params.{k}": v for k, v in trial.params.items()},
-            "epochs_run": metrics.get("epochs_run", len(trial.intermediate_values) or None),
-            "seconds": round(seconds, 1) if seconds is not None else None,
-            "note": trial.user_attrs.get("fail_reason") or trial.user_attrs.get("pruned_reason", ""),
-            "worker": trial.user_attrs.get("worker", ""),
-            "run_dir": trial.user_attrs.get("run_dir", ""),
-        })
+        out.append(
+            {
+                "number": trial.number,
+                "state": trial.state.name.lower(),
+                "value": trial.value,
+                **{f"params.{k}": v for k, v in trial.params.items()},
+                "epochs_run": metrics.get("epochs_run", len(trial.intermediate_values) or None),
+                "seconds": round(seconds, 1) if seconds is not None else None,
+                "note": trial.user_attrs.get("fail_reason") or trial.user_attrs.get("pruned_reason", ""),
+                "worker": trial.user_attrs.get("worker", ""),
+                "run_dir": trial.user_attrs.get("run_dir", ""),
+            }
+        )
     return out
 
 
@@ -50,8 +52,6 @@ def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 
 def reproduce_overrides(trial: optuna.trial.FrozenTrial, fixed: list[str]) -> list[str]:
-    from domaintune.sweep.runner import override_value
-
     kept = [o for o in fixed if not o.lstrip("+~").startswith(("sweep=", "hydra."))]  # the sweep's own settings
     return kept + [f"{k}={override_value(v)}" for k, v in trial.params.items()]
 
@@ -71,8 +71,13 @@ def test_best(study: optuna.Study, folder: Path) -> dict | None:
     from domaintune.evaluate import evaluate
 
     result, out = evaluate(str(run_dir), [])
-    tested = {"trial": best.number, "validation": best.value, "test": result["test"], "verdict": result["verdict"],
-              "evaluation": str(out)}
+    tested = {
+        "trial": best.number,
+        "validation": best.value,
+        "test": result["test"],
+        "verdict": result["verdict"],
+        "evaluation": str(out),
+    }
     partial = path.with_suffix(f".{os.getpid()}.tmp")  # workers may finish at the same time
     write_json(partial, tested).replace(path)
     return tested
@@ -82,21 +87,21 @@ def optimism_line(tested: dict, metric: str) -> str:
     """The best trial's validation value (a maximum over trials: optimistic) beside its test value."""
     key = "test/" + metric.removeprefix("val/")
     test = tested["test"].get(key)
-    return (f"  selected on validation: {metric} {tested['validation']:.4f} (the best of the trials); "
-            + (f"tested once: {key} {test:.4f}" if test is not None else "tested once"))
+    return f"  selected on validation: {metric} {tested['validation']:.4f} (the best of the trials); " + (
+        f"tested once: {key} {test:.4f}" if test is not None else "tested once"
+    )
 
 
-def write(study: optuna.Study, folder: Path, cfg: DictConfig, fixed: list[str], plots: bool = False,
-          tested: dict | None = None) -> None:
+def write(
+    study: optuna.Study,
+    folder: Path,
+    cfg: DictConfig,
+    fixed: list[str],
+    plots: bool = False,
+    tested: dict | None = None,
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    table = rows(study)
-    columns = list(dict.fromkeys(key for row in table for key in row))
-    partial = folder / f"trials.csv.{os.getpid()}.tmp"  # workers write at the same time
-    with open(partial, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(table)
-    partial.replace(folder / "trials.csv")
+    write_csv(folder / "trials.csv", rows(study))  # workers write at the same time
     best = _best(study)
     if best is not None:
         _write_best_experiment(folder, study, best, cfg, fixed, tested)
@@ -104,16 +109,20 @@ def write(study: optuna.Study, folder: Path, cfg: DictConfig, fixed: list[str], 
         _write_plots(study, folder / "plots")
 
 
-def _write_best_experiment(folder: Path, study: optuna.Study, best, cfg: DictConfig, fixed: list[str],
-                           tested: dict | None) -> None:
+def _write_best_experiment(
+    folder: Path, study: optuna.Study, best, cfg: DictConfig, fixed: list[str], tested: dict | None
+) -> None:
     """`<sweep>/experiment/best.yaml` (linked as `<sweep>/best.yaml`): the best trial as an experiment config."""
     lines = [
         "# @package _global_",
-        f"# Best trial {best.number} of study '{study.study_name}': {cfg.optimized_metric} = {best.value:.6g} on validation.",
+        f"# Best trial {best.number} of study '{study.study_name}': {cfg.optimized_metric} = {best.value:.6g} on "
+        "validation.",
     ]
     if tested is not None and tested["trial"] == best.number:
-        lines += ["#" + optimism_line(tested, cfg.optimized_metric).removeprefix(" "),
-                  f"# Test verdict: {tested['verdict']['line']}"]
+        lines += [
+            "#" + optimism_line(tested, cfg.optimized_metric).removeprefix(" "),
+            f"# Test verdict: {tested['verdict']['line']}",
+        ]
     lines.append(f"# Reproduce: domaintune train --config-dir {folder} experiment=best")
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -146,11 +155,11 @@ def _write_plots(study: optuna.Study, folder: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    import warnings
+
     import matplotlib.pyplot as plt
     from optuna import visualization as html
     from optuna.visualization import matplotlib as png
-
-    import warnings
 
     folder.mkdir(parents=True, exist_ok=True)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -165,7 +174,12 @@ def _write_plots(study: optuna.Study, folder: Path) -> None:
             getattr(html, f"plot_{name}")(study).write_html(partial.with_suffix(".html"), include_plotlyjs="cdn")
             for suffix in (".png", ".html"):
                 partial.with_suffix(suffix).replace(folder / f"{name}{suffix}")
-        except (ValueError, RuntimeError, ImportError, ZeroDivisionError) as exc:  # e.g. importances need 2+ complete trials
+        except (
+            ValueError,
+            RuntimeError,
+            ImportError,
+            ZeroDivisionError,
+        ) as exc:  # e.g. importances need 2+ complete trials
             log.info("plot %s skipped: %s", name, exc)
 
 
@@ -176,7 +190,10 @@ def summary(study: optuna.Study, folder: Path, fixed: list[str], metric: str, te
     if best is None:
         lines.append("  no trial completed")
     else:
-        lines.append(f"  best trial {best.number}: value {best.value:.4f}  " + "  ".join(f"{k}={v}" for k, v in best.params.items()))
+        lines.append(
+            f"  best trial {best.number}: value {best.value:.4f}  "
+            + "  ".join(f"{k}={v}" for k, v in best.params.items())
+        )
         if tested is not None:
             lines += [optimism_line(tested, metric), f"  verdict on the test split: {tested['verdict']['line']}"]
         lines.append(f"  reproduce: domaintune train {' '.join(reproduce_overrides(best, fixed))}")

@@ -15,6 +15,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 from hydra.core.utils import JobReturn, JobStatus
@@ -23,30 +24,30 @@ from optuna.trial import TrialState
 
 from domaintune.errors import UserError
 from domaintune.sweep import report
+from domaintune.sweep.overrides import override_value
 from domaintune.sweep.search_space import parse
 from domaintune.sweep.study import WORKER, open_study, requeue_dead_trials, storage_url
 
+if TYPE_CHECKING:
+    from hydra_plugins.domaintune_sweeper.config import DomaintuneSweeperConf
+
 log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+PRUNING = "callbacks.optuna_pruning"
 
 
-def override_value(value) -> str:
-    """A sampled value as Hydra override text (quoted strings, lower-case booleans, null)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _trial_overrides(cfg: DictConfig, study: optuna.Study, trial: optuna.Trial, url: str, fixed: list[str]) -> list[str]:
+def _trial_overrides(study: optuna.Study, trial: optuna.Trial, url: str, fixed: list[str]) -> list[str]:
+    """The sampled values, and the pruning callback as a config node of the trial's own: train.py
+    instantiates it with the other callbacks and knows nothing of Optuna. The job number is the
+    trial number (`initial_job_idx`): the trial's folder and W&B run are `trial-<number>`."""
     overrides = fixed + [f"{key}={override_value(value)}" for key, value in trial.params.items()]
-    overrides += [f"trial.study={study.study_name}", f"trial.storage='{url}'", f"trial.id={trial._trial_id}",
-                  f"trial.number={trial.number}"]
-    if (cfg.get("logger") or {}).get("wandb") is not None:  # one W&B group per study, one run per trial
-        overrides += [f"logger.wandb.group={study.study_name}", "logger.wandb.job_type=trial",
-                      f"logger.wandb.name=trial-{trial.number}"]
-    return overrides
+    return overrides + [
+        f"+{PRUNING}._target_=domaintune.sweep.pruning.OptunaPruning",
+        f"+{PRUNING}.study={study.study_name}",
+        f"+{PRUNING}.storage='{url}'",
+        f"+{PRUNING}.trial_id={trial._trial_id}",
+        f"+{PRUNING}.monitor=${{optimized_metric}}",
+    ]
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, result: JobReturn) -> None:
@@ -56,7 +57,9 @@ def _tell(study: optuna.Study, trial: optuna.Trial, result: JobReturn) -> None:
         if value is not None and math.isfinite(value):
             study.tell(trial, value)
             return
-        error: BaseException = FloatingPointError(f"the run returned {value!r}, not a finite {study.direction.name.lower()} target")
+        error: BaseException = FloatingPointError(
+            f"the run returned {value!r}, not a finite {study.direction.name.lower()} target"
+        )
     else:
         error = result._return_value  # JobReturn.return_value would re-raise it
     if isinstance(error, optuna.TrialPruned):
@@ -114,27 +117,32 @@ def _start_workers(count: int, seed: int | None) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, *sys.argv, "hydra.sweeper.n_jobs=1", *extra]) for extra in seeds]
 
 
-def run_sweep(cfg: DictConfig, launcher, settings: dict, arguments: list[str]) -> None:
-    space, fixed = parse(settings["params"], arguments)
+def run_sweep(cfg: DictConfig, launcher, settings: DomaintuneSweeperConf, arguments: list[str]) -> None:
+    space, fixed = parse(settings.params, arguments)
     if not space:
-        raise UserError("sweep=optuna has no parameter to search; set hydra.sweeper.params or pass e.g. 'module.lr=tag(log, interval(1e-5, 1e-3))'")
-    name = settings["study_name"] or cfg.task_name
+        raise UserError(
+            "sweep=optuna has no parameter to search; set hydra.sweeper.params or pass e.g. 'module.lr=tag(log, "
+            "interval(1e-5, 1e-3))'"
+        )
+    name = settings.study_name or cfg.task_name
     folder = Path(str(cfg.hydra.sweep.dir))  # where the trial folders go: <output_dir>/sweeps/<study> by default
-    url = storage_url(settings["storage"], folder)
-    study = open_study(name, url, cfg.mode, settings["sampler"], settings["pruner"], space, settings["heartbeat_interval"])
+    url = storage_url(settings.storage, folder)
+    study = open_study(name, url, cfg.mode, settings.sampler, settings.pruner, space, settings.heartbeat_interval)
     if not study.trials and any(folder.glob("trial-*/metrics.json")):
         raise UserError(f"{folder} holds trials of another study; set hydra.sweeper.study_name to a new name")
     for number in requeue_dead_trials(study):
-        log.warning("trial %d was left running by a worker that died: marked FAIL, its parameters queued again", number)
-    workers = _start_workers(settings["n_jobs"] - 1, settings["sampler"].get("seed"))
-    n_trials = settings["n_trials"]
+        log.warning(
+            "trial %d was left running by a worker that died: marked FAIL, its parameters queued again", number
+        )
+    workers = _start_workers(settings.n_jobs - 1, settings.sampler.get("seed"))
+    n_trials = settings.n_trials
     try:
         while True:
             trials = study.get_trials(deepcopy=False)
             finished = sum(t.state in FINISHED for t in trials)
             if finished >= n_trials:
                 break
-            _check_failure_rate(trials, settings["max_failure_rate"])
+            _check_failure_rate(trials, settings.max_failure_rate)
             if finished + sum(t.state == TrialState.RUNNING for t in trials) >= n_trials:
                 time.sleep(2)  # the last trials run elsewhere; wait in case one fails and is queued again
                 requeue_dead_trials(study)
@@ -142,7 +150,7 @@ def run_sweep(cfg: DictConfig, launcher, settings: dict, arguments: list[str]) -
             trial = study.ask(space)
             trial.set_user_attr("worker", WORKER)
             with _heartbeat(study, trial):
-                (result,) = launcher.launch([_trial_overrides(cfg, study, trial, url, fixed)], initial_job_idx=trial.number)
+                (result,) = launcher.launch([_trial_overrides(study, trial, url, fixed)], initial_job_idx=trial.number)
             _tell(study, trial, result)
             report.write(study, folder, cfg, fixed)
     finally:

@@ -32,7 +32,8 @@ WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def storage_url(storage: str | None, folder: Path) -> str:
-    """`None`: a SQLite file in the sweep folder; a `.journal`/`.log` path: an Optuna journal file; else any SQLAlchemy URL."""
+    """`None`: a SQLite file in the sweep folder; a `.journal`/`.log` path: an Optuna journal file;
+    else any SQLAlchemy URL."""
     if storage is None:
         return f"sqlite:///{(folder / 'study.db').resolve()}"
     if storage.endswith(JOURNAL_SUFFIXES) and "://" not in storage:
@@ -43,7 +44,11 @@ def storage_url(storage: str | None, folder: Path) -> str:
 def open_storage(url: str, heartbeat_interval: int | None = None) -> optuna.storages.BaseStorage:
     """The study's storage. On a database, workers record a heartbeat while they run a trial, so a
     trial of a worker that died on any machine is failed after two missed beats and tried again."""
-    beat = {"heartbeat_interval": heartbeat_interval, "heartbeat_stale_trial_callback": _retry_stale_trial} if heartbeat_interval else {}
+    beat = (
+        {"heartbeat_interval": heartbeat_interval, "heartbeat_stale_trial_callback": _retry_stale_trial}
+        if heartbeat_interval
+        else {}
+    )
     if url.endswith(JOURNAL_SUFFIXES) and "://" not in url:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -70,8 +75,10 @@ def _rdb_storage(url: str, **kwargs) -> optuna.storages.RDBStorage:
             time.sleep(0.5 * (attempt + 1))
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ArgumentError, ImportError) as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise UserError(f"hydra.sweeper.storage '{url}': cannot open it ({reason}); check the URL, "
-                            "that the database server runs, and that its driver is installed (e.g. psycopg)") from None
+            raise UserError(
+                f"hydra.sweeper.storage '{url}': cannot open it ({reason}); check the URL, "
+                "that the database server runs, and that its driver is installed (e.g. psycopg)"
+            ) from None
 
 
 def _build(kind: str, table: dict, spec: dict[str, Any], **extra):
@@ -110,12 +117,23 @@ def build_sampler(spec: dict[str, Any], space: dict) -> optuna.samplers.BaseSamp
     return _build("sampler", SAMPLERS, spec)
 
 
-def open_study(name: str, url: str, direction: str, sampler_spec: dict, pruner_spec: dict, space: dict,
-               heartbeat_interval: int | None = None) -> optuna.Study:
+def open_study(
+    name: str,
+    url: str,
+    direction: str,
+    sampler_spec: dict,
+    pruner_spec: dict,
+    space: dict,
+    heartbeat_interval: int | None = None,
+) -> optuna.Study:
     """Create the study or continue it: the same command run again resumes the same study."""
     study = optuna.create_study(
-        study_name=name, storage=open_storage(url, heartbeat_interval), direction="maximize" if direction == "max" else "minimize",
-        sampler=build_sampler(sampler_spec, space), pruner=build_pruner(pruner_spec), load_if_exists=True,
+        study_name=name,
+        storage=open_storage(url, heartbeat_interval),
+        direction="maximize" if direction == "max" else "minimize",
+        sampler=build_sampler(sampler_spec, space),
+        pruner=build_pruner(pruner_spec),
+        load_if_exists=True,
     )
     study.set_user_attr("pruner", dict(pruner_spec or {}))  # trials rebuild the pruner from storage
     return study
@@ -136,12 +154,15 @@ def _alive(worker: str) -> bool:
 
 def _retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """Optuna failed a trial whose worker stopped beating (on any machine): try its params again."""
-    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "retry_reason": "its worker stopped sending heartbeats"})
+    study.enqueue_trial(
+        trial.params, user_attrs={"retry_of": trial.number, "retry_reason": "its worker stopped sending heartbeats"}
+    )
 
 
 def requeue_dead_trials(study: optuna.Study) -> list[int]:
     """Trials left RUNNING by a dead worker: marked FAIL and their params queued again. A worker of
     this machine is checked by its pid at once; any worker by its heartbeat on a database storage."""
+
     def retried() -> set[int]:
         return {t.user_attrs["retry_of"] for t in study.get_trials(deepcopy=False) if "retry_of" in t.user_attrs}
 

@@ -10,6 +10,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from domaintune.errors import UserError, exit_with
+from hydra_plugins.domaintune_sweeper.config import DomaintuneSweeperConf
 
 
 def flatten(params: dict, prefix: str = "") -> dict[str, str]:
@@ -25,15 +26,33 @@ def flatten(params: dict, prefix: str = "") -> dict[str, str]:
 
 
 class DomaintuneOptunaSweeper(Sweeper):
-    def __init__(self, study_name: str | None, storage: str | None, n_trials: int, n_jobs: int,
-                 max_failure_rate: float, heartbeat_interval: int, sampler: dict[str, Any], pruner: dict[str, Any], params: dict | None):
-        self.settings = {
-            "study_name": study_name, "storage": storage, "n_trials": n_trials, "n_jobs": n_jobs,
-            "max_failure_rate": max_failure_rate, "heartbeat_interval": heartbeat_interval,
-            "sampler": OmegaConf.to_container(sampler) if isinstance(sampler, DictConfig) else dict(sampler or {}),
-            "pruner": OmegaConf.to_container(pruner) if isinstance(pruner, DictConfig) else dict(pruner or {}),
-            "params": flatten(OmegaConf.to_container(params) if isinstance(params, DictConfig) else params or {}),
-        }
+    def __init__(
+        self,
+        study_name: str | None,
+        storage: str | None,
+        n_trials: int,
+        n_jobs: int,
+        max_failure_rate: float,
+        heartbeat_interval: int,
+        sampler: dict[str, Any],
+        pruner: dict[str, Any],
+        params: dict | None,
+    ):
+        def plain(node) -> dict:
+            return OmegaConf.to_container(node) if isinstance(node, DictConfig) else dict(node or {})
+
+        # the typed config travels whole to the sweep loop; only the search space is normalized
+        self.settings = DomaintuneSweeperConf(
+            study_name=study_name,
+            storage=storage,
+            n_trials=n_trials,
+            n_jobs=n_jobs,
+            max_failure_rate=max_failure_rate,
+            heartbeat_interval=heartbeat_interval,
+            sampler=plain(sampler),
+            pruner=plain(pruner),
+            params=flatten(plain(params)),
+        )
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config

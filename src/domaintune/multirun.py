@@ -1,12 +1,12 @@
-"""Plain Hydra multiruns (the basic sweeper, a grid such as `-m module.lr=1e-4,3e-4`) get what an
-Optuna sweep gets: one W&B group per multirun with one `trial-<n>` run per job, and a
-`trials.csv` in the multirun folder that `domaintune compare` reads."""
+"""Every multirun's jobs are named one way: one W&B group per multirun (a sweeper's study, or the
+multirun folder) with one `trial-<job number>` run per job. Plain Hydra multiruns (the basic
+sweeper, a grid such as `-m module.lr=1e-4,3e-4`) also get a `trials.csv` in the multirun
+folder, as a sweep does, that `domaintune compare` reads."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from domaintune.outputs import write_csv
+
 
 def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
@@ -23,14 +25,15 @@ def _in_multirun() -> bool:
 
 def wandb_setting(key: str, default: Any = None) -> Any:
     """Resolver `${dt.multirun:<key>,<default>}` for the W&B logger: in a multirun, the group is the
-    multirun folder, the job type `trial` and the name `trial-<job number>`; otherwise `default`.
-    An Optuna sweep overrides all three with its study and trial number."""
+    sweeper's study (a sweeper with a `study_name`) or the multirun folder, the job type `trial` and
+    the name `trial-<job number>` (a sweep numbers its jobs by trial); otherwise `default`."""
     if not _in_multirun():
         return default
     hydra = HydraConfig.get()
     if key == "group":
+        study = hydra.sweeper.get("study_name")
         folder = Path(hydra.sweep.dir)  # multiruns/<date>/<time>: the group is "<date>_<time>"
-        return f"{folder.parent.name}_{folder.name}"
+        return study or f"{folder.parent.name}_{folder.name}"
     if key == "job_type":
         return "trial"
     if key == "name":
@@ -63,13 +66,7 @@ class MultirunTable(Callback):
         }
         table = folder / "trials.csv"
         rows = [r for r in _read(table) if r["number"] != str(row["number"])] + [row]
-        columns = list(dict.fromkeys(key for r in rows for key in r))
-        partial = folder / f"trials.csv.{os.getpid()}.tmp"
-        with open(partial, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(sorted(rows, key=lambda r: int(r["number"])))
-        partial.replace(table)
+        write_csv(table, sorted(rows, key=lambda r: int(r["number"])))
 
 
 def _read(table: Path) -> list[dict]:

@@ -1,0 +1,255 @@
+"""The contract between the commands and a plugin kind, written as code.
+
+A datamodule kind subclasses `TaskDataModule`, a module kind `TaskModule` (as a peft tuner
+subclasses `BaseTuner`): `train`, `evaluate`, `prepare`, `init_from`, `generate` and `export`
+call only what these classes declare, never a file test or a private method. Adding a kind is
+its own file or folder, one registration line (an entry point or a plugin folder's dict) and a
+task config; the base classes carry what every kind shares (split fractions, the per-process
+data cache, dataloaders, checkpoint hooks, optimizer and schedule, weights in safetensors).
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning.pytorch as pl
+import pandas as pd
+import torch
+
+from domaintune.errors import DataError, UserError
+
+log = logging.getLogger(__name__)
+_LOADED: dict[tuple, dict[str, Any]] = {}  # (kind, files, settings) -> what `load` returned, once per process
+
+
+class TaskDataModule(pl.LightningDataModule, abc.ABC):
+    """Reads `path` (or the kind's `default_path`), cleans and splits it, tokenizes and batches.
+
+    A kind implements `load` (read -> clean -> carve -> tokenize), `loader`, `module_inputs`,
+    `inputs_from_run`, `use_as_test` and `read_raw`, and says which columns its rows have."""
+
+    default_path: ClassVar[Path | None] = None  # a domain plugin's example data
+    text_columns: ClassVar[tuple[str, ...]] = ("text",)  # the first one judges duplicates and leakage
+    labelled: ClassVar[bool] = True  # rows carry a class: stratified splits, label checks, balance report
+
+    def __init__(
+        self,
+        tokenizer,
+        path: str | None,
+        batch_size: int,
+        eval_batch_size: int,
+        val_fraction: float,
+        test_fraction: float,
+        seed: int,
+        num_workers: int = 0,
+        dedupe: bool = True,
+    ):
+        super().__init__()
+        if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+            raise DataError(
+                f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction}: each must be in (0, 1) "
+                "(test may be 0 when the data has a test file) and together below 1"
+            )
+        if path is None and self.default_path is None:
+            raise DataError("data.path is not set; point it at a data file or folder")
+        self.tokenizer = tokenizer
+        self.path = Path(path) if path is not None else self.default_path
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.val_fraction, self.test_fraction, self.seed, self.dedupe = val_fraction, test_fraction, seed, dedupe
+        self.datasets: dict[str, torch.utils.data.Dataset] = {}
+        self.fingerprint = ""
+        self.cleaning: dict[str, int] = {}
+
+    @classmethod
+    def columns(cls) -> tuple[str, ...]:
+        """The columns `prepare` writes and `train` reads back."""
+        return cls.text_columns + (("label",) if cls.labelled else ())
+
+    # -- what a kind implements ------------------------------------------------------------------
+    @abc.abstractmethod
+    def cache_key(self) -> tuple:
+        """The settings, besides the files and split fractions, that decide what `load` returns."""
+
+    @abc.abstractmethod
+    def load(self) -> dict[str, Any]:
+        """Read, clean, split and tokenize: the attributes `setup` sets, at least `datasets`
+        (split -> dataset), `fingerprint` (of the rows trained on) and `cleaning` (counts removed)."""
+
+    @abc.abstractmethod
+    def loader(self, split: str, shuffle: bool) -> torch.utils.data.DataLoader:
+        """Batches of one split; `shuffle` for training."""
+
+    @abc.abstractmethod
+    def module_inputs(self) -> dict:
+        """What the module needs to know about the data (labels, tokenizer), after `setup`."""
+
+    @abc.abstractmethod
+    def inputs_from_run(self, folder: Path) -> dict:
+        """The same, for a finished run, from what `save_artifacts` left in its folder."""
+
+    @abc.abstractmethod
+    def use_as_test(self, path: Path, data: Mapping) -> None:
+        """Every row of `path` becomes the test split, read with `data`'s column settings; train
+        and validation stay (`evaluate data.path=...`)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def read_raw(cls, path: Path, data: Mapping, report) -> dict[str, pd.DataFrame]:
+        """The splits the data brings (or one `train` frame) with `columns()`, for `prepare`;
+        rows dropped for an empty field are counted in `report.empty`."""
+
+    # -- optional hooks -------------------------------------------------------------------------
+    def report(self) -> dict:
+        """What metrics.json's `data` adds for this kind (e.g. rows cut for max_length)."""
+        return {}
+
+    def save_artifacts(self, folder: Path) -> None:
+        """Files a finished run needs to be loaded again (e.g. its label map)."""
+
+    def check_continues(self, folder: Path) -> None:
+        """`init_from=<folder>`: a one-line error when this data cannot continue that run."""
+
+    # -- shared ---------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:  # fit and test reuse the tokenized splits
+            return
+        from domaintune.data.readers import files_stamp
+        from domaintune.data.tokenized import tokenizer_fingerprint
+
+        key = (
+            type(self).__qualname__,
+            files_stamp(self.path) if self.path.exists() else str(self.path),
+            self.val_fraction,
+            self.test_fraction,
+            self.seed,
+            self.dedupe,
+            tokenizer_fingerprint(self.tokenizer),
+            *self.cache_key(),
+        )
+        if key not in _LOADED:  # the trials of a sweep read and tokenize the data once per process
+            _LOADED[key] = self.load()
+        for name, value in _LOADED[key].items():
+            setattr(self, name, value)
+        from domaintune.data.cleaning import log_cleaning
+
+        log.info(
+            "data %s: %s rows, fingerprint %s",
+            self.path,
+            " / ".join(f"{k} {len(v)}" for k, v in self.datasets.items()),
+            self.fingerprint,
+        )
+        log_cleaning(self.path, self.cleaning)
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        # debug=overfit: the same batches every epoch
+        overfitting = bool(self.trainer and self.trainer.overfit_batches)
+        return self.loader("train", shuffle=not overfitting)
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        return self.loader("val", shuffle=False)
+
+    def test_dataloader(self) -> torch.utils.data.DataLoader:
+        return self.loader("test", shuffle=False)
+
+
+class TaskModule(pl.LightningModule, abc.ABC):
+    """A model for one kind of task. The constructor takes `backbone`, `peft_config` and what its
+    datamodule's `module_inputs` gives; the steps log `val/*` and `test/*` metrics, one of which is
+    the run's `optimized_metric`. The rest of the contract has working defaults: trainable weights
+    saved and loaded as safetensors, AdamW with a warm-up schedule, no baseline. A kind overrides
+    what it does better (Hugging Face folders, a verdict against its base model, predict, export)."""
+
+    pipeline_tag: ClassVar[str | None] = None  # the Hugging Face task of an exported model
+
+    def __init__(self, peft_config=None):
+        super().__init__()
+        self.has_adapter = peft_config is not None
+        # Checkpoints keep only what trains (adapter/head or the whole model): frozen base weights
+        # are loaded from the model anyway, so leave them out and load the rest non-strictly.
+        self.strict_loading = not self.has_adapter
+
+    @staticmethod
+    def adapt(model, peft_config):
+        """The model behind a peft adapter, or as it is when there is none."""
+        if peft_config is None:
+            return model
+        from peft import get_peft_model
+
+        return get_peft_model(model, peft_config)
+
+    # -- results and weights ---------------------------------------------------------------------
+    def report(self) -> dict:
+        """What metrics.json adds after testing: `verdict` (from `domaintune.verdict`), `baseline`, ..."""
+        return {}
+
+    def save_artifacts(self, folder: Path) -> None:
+        """The trained weights: by default every trainable tensor, in `weights.safetensors`."""
+        from safetensors.torch import save_file
+
+        save_file(
+            {k: v.detach().contiguous() for k, v in self._trainable_state().items()}, folder / "weights.safetensors"
+        )
+
+    def load_weights(self, folder: Path) -> None:
+        """A finished run's weights (`evaluate`, `init_from`, `generate`, `export`)."""
+        from safetensors.torch import load_file
+
+        self.check_fits(
+            folder, self.load_state_dict(load_file(folder / "weights.safetensors"), strict=False).unexpected_keys
+        )
+
+    @staticmethod
+    def check_fits(folder: Path, unexpected: list[str]) -> None:
+        if unexpected:
+            raise UserError(
+                f"{folder}: its weights do not fit this model ({len(unexpected)} unknown, e.g. {unexpected[0]}); "
+                "use the run's own model and peft settings"
+            )
+
+    def test_every_row(self, rows: int) -> None:
+        """`evaluate data.path=<file>`: the test stage is about to score `rows` new rows; a kind
+        that scores only a subset by default (generations) widens it here."""
+
+    def save_test_outputs(self, folder: Path) -> None:
+        """Files of the last test stage beside its scores (a confusion matrix, generations)."""
+
+    def predict(self, texts: list[str], datamodule: TaskDataModule, **options) -> list:
+        """Answers for raw texts (`domaintune generate`)."""
+        raise UserError(f"{type(self).__name__} cannot predict yet")
+
+    def export(self, folder: Path) -> None:
+        """A standard model folder others load without domaintune (`domaintune export`)."""
+        raise UserError(f"{type(self).__name__} cannot export yet")
+
+    # -- optimisation and checkpoints ------------------------------------------------------------
+    def param_groups(self) -> list[dict]:
+        """AdamW parameter groups: by default every trainable tensor at `lr` and `weight_decay`."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": params, "lr": self.hparams.lr, "weight_decay": self.hparams.get("weight_decay", 0.0)}]
+
+    def configure_optimizers(self):
+        from transformers import get_scheduler
+
+        optimizer = torch.optim.AdamW(self.param_groups())
+        total = self.trainer.estimated_stepping_batches
+        scheduler = get_scheduler(
+            self.hparams.get("schedule", "linear"),
+            optimizer,
+            num_warmup_steps=int(self.hparams.get("warmup_ratio", 0.0) * total),
+            num_training_steps=total,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _trainable(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        frozen = {name for name, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad}  # tied too
+        return {k: v for k, v in state.items() if k not in frozen}
+
+    def _trainable_state(self) -> dict[str, torch.Tensor]:
+        return self._trainable(self.state_dict())
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"] = self._trainable(checkpoint["state_dict"])

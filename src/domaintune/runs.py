@@ -1,0 +1,65 @@
+"""A run's parts built from its config (backbone, datamodule, module), and a finished run loaded
+back from its folder for `evaluate`, `init_from`, `generate` and `export`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from domaintune import registry
+from domaintune.api import TaskDataModule, TaskModule
+from domaintune.outputs import read_run
+
+
+def build_data(cfg) -> tuple:
+    """The backbone (weights loaded later, by the module) and the datamodule, which tokenizes
+    with the backbone's tokenizer."""
+    from hydra.utils import instantiate
+
+    backbone = instantiate(cfg.model, _partial_=True)()  # its own UserErrors stay one line
+    return backbone, instantiate(cfg.data, _partial_=True)(tokenizer=backbone.load_tokenizer())
+
+
+def build_module(cfg, backbone, inputs: dict) -> TaskModule:
+    """The module, with objects (backbone, peft config) and what the data says as call arguments."""
+    from hydra.utils import instantiate
+
+    peft_config = instantiate(cfg.peft) if cfg.get("peft") else None
+    return instantiate(cfg.module, _partial_=True)(backbone=backbone, peft_config=peft_config, **inputs)
+
+
+@dataclass
+class FinishedRun:
+    folder: Path
+    cfg: object  # the run's DictConfig
+    metrics: dict
+    datamodule: TaskDataModule  # not set up: reading the data is the caller's choice
+    module: TaskModule  # with the run's best weights, in eval mode
+
+
+def load_run(folder: Path, key: str = "run") -> FinishedRun:
+    """A finished run's module with its saved weights; `key` names the argument in errors."""
+    from omegaconf import OmegaConf
+
+    config, metrics = read_run(folder, key)
+    registry.add_plugin_folders()  # the run's plugin classes are importable
+    cfg = OmegaConf.create(config)
+    backbone, datamodule = build_data(cfg)
+    module = build_module(cfg, backbone, datamodule.inputs_from_run(folder))
+    module.load_weights(folder)
+    return FinishedRun(folder, cfg, metrics, datamodule, module.eval())
+
+
+def test_trainer(cfg, **overrides):
+    """A Trainer that only tests, on one device, in the run's precision, with no logger."""
+    import lightning.pytorch as pl
+
+    return pl.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=1,
+        precision=cfg.trainer.precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        **overrides,
+    )

@@ -1,0 +1,27 @@
+"""Sweep values as Hydra override text, both ways: a sampled value written as an override, and
+hydra-optuna-sweeper's `hydra.sweeper.params.<key>=<expression>` passed through Hydra intact."""
+
+from __future__ import annotations
+
+
+def override_value(value) -> str:
+    """A sampled value as Hydra override text (quoted strings, lower-case booleans, null)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def quote_sweep_params(overrides: list[str]) -> list[str]:
+    """`hydra.sweeper.params.peft.r=choice(4,8,16)` as hydra-optuna-sweeper users write it: Hydra
+    refuses sweep syntax on its own keys, so pass the expression to the sweeper as a string."""
+    quoted = []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if key.lstrip("+").startswith("hydra.sweeper.params.") and sep:
+            if value[:1] not in ("'", '"'):
+                value = f"'{value}'" if "'" not in value else f'"{value}"'
+            override = f"++{key.lstrip('+')}={value}"  # add or replace: dotted keys are new nodes
+        quoted.append(override)
+    return quoted

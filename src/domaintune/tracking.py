@@ -1,0 +1,37 @@
+"""Weights & Biases, the run tracker: which of a run's loggers are W&B's, and closing the W&B run
+with the run's real outcome (complete, pruned or failed) and its final summary."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+
+def wandb_loggers(loggers) -> list:
+    from lightning.pytorch.loggers import WandbLogger
+
+    return [lg for lg in loggers if isinstance(lg, WandbLogger)]
+
+
+def _finish(loggers, exit_code: int, summary: dict) -> None:
+    found = wandb_loggers(loggers)
+    for lg in found:
+        lg.experiment.summary.update(summary)
+    if found:
+        import wandb
+
+        wandb.finish(exit_code=exit_code)
+
+
+@contextmanager
+def tracked(loggers):
+    """Yields a dict the caller fills with the run's final summary. On the way out the W&B run is
+    closed: `complete` with that summary; or, on an exception, the exception's own `outcome` (a
+    sweep's pruned trial says `pruned`, exit code 0) or `failed` with exit code 1."""
+    summary: dict = {}
+    try:
+        yield summary
+    except BaseException as error:
+        outcome = getattr(error, "outcome", "failed")
+        _finish(loggers, 0 if outcome != "failed" else 1, {"outcome": outcome})
+        raise
+    _finish(loggers, 0, {"outcome": "complete", **summary})
