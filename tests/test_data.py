@@ -216,3 +216,21 @@ def test_evaluation_rows_are_sharded_so_every_process_gets_some(monkeypatch):
         assert len(batches) == len(sampler) == 1
         seen += batches[0]
     assert sorted(seen) == list(range(5))
+
+
+@pytest.mark.parametrize("separator", [",", ";", "\t", "|"])
+def test_csv_separators_are_sniffed(tmp_path, separator):
+    rows = [{"text": "Hello, world; a | b", "label": "greeting"}, {"text": "Goodbye, all", "label": "farewell"}]
+    path = tmp_path / "d.csv"
+    pd.DataFrame(rows).to_csv(path, sep=separator, index=False)
+    frame = read_table(path)
+    assert list(frame.columns) == ["text", "label"] and frame.to_dict("records") == rows
+
+
+def test_a_list_valued_label_is_a_one_line_error_naming_the_row(tmp_path):
+    path = tmp_path / "multi.jsonl"
+    path.write_text(
+        json.dumps({"text": "one", "label": "a"}) + "\n" + json.dumps({"text": "two", "label": ["a", "b"]}) + "\n"
+    )
+    with pytest.raises(DataError, match=r"multi.jsonl: row 2: the 'label' value is a list \(multi-label data\)"):
+        load_splits(path, None, None, 0.1, 0.1, 0)

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".txt": "txt"}
 ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+SEPARATORS = (",", ";", "\t", "|")
 
 
 def files_stamp(path: Path) -> tuple:
@@ -75,7 +76,7 @@ def read_table(path: Path) -> pd.DataFrame:
     text = _decode(path, raw)
     try:
         if fmt == "csv":
-            return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+            return pd.read_csv(io.StringIO(text), sep=csv_separator(text), dtype=str, keep_default_na=False)
         if fmt == "tsv":
             return pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
         if fmt == "txt":
@@ -87,6 +88,20 @@ def read_table(path: Path) -> pd.DataFrame:
         raise DataError(
             f"{path}: {str(exc).strip()}; fix the row or quote fields that contain the separator"
         ) from None
+
+
+def csv_separator(text: str) -> str:
+    """A CSV file's separator: comma, or the semicolon, tab or pipe that spreadsheets in many
+    locales write. Read from the header line (column names hold no separators); when it holds
+    more than one candidate, Python's csv.Sniffer decides on the first rows."""
+    header = text.lstrip("\ufeff").split("\n", 1)[0]
+    found = [sep for sep in SEPARATORS if sep in header]
+    if len(found) <= 1:
+        return found[0] if found else ","
+    try:
+        return csv.Sniffer().sniff("\n".join(text.splitlines()[:50]), delimiters="".join(found)).delimiter
+    except csv.Error:
+        return ","
 
 
 def _json_lines(path: Path, text: str) -> list[dict]:

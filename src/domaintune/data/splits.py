@@ -8,6 +8,7 @@ import random
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from domaintune.data.cleaning import CleaningReport, deduplicate, normalize
@@ -89,6 +90,13 @@ def canonical(frame: pd.DataFrame, source: Path, text_column: str | None, label_
     """Keep `text` and `label` as clean strings; drop rows with no text or no label, saying how many."""
     text = find_column(frame, text_column, TEXT_COLUMNS, "text", source)
     label = find_column(frame, label_column, LABEL_COLUMNS, "label", source)
+    listed = frame[label].map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray)))
+    if listed.any():
+        row = int(listed.to_numpy().argmax()) + 1
+        raise DataError(
+            f"{source}: row {row}: the '{label}' value is a {type(frame[label].iloc[row - 1]).__name__} "
+            "(multi-label data); multi-label classification is not supported yet: give one label per row"
+        )
     out = pd.DataFrame(
         {
             "text": frame[text].map(lambda v: normalize(v) if pd.notna(v) else ""),
