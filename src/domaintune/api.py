@@ -103,6 +103,11 @@ class TaskDataModule(pl.LightningDataModule, abc.ABC):
         rows dropped for an empty field are counted in `report.empty`."""
 
     # -- optional hooks -------------------------------------------------------------------------
+    def read_inputs(self, path: Path, data: Mapping) -> pd.DataFrame:
+        """Rows to predict on (`domaintune predict`): an input column, and the true answer when
+        the file has one."""
+        raise UserError(f"{type(self).__name__} data cannot be predicted on yet")
+
     def report(self) -> dict:
         """What metrics.json's `data` adds for this kind (e.g. rows cut for max_length)."""
         return {}
@@ -218,7 +223,7 @@ class TaskModule(pl.LightningModule, abc.ABC):
         """Files of the last test stage beside its scores (a confusion matrix, generations)."""
 
     def predict(self, texts: list[str], datamodule: TaskDataModule, **options) -> list:
-        """Answers for raw texts (`domaintune generate`)."""
+        """Answers for raw texts, in input order (`domaintune predict`, `domaintune generate`)."""
         raise UserError(f"{type(self).__name__} cannot predict yet")
 
     def export(self, folder: Path) -> None:

@@ -175,6 +175,22 @@ def evaluate(args: argparse.Namespace) -> None:
     print(f"  report: {out}")
 
 
+def predict(args: argparse.Namespace) -> None:
+    from domaintune.predict import predict as predict_run
+
+    settings = _settings(args.settings, {"run", "data.path", "text", "out"}, {"run"})
+    summary, out = predict_run(settings["run"], settings.get("data.path"), settings.get("text"), settings.get("out"))
+    if "prediction" in summary:
+        found = summary["prediction"]
+        print(f"{found['label']} ({found['probability']:.4f}); top 3: {found['top']}")
+    print(f"predicted {summary['rows']} rows ({summary['rows_per_second']:.0f} rows/s): {out / 'predictions.csv'}")
+    if "metrics" in summary:
+        scores = summary["metrics"]
+        print(
+            f"  on {scores['labelled_rows']} labelled rows: acc {scores['acc']:.4f}  macro_f1 {scores['macro_f1']:.4f}"
+        )
+
+
 def export(args: argparse.Namespace) -> None:
     from domaintune.inference import export as export_run
 
@@ -231,6 +247,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="run=<run folder> prompt=... | prompts=<file> [max_new_tokens=128]",
     )
     generating.set_defaults(handler=generate)
+    predicting = sub.add_parser(
+        "predict",
+        help='label new texts with a classification run: run=<folder> data.path=<file> (or text="...") [out=<folder>]',
+    )
+    predicting.add_argument(
+        "settings",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help='run=<run folder> data.path=<file> | text="..." [out=<folder>]',
+    )
+    predicting.set_defaults(handler=predict)
     exporting = sub.add_parser("export", help="write a merged Hugging Face model folder: run=<folder> [out=<folder>]")
     exporting.add_argument(
         "settings", nargs="+", metavar="KEY=VALUE", help="run=<run folder> [out=<folder>, default <run>/export]"

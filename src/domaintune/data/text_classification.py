@@ -12,8 +12,17 @@ from torch.utils.data import DataLoader
 
 from domaintune.api import TaskDataModule
 from domaintune.data.batching import LengthGroupedBatchSampler, TokenizedDataset, pad_collate
+from domaintune.data.cleaning import normalize
 from domaintune.data.readers import read_table
-from domaintune.data.splits import canonical, load_splits, read_labelled, split_files
+from domaintune.data.splits import (
+    LABEL_COLUMNS,
+    TEXT_COLUMNS,
+    canonical,
+    find_column,
+    load_splits,
+    read_labelled,
+    split_files,
+)
 from domaintune.data.tokenized import texts_fingerprint, tokenize
 from domaintune.errors import DataError, UserError
 
@@ -95,6 +104,26 @@ class TextClassificationDataModule(TaskDataModule):
         index = {label: i for i, label in enumerate(self.labels)}
         ids = tokenize(frame.text.tolist(), self.tokenizer, self.max_length, self.cache_dir)
         self.datasets = {**self.datasets, "test": TokenizedDataset(ids, [index[label] for label in frame.label])}
+
+    def read_inputs(self, path: Path, data: Mapping) -> pd.DataFrame:
+        """`text` (normalized as training text is) and, when the file has a label column, `label`."""
+        file = split_files(path).get("test", path) if path.is_dir() else path
+        frame = read_table(file)
+        text = find_column(frame, data.get("text_column"), TEXT_COLUMNS, "text", file)
+        rows = pd.DataFrame({"text": frame[text].map(lambda v: normalize(v) if pd.notna(v) else "")})
+        try:
+            label = find_column(frame, data.get("label_column"), LABEL_COLUMNS, "label", file)
+        except DataError:
+            return rows
+        return rows.assign(label=frame[label].map(lambda v: str(v).strip() if pd.notna(v) else ""))
+
+    def predict_batches(self, texts: list[str]):
+        """(row numbers, batch) over `texts`, batches grouped by length as evaluation's are."""
+        ids = tokenize(texts, self.tokenizer, self.max_length, None)
+        sampler = LengthGroupedBatchSampler([len(row) for row in ids], self.eval_batch_size, shuffle=False)
+        collate = pad_collate(self.tokenizer.pad_token_id or 0)
+        for rows in sampler:
+            yield rows, collate([(ids[i], 0) for i in rows])
 
     @property
     def num_labels(self) -> int:

@@ -445,6 +445,31 @@ class SequenceClassificationModule(TaskModule):
         self.encoder.save_pretrained(folder / ("adapter" if self.has_adapter else "encoder"))
         save_file({k: v.detach().contiguous() for k, v in self.head.state_dict().items()}, folder / "head.safetensors")
 
+    @torch.no_grad()
+    def predict(self, texts: list[str], datamodule, top: int = 3) -> list[dict]:
+        """Per text, in input order: the predicted label, its probability and the `top` labels."""
+        from tqdm.auto import tqdm
+
+        self.eval()
+        found: list[dict | None] = [None] * len(texts)
+        batches = tqdm(
+            datamodule.predict_batches(texts),
+            total=-(-len(texts) // datamodule.eval_batch_size),
+            desc="predict",
+            unit="batch",
+            disable=len(texts) <= datamodule.eval_batch_size,
+        )
+        for rows, batch in batches:
+            batch = self.transfer_batch_to_device(batch, self.device, 0)
+            probabilities = self(batch["input_ids"], batch["attention_mask"]).softmax(-1).cpu()
+            values, indices = probabilities.topk(min(top, len(self.labels)), dim=-1)
+            for r, row in enumerate(rows):
+                ranked = [
+                    (self.labels[j], round(float(p), 6)) for j, p in zip(indices[r].tolist(), values[r].tolist())
+                ]
+                found[row] = {"label": ranked[0][0], "probability": ranked[0][1], "top": ranked}
+        return found
+
     def save_test_outputs(self, folder: Path) -> None:
         """The confusion matrix of the last test stage, as a PNG."""
         if "confusion_matrix" in self.test_report:
