@@ -70,6 +70,8 @@ def test_train_prints_a_summary_and_writes_its_run_folder(tmp_path):
         "selected on validation: val/macro_f1" in result.stdout and f"outputs: {metrics_file.parent}" in result.stdout
     )
     assert f"verdict on the test split: {json.loads(metrics_file.read_text())['verdict']['line']}" in result.stdout
+    noise = ("litlogger", "LeafSpec", "will be removed in v6")  # an advertisement, library deprecation notices
+    assert [word for word in noise if word in result.stdout + result.stderr] == []
 
 
 def test_multirun_over_tasks_gives_each_run_its_own_folder(tmp_path):

@@ -268,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    from domaintune.console import quiet
+
+    quiet()
     try:
         if argv[:1] == ["train"]:
             run_train(argv[1:])

@@ -12,7 +12,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from domaintune import continual, outputs, registry, runs, tracking
+from domaintune import console, continual, outputs, registry, runs, tracking
 from domaintune.callbacks import EpochHistory, FiniteLoss, MetricGuard
 from domaintune.errors import UserError
 
@@ -41,6 +41,7 @@ def _instantiate_all(group: DictConfig | None) -> list:
 
 def train(cfg: DictConfig) -> float | None:
     started = time.time()
+    console.quiet()
     run_dir = Path(cfg.paths.run_dir)
     if (run_dir / "metrics.json").exists():
         raise UserError(f"{run_dir} already holds a finished run; run folders are never overwritten")

@@ -1,0 +1,34 @@
+"""What the console shows: our log lines, Lightning's progress bar, and warnings a user can act
+on. Deprecation notices raised inside the libraries we call (only their authors can act on
+them) and advertisements are filtered here, each by its message; no warning is muted by
+category."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+LIBRARY_NOISE = (  # warnings.filterwarnings patterns (matched at the start of the message)
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # torch, about Lightning's pytree helper
+    r"`\w+` is deprecated and will be removed in v6",  # transformers renames that peft and Lightning call
+)
+ADVERTISEMENTS = ("litlogger",)  # Lightning's "Tip: ... try installing litlogger"
+
+
+class _NoAdvertisements(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(word in message for word in ADVERTISEMENTS)
+
+
+def quiet() -> None:
+    """Filter library noise for this process; call it once logging is set up (Hydra's handlers)."""
+    for pattern in LIBRARY_NOISE:
+        warnings.filterwarnings("ignore", message=pattern)
+    loggers = [logging.getLogger(), logging.getLogger("lightning.pytorch"), logging.getLogger("lightning.fabric")]
+    for handler in {h for lg in loggers for h in lg.handlers}:
+        if not any(isinstance(f, _NoAdvertisements) for f in handler.filters):
+            handler.addFilter(_NoAdvertisements())
+    for lg in loggers:  # records that never reach a handler above (no Hydra: Lightning's own)
+        if not any(isinstance(f, _NoAdvertisements) for f in lg.filters):
+            lg.addFilter(_NoAdvertisements())
