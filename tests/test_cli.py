@@ -50,6 +50,13 @@ def test_plugins_lists_name_kind_and_source():
         (["model.dtype=float64"], "model.dtype 'float64' is unknown; use float32, bfloat16 or float16"),
         (["data.val_fraction=0"], "data.val_fraction=0"),
         (["-m", "trainer=ddp", "trainer.accelerator=cpu"], "trainer=ddp cannot run inside a multirun"),
+        (["trainer.max_epochs=abc"], "trainer.max_epochs='abc': input should be a valid integer"),
+        (["module.lr=-1"], "module.lr=-1: input should be greater than 0"),
+        (["data.batch_size=0"], "data.batch_size=0: input should be greater than or equal to 1"),
+        (["data.test_fraction=1.5"], "data.test_fraction=1.5: input should be less than 1"),
+        (["mode=maximize"], "mode='maximize': input should be 'min' or 'max'"),
+        (["module.lrr=1e-4"], "unknown config key 'module.lrr'; did you mean module.lr?"),
+        (["trainer.max_epoch=3"], "unknown config key 'trainer.max_epoch'; did you mean trainer.max_epochs?"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):

@@ -21,6 +21,7 @@ def run_train(overrides: list[str]) -> None:
 
     overrides = quote_sweep_params(overrides)
     config.check_group_choices(overrides)
+    config.check_override_keys(overrides)
     # Hydra reads sys.argv; Lightning's DDP launcher re-runs sys.argv[0] as a script for the
     # other ranks, so point it at the Hydra app itself rather than at this CLI.
     sys.argv = [hydra_app.__file__, *overrides]

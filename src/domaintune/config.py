@@ -135,3 +135,60 @@ def check_group_choices(args: list[str]) -> None:
                     f"unknown {override.key_or_group} '{choice}'; available: {', '.join(options)} "
                     f"(conf/{override.key_or_group}/*.yaml)"
                 )
+
+
+def check_override_keys(args: list[str]) -> None:
+    """`module.lrr=1e-4` (a key the config does not have) in one line with the closest existing
+    key; Hydra's own message says only that the key is not in the struct. The config is composed
+    with the command line's group choices; keys added with `+` are the user's own."""
+    import difflib
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    overrides, config_dirs = _split_flags(args)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # malformed overrides: Hydra reports them itself
+        return
+    groups, keys = [], []
+    for override in parsed:
+        key = override.key_or_group
+        if override.is_delete() or override.is_add() or override.is_force_add() or key.startswith("hydra"):
+            continue
+        if group_options(key, config_dirs) is not None:
+            chosen = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+            groups.append(f"{key}={chosen[0]}")
+        else:
+            keys.append(key)
+    if not keys:
+        return
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose("config", overrides=groups)
+    except Exception:  # a composition problem of its own: Hydra reports it
+        return
+    finally:
+        GlobalHydra.instance().clear()
+    for key in keys:
+        if OmegaConf.select(cfg, key, default="\0missing") != "\0missing":
+            continue
+        parent = key.rpartition(".")[0]
+        known = _leaf_keys(cfg)
+        near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {near[0]}?" if near else f"; {parent or 'the config'} has no such key"
+        raise UserError(f"unknown config key '{key}'{hint} (add a new key with +{key}=...)")
+
+
+def _leaf_keys(node, prefix: str = "") -> list[str]:
+    from omegaconf import DictConfig
+
+    keys = []
+    for key in node.keys() if isinstance(node, DictConfig) else []:
+        child = node._get_node(key)
+        keys += _leaf_keys(child, f"{prefix}{key}.") if isinstance(child, DictConfig) else [f"{prefix}{key}"]
+    return keys

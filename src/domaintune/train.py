@@ -12,7 +12,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from domaintune import console, continual, outputs, registry, runs, tracking
+from domaintune import console, continual, outputs, registry, runs, schema, tracking
 from domaintune.callbacks import EpochHistory, FiniteLoss, MetricGuard
 from domaintune.errors import UserError
 
@@ -42,6 +42,7 @@ def _instantiate_all(group: DictConfig | None) -> list:
 def train(cfg: DictConfig) -> float | None:
     started = time.time()
     console.quiet()
+    schema.check(cfg)  # types and ranges of the core keys, before any work
     run_dir = Path(cfg.paths.run_dir)
     if (run_dir / "metrics.json").exists():
         raise UserError(f"{run_dir} already holds a finished run; run folders are never overwritten")
