@@ -146,7 +146,6 @@ def check_override_keys(args: list[str]) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
 
     overrides, config_dirs = _split_flags(args)
     try:
@@ -175,13 +174,25 @@ def check_override_keys(args: list[str]) -> None:
     finally:
         GlobalHydra.instance().clear()
     for key in keys:
-        if OmegaConf.select(cfg, key, default="\0missing") != "\0missing":
+        if _has_key(cfg, key):
             continue
         parent = key.rpartition(".")[0]
         known = _leaf_keys(cfg)
         near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         hint = f"; did you mean {near[0]}?" if near else f"; {parent or 'the config'} has no such key"
         raise UserError(f"unknown config key '{key}'{hint} (add a new key with +{key}=...)")
+
+
+def _has_key(cfg, key: str) -> bool:
+    """Whether the dotted key exists, also when its value is still missing (`???`)."""
+    from omegaconf import DictConfig
+
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, DictConfig) or part not in node.keys():
+            return False
+        node = node._get_node(part)
+    return True
 
 
 def _leaf_keys(node, prefix: str = "") -> list[str]:
