@@ -199,6 +199,13 @@ def export(args: argparse.Namespace) -> None:
     print(f"exported {export_run(settings['run'], settings.get('out'))}")
 
 
+def _run_command(sub, name: str, handler, summary: str, usage: str) -> None:
+    """A command on a finished run, taking `key=value` settings (`run=<folder>` among them)."""
+    command = sub.add_parser(name, help=summary)
+    command.add_argument("settings", nargs="+", metavar="KEY=VALUE", help=usage)
+    command.set_defaults(handler=handler)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="domaintune",
@@ -222,14 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--host", default="127.0.0.1")
     board.add_argument("--port", type=int, default=8080)
     board.set_defaults(handler=dashboard)
-    evaluating = sub.add_parser(
+    _run_command(
+        sub,
         "evaluate",
-        help="compare a run with the base model on test data, with confidence intervals: run=<folder> [data.path=...]",
+        evaluate,
+        "compare a run with the base model on test data, with confidence intervals: run=<folder> [data.path=...]",
+        "run=<run folder> [data.path=<test data>]",
     )
-    evaluating.add_argument(
-        "settings", nargs="+", metavar="KEY=VALUE", help="run=<run folder> [data.path=<test data>]"
-    )
-    evaluating.set_defaults(handler=evaluate)
     preparing = sub.add_parser(
         "prepare", help="validate, clean and split data, and write a report: task=<task> data.path=<file or folder>"
     )
@@ -237,33 +243,27 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides as for train, plus out=<folder>"
     )
     preparing.set_defaults(handler=prepare)
-    generating = sub.add_parser(
+    _run_command(
+        sub,
         "generate",
-        help='answer prompts with a fine-tuned causal-LM run: run=<folder> prompt="..." (or prompts=<file>)',
+        generate,
+        'answer prompts with a fine-tuned causal-LM run: run=<folder> prompt="..." (or prompts=<file>)',
+        "run=<run folder> prompt=... | prompts=<file> [max_new_tokens=128]",
     )
-    generating.add_argument(
-        "settings",
-        nargs="+",
-        metavar="KEY=VALUE",
-        help="run=<run folder> prompt=... | prompts=<file> [max_new_tokens=128]",
-    )
-    generating.set_defaults(handler=generate)
-    predicting = sub.add_parser(
+    _run_command(
+        sub,
         "predict",
-        help='label new texts with a classification run: run=<folder> data.path=<file> (or text="...") [out=<folder>]',
+        predict,
+        'label new texts with a classification run: run=<folder> data.path=<file> (or text="...") [out=<folder>]',
+        'run=<run folder> data.path=<file> | text="..." [out=<folder>]',
     )
-    predicting.add_argument(
-        "settings",
-        nargs="+",
-        metavar="KEY=VALUE",
-        help='run=<run folder> data.path=<file> | text="..." [out=<folder>]',
+    _run_command(
+        sub,
+        "export",
+        export,
+        "write a merged Hugging Face model folder: run=<folder> [out=<folder>]",
+        "run=<run folder> [out=<folder>, default <run>/export]",
     )
-    predicting.set_defaults(handler=predict)
-    exporting = sub.add_parser("export", help="write a merged Hugging Face model folder: run=<folder> [out=<folder>]")
-    exporting.add_argument(
-        "settings", nargs="+", metavar="KEY=VALUE", help="run=<run folder> [out=<folder>, default <run>/export]"
-    )
-    exporting.set_defaults(handler=export)
     return parser
 
 

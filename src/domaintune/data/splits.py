@@ -86,6 +86,16 @@ def find_column(
     )
 
 
+def clean_texts(values: pd.Series) -> pd.Series:
+    """Texts normalized as training sees them; a missing one becomes empty."""
+    return values.map(lambda v: normalize(v) if pd.notna(v) else "")
+
+
+def clean_labels(values: pd.Series) -> pd.Series:
+    """Labels as stripped strings; a missing one becomes empty."""
+    return values.map(lambda v: str(v).strip() if pd.notna(v) else "")
+
+
 def canonical(frame: pd.DataFrame, source: Path, text_column: str | None, label_column: str | None) -> pd.DataFrame:
     """Keep `text` and `label` as clean strings; drop rows with no text or no label, saying how many."""
     text = find_column(frame, text_column, TEXT_COLUMNS, "text", source)
@@ -99,8 +109,8 @@ def canonical(frame: pd.DataFrame, source: Path, text_column: str | None, label_
         )
     out = pd.DataFrame(
         {
-            "text": frame[text].map(lambda v: normalize(v) if pd.notna(v) else ""),
-            "label": frame[label].map(lambda v: str(v).strip() if pd.notna(v) else ""),
+            "text": clean_texts(frame[text]),
+            "label": clean_labels(frame[label]),
         }
     )
     keep = (out.text != "") & (out.label != "")

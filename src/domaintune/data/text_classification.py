@@ -12,12 +12,13 @@ from torch.utils.data import DataLoader
 
 from domaintune.api import TaskDataModule
 from domaintune.data.batching import LengthGroupedBatchSampler, TokenizedDataset, pad_collate
-from domaintune.data.cleaning import normalize
 from domaintune.data.readers import read_table
 from domaintune.data.splits import (
     LABEL_COLUMNS,
     TEXT_COLUMNS,
     canonical,
+    clean_labels,
+    clean_texts,
     find_column,
     load_splits,
     read_labelled,
@@ -110,12 +111,12 @@ class TextClassificationDataModule(TaskDataModule):
         file = split_files(path).get("test", path) if path.is_dir() else path
         frame = read_table(file)
         text = find_column(frame, data.get("text_column"), TEXT_COLUMNS, "text", file)
-        rows = pd.DataFrame({"text": frame[text].map(lambda v: normalize(v) if pd.notna(v) else "")})
+        rows = pd.DataFrame({"text": clean_texts(frame[text])})
         try:
             label = find_column(frame, data.get("label_column"), LABEL_COLUMNS, "label", file)
         except DataError:
             return rows
-        return rows.assign(label=frame[label].map(lambda v: str(v).strip() if pd.notna(v) else ""))
+        return rows.assign(label=clean_labels(frame[label]))
 
     def predict_batches(self, texts: list[str]):
         """(row numbers, batch) over `texts`, batches grouped by length as evaluation's are."""
