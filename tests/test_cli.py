@@ -109,6 +109,26 @@ def test_new_plugin_trains_at_once_and_is_never_overwritten(tmp_path):
     assert taken.returncode == 2 and "exists already" in taken.stderr
 
 
+def test_init_writes_a_project_and_never_overwrites_one(tmp_path):
+    result = domaintune("init", "Claims-2026", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    project = tmp_path / "Claims-2026"
+    assert (project / "conf" / "task" / "claims_2026.yaml").is_file()
+    assert (project / "plugins" / "claims_2026" / "data" / "examples.jsonl").is_file()
+    assert (
+        "task=claims_2026" in (project / "README.md").read_text()
+        and "outputs/" in (project / ".gitignore").read_text()
+    )
+    assert "cd Claims-2026 && domaintune train task=claims_2026" in result.stdout
+    before = (project / "README.md").read_text()
+    again = domaintune("init", "Claims-2026", cwd=tmp_path)
+    assert again.returncode == 2 and "exists and is not empty" in again.stderr.strip().splitlines()[-1]
+    assert (project / "README.md").read_text() == before
+    named = domaintune("init", "other", "--task", "support", cwd=tmp_path)
+    assert named.returncode == 2 and "'support' exists already" in named.stderr
+    assert not (tmp_path / "other").exists()
+
+
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes(tmp_path):
     result = domaintune(

@@ -38,7 +38,7 @@ def test_generative_and_classification_tasks_are_all_covered():
 def test_every_task_model_peft_combination_composes(make_cfg, task, model, peft):
     cfg = make_cfg(f"task={task}", f"model={model}", f"peft={peft}")
     assert cfg.task_name == task
-    assert cfg.data._target_.startswith("plugins.")
+    assert cfg.data._target_.startswith("domaintune_plugins.")
     if task in GENERATIVE:
         assert cfg.module._target_.endswith("CausalLMModule") and cfg.model._target_.endswith("CausalBackbone")
     else:
@@ -88,3 +88,20 @@ def test_unknown_group_choice_is_one_line_with_options():
     with pytest.raises(UserError, match=r"unknown model 'bert9'"):
         check_group_choices(["task=legal,support", "model=tiny,bert9"])
     check_group_choices(["task=legal,support", "trainer.max_epochs=3", "peft=null"])
+
+
+def test_a_projects_conf_extends_and_overrides_the_packaged_configs(make_cfg, tmp_path, monkeypatch):
+    """The user's ./conf comes first on the search path: its own task composes, and its file of
+    the same name as a built-in one wins."""
+    (tmp_path / "conf" / "task").mkdir(parents=True)
+    (tmp_path / "conf" / "task" / "support.yaml").write_text(
+        "# @package _global_\ntask_name: my_support\ndata:\n  _target_: domaintune_plugins.support.SupportDataModule\n"
+    )
+    (tmp_path / "conf" / "task" / "claims.yaml").write_text(
+        "# @package _global_\ntask_name: claims\ndata:\n  _target_: domaintune_plugins.legal.LegalDataModule\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert make_cfg("task=support").task_name == "my_support"
+    assert make_cfg("task=claims").task_name == "claims"
+    assert make_cfg("task=legal").task_name == "legal"
+    assert {"claims", "legal", "support"} <= set(group_options("task"))

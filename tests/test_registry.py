@@ -40,7 +40,7 @@ def test_builtin_and_domain_plugins_are_found_with_their_source():
     for domain in ("legal", "support", "marketing"):
         plugin = found[("datamodule", domain)]
         assert plugin.source.endswith(f"plugins/{domain}")
-        assert plugin.target.startswith(f"plugins.{domain}.")
+        assert plugin.target.startswith(f"domaintune_plugins.{domain}.")
 
 
 def test_local_plugin_folder_registers_by_name(plugin_root):
@@ -56,7 +56,7 @@ def test_duplicate_names_name_both_sources(plugin_root):
         PluginError, match=r"'support' is registered twice: by plugin folder .* and by plugin folder"
     ) as error:
         registry.discover()
-    assert "extra_plugins/other_support" in str(error.value) and str(registry.CHECKOUT_PLUGINS / "support") in str(
+    assert "extra_plugins/other_support" in str(error.value) and str(registry.builtin_dir() / "support") in str(
         error.value
     )
 
@@ -90,6 +90,7 @@ def test_unknown_name_lists_available():
 
 def test_unimportable_target_lists_registered():
     with pytest.raises(
-        PluginError, match=r"data\._target_ 'plugins\.nope\.X' cannot be imported.*support \(plugins\.support"
+        PluginError,
+        match=r"data\._target_ 'plugins\.nope\.X' cannot be imported.*support \(domaintune_plugins\.support",
     ):
         registry.check_target("datamodule", "plugins.nope.X", "data")

@@ -47,6 +47,15 @@ def new_plugin(args: argparse.Namespace) -> None:
     print(f"train it: domaintune train task={args.name}")
 
 
+def init(args: argparse.Namespace) -> None:
+    from domaintune.scaffold import write_project
+
+    task, written = write_project(args.folder, args.task)
+    for path in written:
+        print(f"wrote {path}")
+    print(f"then: cd {args.folder} && domaintune train task={task}")
+
+
 def compare(args: argparse.Namespace) -> None:
     from domaintune.compare import collect, table
 
@@ -217,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plugins = sub.add_parser("plugins", help="list registered LightningModule and LightningDataModule plugins")
     plugins.set_defaults(handler=list_plugins)
+    starting = sub.add_parser("init", help="write a new project: a domain plugin, its task config and sample data")
+    starting.add_argument("folder", help="the project folder to create (empty or new)")
+    starting.add_argument("--task", help="task and plugin name (default: the folder's name)")
+    starting.set_defaults(handler=init)
     scaffold = sub.add_parser("new-plugin", help="write a working domain plugin and its task config")
     scaffold.add_argument("name", help="domain name: lower-case letters, digits and '_' (e.g. insurance)")
     scaffold.add_argument("--dir", default=".", help="project folder that holds plugins/ and conf/ (default: .)")

@@ -7,17 +7,20 @@ from pathlib import Path
 
 from domaintune.errors import UserError
 
-CHECKOUT = Path(__file__).resolve().parents[2]  # domaintune runs from its checkout (`make setup`: editable)
+# The built-in configs: the repository's top-level conf/, packaged in the wheel as domaintune/conf
+# (in a checkout, src/domaintune/conf links to it). Hydra reads them from this pkg:// path, so an
+# installed domaintune runs from any folder.
+CONFIG_PACKAGE = "pkg://domaintune.conf"
 
 
 def config_dir() -> Path:
-    """The built-in `conf/` of the checkout."""
-    return CHECKOUT / "conf"
+    """The built-in configs as a folder, for listing group options and composing outside a Hydra run."""
+    return Path(__file__).resolve().parent / "conf"
 
 
 def search_dirs(extra: list[str] | None = None) -> list[Path]:
-    """Built-in configs, the user's `./conf` (added to Hydra's search path by our SearchPathPlugin),
-    and any `--config-dir` given on the command line."""
+    """Built-in configs, the user's `./conf` (put before them on Hydra's search path by our
+    SearchPathPlugin, so a project's file overrides ours of the same name), and any `--config-dir`."""
     dirs = [config_dir()]
     for candidate in [Path.cwd() / "conf", *map(Path, extra or [])]:
         if candidate.is_dir() and candidate.resolve() not in [d.resolve() for d in dirs]:

@@ -11,6 +11,10 @@ import warnings
 LIBRARY_NOISE = (  # warnings.filterwarnings patterns (matched at the start of the message)
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # torch, about Lightning's pytree helper
     r"`\w+` is deprecated and will be removed in v6",  # transformers renames that peft and Lightning call
+    # Optuna's notes on the experimental heartbeat the sweeper chose to use: only we could act on them
+    r"Argument ``heartbeat_interval`` is an experimental feature",
+    r"optuna\.storages\._heartbeat\.fail_stale_trials is experimental",
+    r"Heartbeat of storage is supposed to be used with Study\.optimize",
 )
 ADVERTISEMENTS = ("litlogger",)  # Lightning's "Tip: ... try installing litlogger"
 
@@ -19,6 +23,14 @@ class _NoAdvertisements(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         return not any(word in message for word in ADVERTISEMENTS)
+
+
+def no_weight_loading_bar(factory, args, kwargs):
+    """A transformers tqdm hook that drops its "Loading weights" bar, a blink on every load from
+    disk; download bars and every other bar pass."""
+    if kwargs.get("desc") == "Loading weights":
+        kwargs = {**kwargs, "disable": True}
+    return factory(*args, **kwargs)
 
 
 def quiet() -> None:

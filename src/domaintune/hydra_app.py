@@ -5,13 +5,13 @@ overrides."""
 import hydra
 from omegaconf import DictConfig
 
-from domaintune.config import config_dir, register_resolvers
+from domaintune.config import CONFIG_PACKAGE, register_resolvers
 from domaintune.errors import UserError, exit_with
 
 register_resolvers()
 
 
-@hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
+@hydra.main(config_path=CONFIG_PACKAGE, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     from domaintune.train import train
 

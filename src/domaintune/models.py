@@ -50,6 +50,11 @@ class Backbone:
         return self.name_or_path
 
     def _load(self, what: str, loader):
+        from transformers.utils.logging import set_tqdm_hook
+
+        from domaintune.console import no_weight_loading_bar
+
+        set_tqdm_hook(no_weight_loading_bar)
         source = self.tokenizer if what == "tokenizer" and self.tokenizer else self._source()
         try:
             return loader(source, trust_remote_code=self.trust_remote_code, revision=self.revision)

@@ -1,10 +1,11 @@
 """Plugin registry: LightningModules and LightningDataModules by name.
 
 Two sources produce the same `Plugin` records: the entry-point groups
-`domaintune.modules` / `domaintune.datamodules` of installed packages, and local plugin
-folders (`plugins/<name>/__init__.py` exposing `MODULES` / `DATAMODULES` dicts of
-name -> class). A plugin class implements its kind's contract (`domaintune.api`). Configs
-still build objects by `_target_`; the registry is for names, listing, checks and scaffolding.
+`domaintune.modules` / `domaintune.datamodules` of installed packages, and plugin folders
+(`<folder>/<name>/__init__.py` exposing `MODULES` / `DATAMODULES` dicts of name -> class):
+the built-in domains, packaged as `domaintune_plugins`, and the user's `./plugins`. A plugin
+class implements its kind's contract (`domaintune.api`). Configs still build objects by
+`_target_`; the registry is for names, listing, checks and scaffolding.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from domaintune.config import CHECKOUT
 from domaintune.errors import PluginError
 
 KINDS = {"module": "domaintune.modules", "datamodule": "domaintune.datamodules"}
 LOCAL_ATTRIBUTE = {"module": "MODULES", "datamodule": "DATAMODULES"}
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
-CHECKOUT_PLUGINS = CHECKOUT / "plugins"
+# The repository's plugins/ folder, packaged under a name no user project has (a checkout links
+# src/domaintune_plugins to it), so a project's own `plugins` package never shadows ours.
+BUILTIN_PACKAGE = "domaintune_plugins"
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,17 @@ class Plugin:
         return f"{self.obj.__module__}.{self.obj.__qualname__}"
 
 
+def builtin_dir() -> Path:
+    """The folder of the built-in domain plugins (legal, support, marketing)."""
+    return Path(importlib.import_module(BUILTIN_PACKAGE).__file__).resolve().parent
+
+
 def plugin_dirs() -> list[Path]:
-    """Local plugin folders: $DOMAINTUNE_PLUGINS (path list), ./plugins, then the checkout's plugins/."""
+    """The user's plugin folders: $DOMAINTUNE_PLUGINS (path list), then ./plugins (in our own
+    checkout that is the built-in folder, which is imported as its package instead)."""
     candidates = [Path(p) for p in os.environ.get("DOMAINTUNE_PLUGINS", "").split(os.pathsep) if p]
-    candidates += [Path.cwd() / "plugins", CHECKOUT_PLUGINS]
-    seen, dirs = set(), []
+    candidates += [Path.cwd() / "plugins"]
+    seen, dirs = {builtin_dir()}, []
     for path in candidates:
         resolved = path.resolve()
         if resolved.is_dir() and resolved not in seen:
@@ -95,12 +103,12 @@ def _from_entry_points() -> list[Plugin]:
     return plugins
 
 
-def _from_folder(root: Path) -> list[Plugin]:
-    """Import every `root/<name>/__init__.py` as `<root name>.<name>` and read its name -> class dicts."""
+def _from_folder(root: Path, package_name: str) -> list[Plugin]:
+    """Import every `root/<name>/__init__.py` as `<package_name>.<name>` and read its name -> class dicts."""
     plugins = []
     for folder in sorted(p for p in root.iterdir() if (p / "__init__.py").is_file()):
         source = f"plugin folder {folder}"
-        module_name = f"{root.name}.{folder.name}"
+        module_name = f"{package_name}.{folder.name}"
         try:
             package = importlib.import_module(module_name)
         except Exception as exc:
@@ -122,9 +130,9 @@ def _from_folder(root: Path) -> list[Plugin]:
 def discover() -> dict[tuple[str, str], Plugin]:
     """All plugins keyed by (kind, name); two different classes under one name is an error."""
     found: dict[tuple[str, str], Plugin] = {}
-    candidates = _from_entry_points()
+    candidates = _from_entry_points() + _from_folder(builtin_dir(), BUILTIN_PACKAGE)
     for root in add_plugin_folders():
-        candidates += _from_folder(root)
+        candidates += _from_folder(root, root.name)
     for plugin in candidates:
         key = (plugin.kind, plugin.name)
         if key in found and found[key].obj is not plugin.obj:

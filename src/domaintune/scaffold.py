@@ -1,9 +1,11 @@
-"""`domaintune new-plugin <name>`: a working domain plugin folder, sample data and task config."""
+"""`domaintune new-plugin <name>`: a working domain plugin folder, sample data and task config;
+`domaintune init <folder>`: a project around one, for an installed domaintune."""
 
 from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 from domaintune import registry
@@ -125,6 +127,29 @@ SAMPLE = {  # distinct sentences: templated rows would be near duplicates, which
 }
 
 
+PROJECT_README = """# {title}
+
+A domaintune project (written by `domaintune init`). `conf/` and `plugins/` here extend the
+configs and plugins that come with domaintune; a file here of the same name as one of ours wins.
+
+```bash
+domaintune train task={name}                          # fine-tune on plugins/{name}/data/examples.jsonl
+domaintune train task={name} data.path=my_data.csv    # or on your own data (text and label columns)
+domaintune predict run=outputs/runs/<date>/<time>_{name} text="Where is my parcel?"
+domaintune train -m task={name} sweep=optuna hydra.sweeper.n_trials=8   # search learning rate and epochs
+domaintune plugins                                    # what is registered, and from where
+```
+
+Runs, sweeps and their metrics go to `outputs/`; Weights & Biases runs are offline until
+`wandb sync`.
+"""
+
+GITIGNORE = """outputs/
+wandb/
+__pycache__/
+"""
+
+
 def class_name(name: str) -> str:
     return "".join(part.title() for part in name.split("_")) + "DataModule"
 
@@ -161,3 +186,23 @@ def write_plugin(name: str, project: str | Path = ".") -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return list(files)
+
+
+def write_project(folder: str | Path, name: str | None = None) -> tuple[str, list[Path]]:
+    """A new project folder: a domain plugin with sample data, its task config, .gitignore and a
+    README. The task is named after the folder unless `name` is given; returns it and the files."""
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise UserError(f"{folder} exists and is not empty; pick a new folder name")
+    name = name or re.sub(r"[^a-z0-9_]", "_", folder.resolve().name.lower()).strip("_")
+    if not registry.NAME_PATTERN.match(name):
+        raise UserError(f"cannot name a task after folder '{folder.name}'; give one with --task <name>")
+    written = write_plugin(name, folder)  # checks the name before it writes anything
+    title = name.replace("_", " ").capitalize()
+    for path, text in {
+        folder / "README.md": PROJECT_README.format(name=name, title=title),
+        folder / ".gitignore": GITIGNORE,
+    }.items():
+        path.write_text(text)
+        written.append(path)
+    return name, written

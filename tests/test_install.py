@@ -1,0 +1,80 @@
+"""The built wheel, installed into a fresh virtual environment, works from an empty folder
+outside the checkout: `init`, `train`, `predict` and a 3-trial sweep."""
+
+import json
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def run(command: list[str], cwd: Path, env: dict | None = None) -> str:
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A fresh venv with torch==2.13.0 (as `make setup`) and the wheel built from this checkout."""
+    root = tmp_path_factory.mktemp("install")
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(root / "dist"), str(CHECKOUT)], root)
+    wheel = next((root / "dist").glob("domaintune-*.whl"))
+    venv.create(root / "venv", with_pip=True)
+    python = root / "venv" / "bin" / "python"
+    run([str(python), "-m", "pip", "install", "-q", "torch==2.13.0"], root)
+    run([str(python), "-m", "pip", "install", "-q", str(wheel)], root)
+    return root / "venv" / "bin"
+
+
+@pytest.mark.slow
+def test_wheel_in_a_fresh_venv_inits_trains_predicts_and_sweeps(installed, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DOMAINTUNE_PLUGINS")}
+    env.update(WANDB_MODE="offline", DOMAINTUNE_OUTPUT_DIR="outputs", HOME=str(tmp_path))
+    domaintune = str(installed / "domaintune")
+    # Nothing from the checkout is importable there: the configs and plugins come from the wheel.
+    where = run(
+        [str(installed / "python"), "-c", "import domaintune, domaintune_plugins; print(domaintune.__file__)"],
+        tmp_path,
+        env,
+    )
+    assert "site-packages" in where and str(CHECKOUT) not in where
+
+    # A project folder with its own `plugins` package, the name that used to shadow ours.
+    run([domaintune, "init", "demo"], tmp_path, env)
+    project = tmp_path / "demo"
+    assert {p.name for p in project.iterdir()} == {"conf", "plugins", "README.md", ".gitignore"}
+    listing = run([domaintune, "plugins"], project, env)
+    assert "demo " in listing and "domaintune_plugins.support" in listing
+
+    run([domaintune, "train", "task=demo", "trainer.max_epochs=2"], project, env)
+    (run_dir,) = (project / "outputs" / "runs").glob("*/*_demo")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["test/acc"] >= 0.5  # three classes
+
+    out = project / "predicted"
+    run(
+        [domaintune, "predict", f"run={run_dir}", "data.path=plugins/demo/data/examples.jsonl", f"out={out}"],
+        project,
+        env,
+    )
+    rows = (out / "predictions.csv").read_text().splitlines()
+    examples = (project / "plugins" / "demo" / "data" / "examples.jsonl").read_text().splitlines()
+    assert len(rows) == len(examples) + 1
+
+    run(
+        [domaintune, "train", "-m", "task=demo", "sweep=optuna", "hydra.sweeper.n_trials=3", "trainer.max_epochs=1"],
+        project,
+        env,
+    )
+    trials = (project / "outputs" / "sweeps" / "demo" / "trials.csv").read_text().splitlines()
+    assert len(trials) == 4 and all(row.split(",")[1] in ("complete", "pruned") for row in trials[1:])
+
+    # A built-in task still trains from the packaged configs and plugins.
+    run([domaintune, "train", "task=legal", "model=tiny", "trainer.max_epochs=1"], project, env)
+    assert list((project / "outputs" / "runs").glob("*/*_legal/metrics.json"))
