@@ -226,8 +226,9 @@ class TaskModule(pl.LightningModule, abc.ABC):
         """Answers for raw texts, in input order (`domaintune predict`, `domaintune generate`)."""
         raise UserError(f"{type(self).__name__} cannot predict yet")
 
-    def export(self, folder: Path) -> None:
-        """A standard model folder others load without domaintune (`domaintune export`)."""
+    def export(self, folder: Path, datamodule: TaskDataModule, **options) -> dict:
+        """Standard model files others load without domaintune (`domaintune export`); returns what
+        the model card needs: `library_name` and a `usage` snippet (markdown)."""
         raise UserError(f"{type(self).__name__} cannot export yet")
 
     # -- optimisation and checkpoints ------------------------------------------------------------

@@ -82,6 +82,13 @@ def _settings(pairs: list[str], allowed: set[str], required: set[str]) -> dict[s
     return settings
 
 
+def _flag(settings: dict[str, str], key: str) -> bool:
+    value = settings[key].lower()
+    if value not in ("true", "false"):
+        raise UserError(f"{key}={settings[key]}: use {key}=true or {key}=false")
+    return value == "true"
+
+
 def generate(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -204,8 +211,9 @@ def predict(args: argparse.Namespace) -> None:
 def export(args: argparse.Namespace) -> None:
     from domaintune.inference import export as export_run
 
-    settings = _settings(args.settings, {"run", "out"}, {"run"})
-    print(f"exported {export_run(settings['run'], settings.get('out'))}")
+    settings = _settings(args.settings, {"run", "out", "onnx"}, {"run"})
+    options = {"onnx": _flag(settings, "onnx")} if "onnx" in settings else {}
+    print(f"exported {export_run(settings['run'], settings.get('out'), **options)}")
 
 
 def _run_command(sub, name: str, handler, summary: str, usage: str) -> None:
@@ -274,8 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "export",
         export,
-        "write a merged Hugging Face model folder: run=<folder> [out=<folder>]",
-        "run=<run folder> [out=<folder>, default <run>/export]",
+        "write the model for other libraries (Hugging Face, sentence-transformers, ONNX): run=<folder> [out=<folder>]",
+        "run=<run folder> [out=<folder>, default <run>/export] [onnx=false]",
     )
     return parser
 

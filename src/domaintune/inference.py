@@ -17,8 +17,8 @@ def answer(run: str, prompts: list[str], max_new_tokens: int = 128) -> list:
     return finished.module.predict(prompts, finished.datamodule, max_new_tokens=max_new_tokens)
 
 
-def export(run: str, out: str | None = None) -> Path:
-    """The module's standard model folder plus a model card; it appears complete or not at all."""
+def export(run: str, out: str | None = None, **options) -> Path:
+    """The module's standard model files plus a model card; the folder appears complete or not at all."""
     folder = Path(run)
     target = Path(out) if out else folder / "export"
     if target.exists() and any(target.iterdir()):
@@ -30,24 +30,26 @@ def export(run: str, out: str | None = None) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        finished.module.export(partial)
+        card = finished.module.export(partial, finished.datamodule, **options)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    (partial / "README.md").write_text(model_card(finished.cfg, finished.metrics, finished.module.pipeline_tag))
+    (partial / "README.md").write_text(model_card(finished.cfg, finished.metrics, finished.module.pipeline_tag, card))
     if target.exists():
         target.rmdir()
     partial.rename(target)
     return target
 
 
-def model_card(cfg, metrics: dict, pipeline_tag: str | None) -> str:
+def model_card(cfg, metrics: dict, pipeline_tag: str | None, card: dict) -> str:
     import yaml
     from omegaconf import OmegaConf
 
     config = OmegaConf.to_container(cfg, resolve=True)
     base = config["model"].get("name_or_path") or "a random model"
-    header = ["---", "library_name: transformers"] + ([f"pipeline_tag: {pipeline_tag}"] if pipeline_tag else [])
+    header = ["---", f"library_name: {card['library_name']}"] + (
+        [f"pipeline_tag: {pipeline_tag}"] if pipeline_tag else []
+    )
     lines = [
         *header,
         "tags: [domaintune, peft]",
@@ -61,6 +63,9 @@ def model_card(cfg, metrics: dict, pipeline_tag: str | None) -> str:
         f"{config.get('peft', {}).get('_target_', 'full fine-tuning') if config.get('peft') else 'full fine-tuning'}; "
         "the adapter is merged into these weights.",
         "",
+        "## Use",
+        "",
+        card["usage"],
         "## Metrics",
         "",
         "| metric | fine-tuned | base model |",

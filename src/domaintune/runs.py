@@ -42,8 +42,15 @@ def load_run(folder: Path, key: str = "run") -> FinishedRun:
     from omegaconf import OmegaConf
 
     config, metrics = read_run(folder, key)
-    registry.add_plugin_folders()  # the run's plugin classes are importable
     cfg = OmegaConf.create(config)
+    try:  # the run's plugin classes must be importable here
+        registry.check_target("datamodule", cfg.data._target_, "data")
+        registry.check_target("module", cfg.module._target_, "module")
+    except registry.PluginError as error:
+        raise registry.PluginError(
+            f"{key}={folder}: {error} (run from the project folder the run was trained in, or put its plugins "
+            "folder on DOMAINTUNE_PLUGINS)"
+        ) from None
     backbone, datamodule = build_data(cfg)
     module = build_module(cfg, backbone, datamodule.inputs_from_run(folder))
     module.load_weights(folder)

@@ -373,8 +373,14 @@ class CausalLMModule(TaskModule):
             self.model, self.tokenizer, datamodule.prompt_ids(texts), max_new_tokens or self.hparams.max_new_tokens
         )
 
-    def export(self, folder: Path) -> None:
+    def export(self, folder: Path, datamodule, **options) -> dict:
         """The adapter merged into the weights: a folder AutoModelForCausalLM loads."""
         merged = self.model.merge_and_unload() if self.has_adapter else self.model
         merged.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
+        usage = (
+            "```python\nfrom transformers import pipeline\n\n"
+            'generate = pipeline("text-generation", model="path/to/this/folder")\n'
+            'print(generate([{"role": "user", "content": "..."}], max_new_tokens=128))\n```\n'
+        )
+        return {"library_name": "transformers", "usage": usage}

@@ -164,6 +164,8 @@ class SequenceClassificationModule(TaskModule):
     reported as the run's baseline so every run says whether fine-tuning paid off.
     """
 
+    pipeline_tag = "text-classification"
+
     def __init__(
         self,
         backbone: Backbone,
@@ -444,6 +446,29 @@ class SequenceClassificationModule(TaskModule):
 
         self.encoder.save_pretrained(folder / ("adapter" if self.has_adapter else "encoder"))
         save_file({k: v.detach().contiguous() for k, v in self.head.state_dict().items()}, folder / "head.safetensors")
+
+    @torch.no_grad()
+    def export(self, folder: Path, datamodule, onnx: bool = True) -> dict:
+        """In float32: the merged encoder and tokenizer as a Hugging Face folder that is also a
+        sentence-transformers model (with our pooling and max_length), the head and label map
+        (`classifier.safetensors`, `classifier.json`), and `model.onnx` (ids in, probabilities out)."""
+        from domaintune.modules import export
+
+        self.encoder = (self.encoder.merge_and_unload() if self.has_adapter else self.encoder).float()
+        self.has_adapter = False
+        self.head.float()
+        self.eval()
+        self.encoder.save_pretrained(folder)
+        self.backbone.load_tokenizer().save_pretrained(folder)
+        pooling, max_length = self.hparams.pooling, datamodule.max_length
+        sentence = export.write_sentence_transformers(folder, self.encoder.config.hidden_size, pooling, max_length)
+        export.write_head(folder, self.head[-1], self.labels, pooling, max_length)
+        if onnx:
+            export.write_onnx(folder / "model.onnx", self, self.encoder.config.vocab_size)
+        usage = export.USAGE.format(max_length=max_length)
+        if not sentence:
+            usage = f"pooling={pooling} has no sentence-transformers equivalent: use `model.onnx`.\n\n" + usage
+        return {"library_name": "sentence-transformers" if sentence else "transformers", "usage": usage}
 
     @torch.no_grad()
     def predict(self, texts: list[str], datamodule, top: int = 3) -> list[dict]:

@@ -1,0 +1,109 @@
+"""`domaintune export` of a classification run: libraries nobody here wrote load it and give
+our numbers (sentence-transformers: the same sentence vectors; onnxruntime: the same
+probabilities), without domaintune."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import domaintune
+
+TEXTS = [
+    "My card was charged twice",  # the model card's example
+    "How do I change the address on my account?",
+    "Thanks, the refund arrived quickly!",
+    "short",
+    "The app keeps logging me out whenever I try to transfer money to a friend abroad, which is annoying " * 3,
+]
+
+
+def train_run(make_cfg, *overrides: str) -> Path:
+    from domaintune import registry
+    from domaintune.train import train
+
+    registry.discover()
+    cfg = make_cfg("logger=none", "task=support", "trainer.max_epochs=1", *overrides)
+    train(cfg)
+    return Path(cfg.paths.run_dir)
+
+
+def ours(run: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Sentence vectors and probabilities from the run as domaintune loads it (adapter unmerged)."""
+    from domaintune.runs import load_run
+
+    finished = load_run(run)
+    tokenizer = finished.module.backbone.load_tokenizer()
+    batch = tokenizer(
+        TEXTS, padding=True, truncation=True, max_length=finished.datamodule.max_length, return_tensors="pt"
+    )
+    with torch.no_grad():
+        vectors = finished.module.embed(batch["input_ids"], batch["attention_mask"])
+        probabilities = finished.module.head(vectors).softmax(-1)
+    return vectors.numpy(), probabilities.numpy()
+
+
+@pytest.mark.slow
+def test_export_loads_in_sentence_transformers_and_onnxruntime_with_our_outputs(make_cfg, tmp_path):
+    import onnxruntime
+    from safetensors.torch import load_file
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer
+
+    run = train_run(make_cfg, "model=minilm", "peft=lora", "data.max_length=32")
+    vectors, probabilities = ours(run)
+
+    result = domaintune("export", f"run={run}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    folder = run / "export"
+
+    encoder = SentenceTransformer(str(folder), device="cpu")
+    assert encoder.max_seq_length == 32  # the run's truncation, so long texts give the same vectors
+    theirs = encoder.encode(TEXTS, convert_to_numpy=True)
+    cosine = (theirs * vectors).sum(-1) / np.linalg.norm(theirs, axis=-1) / np.linalg.norm(vectors, axis=-1)
+    assert cosine.min() > 0.9999, cosine
+
+    head = load_file(folder / "classifier.safetensors")
+    card = json.loads((folder / "classifier.json").read_text())
+    labels = card["labels"]
+    from_head = (torch.from_numpy(theirs) @ head["weight"].T + head["bias"]).softmax(-1).numpy()
+    assert np.abs(from_head - probabilities).max() < 1e-4
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"))
+    for texts, rows in ((TEXTS, slice(None)), (TEXTS[:1], slice(0, 1))):  # batch and sequence length vary
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=card["max_length"], return_tensors="np")
+        (onnx_probabilities,) = session.run(
+            ["probabilities"], {k: batch[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
+        )
+        assert np.abs(onnx_probabilities - probabilities[rows]).max() < 1e-4
+    assert [labels[i] for i in onnx_probabilities.argmax(-1)] == [labels[int(probabilities[0].argmax())]]
+
+    readme = (folder / "README.md").read_text()
+    assert "library_name: sentence-transformers" in readme and "pipeline_tag: text-classification" in readme
+    snippets = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert len(snippets) == 2
+    for snippet in snippets:  # the card's usage runs as written, given the folder's path
+        scope: dict = {}
+        exec(snippet.replace("path/to/this/folder", str(folder)), scope)
+        assert np.allclose(np.asarray(scope["probabilities"]), probabilities[:1], atol=1e-4)
+
+
+def test_export_without_onnx_and_refusals(make_cfg, tmp_path):
+    run = train_run(make_cfg, "model=tiny", "peft=none", "model.pooling=cls")
+    result = domaintune("export", f"run={run}", "onnx=false", f"out={tmp_path / 'plain'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    written = {p.name for p in (tmp_path / "plain").iterdir()}
+    assert {"model.safetensors", "config.json", "modules.json", "classifier.safetensors", "README.md"} <= written
+    assert "model.onnx" not in written
+    pooling = json.loads((tmp_path / "plain" / "1_Pooling" / "config.json").read_text())
+    assert pooling["pooling_mode_cls_token"] and not pooling["pooling_mode_mean_tokens"]
+
+    again = domaintune("export", f"run={run}", f"out={tmp_path / 'plain'}")
+    assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
+    bad = domaintune("export", f"run={run}", "onnx=maybe", f"out={tmp_path / 'other'}")
+    assert bad.returncode == 2 and "use onnx=true or onnx=false" in bad.stderr
+    assert not (tmp_path / "other").exists()
