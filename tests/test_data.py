@@ -8,7 +8,7 @@ import pytest
 from conftest import phrase
 from domaintune.data import batching, tokenized
 from domaintune.data.batching import LengthGroupedBatchSampler
-from domaintune.data.readers import read_table
+from domaintune.data.readers import read_chunks, read_table
 from domaintune.data.splits import load_splits, stratified_split
 from domaintune.errors import DataError
 
@@ -38,6 +38,36 @@ def test_every_format_reads_the_same_rows(tmp_path, fmt):
     assert frame["label"].astype(str).tolist() == [r["label"] for r in ROWS]
 
 
+@pytest.mark.parametrize(
+    "name", ["d.csv", "d.tsv", "d.jsonl", "d.json", "d.parquet", "d.txt", "d.csv.gz", "d.jsonl.gz"]
+)
+def test_chunked_reading_gives_the_rows_of_whole_reading_in_order(tmp_path, name):
+    """`predict` streams files in chunks; each format gives the same rows in the same order, in
+    chunks of at most the size asked, also across a quoted field with a line break and a
+    non-UTF-8 byte past the first chunk."""
+    rows = [*ROWS, {"text": 'two\nlines, "quoted"', "label": "a"}, {"text": "caf\u00e9", "label": "b"}, *HELD_OUT]
+    fmt = name.split(".")[1]
+    path = tmp_path / name.removesuffix(".gz")
+    if fmt == "txt":
+        path.write_text("".join(phrase(i) + "\n" + ("\n" if i % 5 == 0 else "") for i in range(30)))
+    else:
+        write(path, fmt, rows)
+    if name.endswith(".gz"):
+        path = path.with_name(name)
+        path.write_bytes(gzip.compress(path.with_name(name.removesuffix(".gz")).read_bytes()))
+    chunks = list(read_chunks(path, 7))
+    whole = read_table(path)
+    assert pd.concat(chunks, ignore_index=True).astype(str).equals(whole.astype(str))
+    if fmt != "json":  # a JSON document cannot be streamed: one chunk
+        assert len(chunks) > 1 and all(len(chunk) <= 7 for chunk in chunks)
+
+
+def test_chunked_reading_of_a_cp1252_file(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(("text,label\n" + "".join(f"row {i} caf\xe9,a\n" for i in range(20))).encode("cp1252"))
+    assert [t for chunk in read_chunks(path, 3) for t in chunk.text] == [f"row {i} café" for i in range(20)]
+
+
 def test_gzipped_csv_and_text_lines(tmp_path):
     (tmp_path / "d.csv.gz").write_bytes(gzip.compress(b"text,label\nhello,a\nbye,b\n"))
     assert read_table(tmp_path / "d.csv.gz").label.tolist() == ["a", "b"]
@@ -61,12 +91,13 @@ def test_non_utf8_file_is_decoded(tmp_path):
         ("data.xlsx", b"PK", "unknown data format"),
     ],
 )
-def test_bad_files_give_one_line_errors_naming_the_file(tmp_path, name, content, message):
+@pytest.mark.parametrize("reader", ["whole", "chunked"])
+def test_bad_files_give_one_line_errors_naming_the_file(tmp_path, name, content, message, reader):
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(DataError, match=message) as error:
-        read_table(path)
+        read_table(path) if reader == "whole" else pd.concat(read_chunks(path, 1))
     assert name in str(error.value) and "\n" not in str(error.value)
 
 

@@ -46,6 +46,15 @@ def test_predict_labels_every_row_in_input_order_and_matches_the_run_test_accura
     assert scores["labelled_rows"] == 37 and scores["acc"] == round(metrics["test"]["test/acc"], 6)
     assert f"acc {scores['acc']:.4f}" in result.stdout
 
+    from domaintune.predict import predict
+
+    chunked, folder = predict(str(run), str(data / "test.csv"), out=str(tmp_path / "chunked"), chunk_rows=5)
+    with open(folder / "predictions.csv", newline="") as handle:
+        streamed = list(csv.DictReader(handle))  # 8 chunks: the same rows, labels and (up to padding) scores
+    assert [(r["text"], r["predicted"]) for r in streamed] == [(r["text"], r["predicted"]) for r in rows]
+    assert max(abs(float(a["probability"]) - float(b["probability"])) for a, b in zip(streamed, rows)) < 1e-5
+    assert chunked["metrics"] == scores and chunked["rows"] == 37
+
     one = domaintune("predict", f"run={run}", f"text={phrase(3)}")
     assert one.returncode == 0 and one.stdout.split(" ", 1)[0] in "abc", one.stderr[-2000:]
     taken = domaintune("predict", f"run={run}", f"text={phrase(3)}", f"out={table.parent}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -103,9 +103,9 @@ class TaskDataModule(pl.LightningDataModule, abc.ABC):
         rows dropped for an empty field are counted in `report.empty`."""
 
     # -- optional hooks -------------------------------------------------------------------------
-    def read_inputs(self, path: Path, data: Mapping) -> pd.DataFrame:
-        """Rows to predict on (`domaintune predict`): an input column, and the true answer when
-        the file has one."""
+    def read_inputs(self, path: Path, data: Mapping, chunk_rows: int) -> Iterator[pd.DataFrame]:
+        """Rows to predict on (`domaintune predict`), `chunk_rows` at a time and in file order, so a
+        file larger than memory streams: an input column, and the true answer when the file has one."""
         raise UserError(f"{type(self).__name__} data cannot be predicted on yet")
 
     def report(self) -> dict:

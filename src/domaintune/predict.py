@@ -19,8 +19,12 @@ from domaintune.errors import UserError
 from domaintune.outputs import write_json
 from domaintune.runs import load_run
 
+CHUNK_ROWS = 50_000  # rows read, predicted and written at a time: memory stays flat for any file size
 
-def predict(run: str, path: str | None = None, text: str | None = None, out: str | None = None) -> tuple[dict, Path]:
+
+def predict(
+    run: str, path: str | None = None, text: str | None = None, out: str | None = None, chunk_rows: int = CHUNK_ROWS
+) -> tuple[dict, Path]:
     if (path is None) == (text is None):
         raise UserError('give data.path=<file> or text="..." (one of them)')
     finished = load_run(Path(run))
@@ -31,49 +35,61 @@ def predict(run: str, path: str | None = None, text: str | None = None, out: str
     target = Path(out) if out else finished.folder / "predictions" / f"{datetime.now():%Y-%m-%d_%H-%M-%S_%f}"
     if target.exists():
         raise UserError(f"out={target} already exists; nothing was overwritten; pass out=<new folder>")
-    rows = (
-        pd.DataFrame({"text": [text]})
+    chunks = (
+        [pd.DataFrame({"text": [text]})]
         if text is not None
-        else finished.datamodule.read_inputs(Path(path), finished.cfg.data)
+        else finished.datamodule.read_inputs(Path(path), finished.cfg.data, chunk_rows)
     )
-    started = time.perf_counter()
-    found = finished.module.predict(rows.text.tolist(), finished.datamodule)
-    seconds = time.perf_counter() - started
-    table = rows.assign(
-        predicted=[f["label"] for f in found],
-        probability=[f["probability"] for f in found],
-        top3=[json.dumps(f["top"], ensure_ascii=False) for f in found],
-    )
-    summary = {
-        "run": str(finished.folder),
-        "input": str(path) if path else "text=",
-        "rows": len(table),
-        "seconds": round(seconds, 2),
-        "rows_per_second": round(len(table) / max(seconds, 1e-9), 1),
-    }
-    if text is not None:
-        summary["prediction"] = found[0]
-    if "label" in table:
-        table["correct"] = table.label == table.predicted
-        summary["metrics"] = _scores(table, finished.module.labels)
     partial = target.with_name(f".{target.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    table.to_csv(partial / "predictions.csv", index=False)
+    try:
+        summary = _predict_chunks(finished, chunks, partial / "predictions.csv")
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    summary = {"run": str(finished.folder), "input": str(path) if path else "text=", **summary}
     write_json(partial / "metrics.json", summary)
     partial.rename(target)  # the folder appears complete or not at all
     return summary, target
 
 
-def _scores(table: pd.DataFrame, labels: list[str]) -> dict:
-    """Accuracy and macro-F1 over the rows with a label; labels the run never saw count as wrong."""
-    known = table[table.label != ""]
+def _predict_chunks(finished, chunks, table: Path) -> dict:
+    """Predict chunk by chunk, appending to `table` in input order; the labelled rows' answers are
+    kept as label indices for the scores."""
+    labels = finished.module.labels
     index = {label: i for i, label in enumerate(labels)}
-    truth = np.array([index.get(label, len(labels)) for label in known.label])
-    predicted = np.array([index[label] for label in known.predicted])
+    rows, seconds, first, truth, predicted = 0, 0.0, None, [], []
+    for chunk in chunks:
+        started = time.perf_counter()
+        found = finished.module.predict(chunk.text.tolist(), finished.datamodule)
+        seconds += time.perf_counter() - started
+        part = chunk.assign(
+            predicted=[f["label"] for f in found],
+            probability=[f["probability"] for f in found],
+            top3=[json.dumps(f["top"], ensure_ascii=False) for f in found],
+        )
+        if "label" in part:
+            part["correct"] = part.label == part.predicted
+            known = part[part.label != ""]
+            truth.append(np.array([index.get(label, len(labels)) for label in known.label], dtype=np.int32))
+            predicted.append(np.array([index[label] for label in known.predicted], dtype=np.int32))
+        part.to_csv(table, mode="a", header=rows == 0, index=False)
+        rows, first = rows + len(part), first or found[0]
+    summary = {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / max(seconds, 1e-9), 1)}
+    if rows == 1:
+        summary["prediction"] = first
+    if truth:
+        summary["metrics"] = _scores(np.concatenate(truth), np.concatenate(predicted), len(labels))
+    return summary
+
+
+def _scores(truth: np.ndarray, predicted: np.ndarray, classes: int) -> dict:
+    """Accuracy and macro-F1 over the rows with a label; labels the run never saw (index `classes`)
+    count as wrong."""
     return {
-        "labelled_rows": len(known),
-        "unknown_labels": int((truth == len(labels)).sum()),
+        "labelled_rows": len(truth),
+        "unknown_labels": int((truth == classes).sum()),
         "acc": round(float(verdict.accuracy(truth, predicted)), 6),
         "macro_f1": round(float(verdict.macro_f1(truth, predicted)), 6),
     }

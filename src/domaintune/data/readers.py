@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
 import json
 import logging
 import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -37,20 +39,23 @@ def data_format(path: Path) -> str | None:
     return FORMATS.get(suffixes[-1]) if suffixes else None
 
 
-def _decode(path: Path, raw: bytes) -> str:
+def _decode(path: Path, raw: bytes, final: bool = True) -> tuple[str, str]:
+    """The first of ENCODINGS that decodes `raw`, and the text; `final=False`: `raw` is the start of
+    a longer file and may end inside a character."""
+    if b"\x00" in raw[:8192]:
+        raise DataError(f"{path}: looks like a binary file, not {data_format(path)} text")
     for encoding in ENCODINGS:
         try:
-            text = raw.decode(encoding)
+            text = codecs.getincrementaldecoder(encoding)().decode(raw, final=final)
         except UnicodeDecodeError:
             continue
         if encoding != ENCODINGS[0]:
             log.warning("%s is not UTF-8; read it as %s", path, encoding)
-        return text
+        return encoding, text
     raise DataError(f"{path}: cannot decode the bytes as text; save it as UTF-8")  # latin-1 decodes anything
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """The file's rows as a DataFrame; a `txt` file gives one `text` row per non-blank line."""
+def _checked_format(path: Path) -> str:
     fmt = data_format(path)
     if fmt is None:
         raise DataError(
@@ -58,6 +63,12 @@ def read_table(path: Path) -> pd.DataFrame:
         )
     if not path.is_file():
         raise DataError(f"{path}: no such file; set data.path to an existing file or folder")
+    return fmt
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """The file's rows as a DataFrame; a `txt` file gives one `text` row per non-blank line."""
+    fmt = _checked_format(path)
     raw = path.read_bytes()
     if path.suffix.lower() == ".gz":
         try:
@@ -71,9 +82,7 @@ def read_table(path: Path) -> pd.DataFrame:
             return pd.read_parquet(io.BytesIO(raw))
         except Exception as exc:
             raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
-    if b"\x00" in raw[:8192]:
-        raise DataError(f"{path}: looks like a binary file, not {fmt} text")
-    text = _decode(path, raw)
+    _, text = _decode(path, raw)
     try:
         if fmt == "csv":
             return pd.read_csv(io.StringIO(text), sep=csv_separator(text), dtype=str, keep_default_na=False)
@@ -82,7 +91,7 @@ def read_table(path: Path) -> pd.DataFrame:
         if fmt == "txt":
             return pd.DataFrame({"text": [line for line in text.splitlines() if line.strip()]})
         if fmt == "jsonl":
-            return pd.DataFrame(_json_lines(path, text))
+            return pd.DataFrame(_json_lines(path, text.splitlines()))
         return pd.DataFrame(_json_records(path, text))
     except pd.errors.ParserError as exc:
         raise DataError(
@@ -104,9 +113,9 @@ def csv_separator(text: str) -> str:
         return ","
 
 
-def _json_lines(path: Path, text: str) -> list[dict]:
+def _json_lines(path: Path, lines: Iterable[str], first: int = 1) -> list[dict]:
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(lines, start=first):
         if not line.strip():
             continue
         try:
@@ -129,3 +138,58 @@ def _json_records(path: Path, text: str) -> list[dict]:
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise DataError(f"{path}: expected a list of objects (or an object of objects), one per example")
     return records
+
+
+def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+    """The file's rows, `rows` at a time, in order: a file larger than memory is never read whole.
+    A JSON document and a gzipped Parquet file cannot be streamed and are read whole."""
+    fmt = _checked_format(path)
+    gzipped = path.suffix.lower() == ".gz"
+    if fmt == "json" or (fmt == "parquet" and gzipped):
+        yield read_table(path)
+        return
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+                yield batch.to_pandas()
+        except Exception as exc:
+            raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+        return
+    try:
+        with (gzip.open if gzipped else open)(path, "rb") as handle:
+            encoding, head = _decode(path, handle.read(1 << 20), final=False)  # judged on the first megabyte
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: not a valid gzip file ({exc})") from None
+    if not head.strip():
+        raise DataError(f"{path}: the file is empty; it needs rows of text and labels")
+    opener = gzip.open if gzipped else open
+    try:
+        with opener(path, "rt", encoding=encoding, newline="" if fmt in ("csv", "tsv") else None) as handle:
+            if fmt in ("csv", "tsv"):
+                options = {"sep": csv_separator(head)} if fmt == "csv" else {"sep": "\t", "quoting": csv.QUOTE_NONE}
+                yield from pd.read_csv(handle, dtype=str, keep_default_na=False, chunksize=rows, **options)
+                return
+            lines, first = [], 1
+            for number, line in enumerate(handle, start=1):
+                lines.append(line.rstrip("\n"))
+                if len(lines) == rows:
+                    yield _lines_frame(path, fmt, lines, first)
+                    lines, first = [], number + 1
+            if lines:
+                yield _lines_frame(path, fmt, lines, first)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: bytes further in are not {encoding}; save the file as UTF-8") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(
+            f"{path}: {str(exc).strip()}; fix the row or quote fields that contain the separator"
+        ) from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: cannot be read to the end ({exc})") from None
+
+
+def _lines_frame(path: Path, fmt: str, lines: list[str], first: int) -> pd.DataFrame:
+    if fmt == "jsonl":
+        return pd.DataFrame(_json_lines(path, lines, first))
+    return pd.DataFrame({"text": [line for line in lines if line.strip()]})

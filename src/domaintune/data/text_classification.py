@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from domaintune.api import TaskDataModule
 from domaintune.data.batching import LengthGroupedBatchSampler, TokenizedDataset, pad_collate
-from domaintune.data.readers import read_table
+from domaintune.data.readers import read_chunks, read_table
 from domaintune.data.splits import (
     LABEL_COLUMNS,
     TEXT_COLUMNS,
@@ -106,17 +106,19 @@ class TextClassificationDataModule(TaskDataModule):
         ids = tokenize(frame.text.tolist(), self.tokenizer, self.max_length, self.cache_dir)
         self.datasets = {**self.datasets, "test": TokenizedDataset(ids, [index[label] for label in frame.label])}
 
-    def read_inputs(self, path: Path, data: Mapping) -> pd.DataFrame:
+    def read_inputs(self, path: Path, data: Mapping, chunk_rows: int) -> Iterator[pd.DataFrame]:
         """`text` (normalized as training text is) and, when the file has a label column, `label`."""
         file = split_files(path).get("test", path) if path.is_dir() else path
-        frame = read_table(file)
-        text = find_column(frame, data.get("text_column"), TEXT_COLUMNS, "text", file)
-        rows = pd.DataFrame({"text": clean_texts(frame[text])})
-        try:
-            label = find_column(frame, data.get("label_column"), LABEL_COLUMNS, "label", file)
-        except DataError:
-            return rows
-        return rows.assign(label=clean_labels(frame[label]))
+        text = label = None
+        for frame in read_chunks(file, chunk_rows):
+            if text is None:  # the first chunk names the columns for all
+                text = find_column(frame, data.get("text_column"), TEXT_COLUMNS, "text", file)
+                try:
+                    label = find_column(frame, data.get("label_column"), LABEL_COLUMNS, "label", file)
+                except DataError:
+                    pass
+            rows = pd.DataFrame({"text": clean_texts(frame[text])})
+            yield rows.assign(label=clean_labels(frame[label])) if label else rows
 
     def predict_batches(self, texts: list[str]):
         """(row numbers, batch) over `texts`, batches grouped by length as evaluation's are."""
