@@ -92,15 +92,22 @@ def test_export_loads_in_sentence_transformers_and_onnxruntime_with_our_outputs(
         assert np.allclose(np.asarray(scope["probabilities"]), probabilities[:1], atol=1e-4)
 
 
-def test_export_without_onnx_and_refusals(make_cfg, tmp_path):
-    run = train_run(make_cfg, "model=tiny", "peft=none", "model.pooling=cls")
+@pytest.mark.parametrize("pooling", ["cls", "pooler"])
+def test_export_without_onnx_and_refusals(make_cfg, tmp_path, pooling):
+    run = train_run(make_cfg, "model=tiny", "peft=none", f"model.pooling={pooling}")
     result = domaintune("export", f"run={run}", "onnx=false", f"out={tmp_path / 'plain'}")
     assert result.returncode == 0, result.stderr[-2000:]
     written = {p.name for p in (tmp_path / "plain").iterdir()}
-    assert {"model.safetensors", "config.json", "modules.json", "classifier.safetensors", "README.md"} <= written
+    assert {"model.safetensors", "config.json", "classifier.safetensors", "classifier.json", "README.md"} <= written
     assert "model.onnx" not in written
-    pooling = json.loads((tmp_path / "plain" / "1_Pooling" / "config.json").read_text())
-    assert pooling["pooling_mode_cls_token"] and not pooling["pooling_mode_mean_tokens"]
+    card = (tmp_path / "plain" / "README.md").read_text()
+    if pooling == "cls":
+        pooled = json.loads((tmp_path / "plain" / "1_Pooling" / "config.json").read_text())
+        assert pooled["pooling_mode_cls_token"] and not pooled["pooling_mode_mean_tokens"]
+        assert "library_name: sentence-transformers" in card
+    else:  # sentence-transformers has no mode for BERT's pooler output: not offered as one
+        assert "modules.json" not in written and "1_Pooling" not in written
+        assert "library_name: transformers" in card and "pooling=pooler has no sentence-transformers" in card
 
     again = domaintune("export", f"run={run}", f"out={tmp_path / 'plain'}")
     assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr

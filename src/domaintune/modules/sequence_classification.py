@@ -447,6 +447,12 @@ class SequenceClassificationModule(TaskModule):
         self.encoder.save_pretrained(folder / ("adapter" if self.has_adapter else "encoder"))
         save_file({k: v.detach().contiguous() for k, v in self.head.state_dict().items()}, folder / "head.safetensors")
 
+    def merge(self) -> None:
+        """Fold the adapter into the encoder's weights: the same outputs, a faster forward; for a
+        finished run's module (predict, export), which no longer trains through the adapter."""
+        if self.has_adapter:
+            self.encoder, self.has_adapter = self.encoder.merge_and_unload(), False
+
     @torch.no_grad()
     def export(self, folder: Path, datamodule, onnx: bool = True) -> dict:
         """In float32: the merged encoder and tokenizer as a Hugging Face folder that is also a
@@ -454,10 +460,13 @@ class SequenceClassificationModule(TaskModule):
         (`classifier.safetensors`, `classifier.json`), and `model.onnx` (ids in, probabilities out)."""
         from domaintune.modules import export
 
-        self.encoder = (self.encoder.merge_and_unload() if self.has_adapter else self.encoder).float()
-        self.has_adapter = False
+        self.merge()
+        self.encoder.float()
         self.head.float()
         self.eval()
+        if getattr(self.encoder, "pooler", 0) is None:
+            # training dropped the unused pooler; the base model's goes back, so loaders find every weight
+            self.encoder.pooler = self.backbone.load_model().pooler
         self.encoder.save_pretrained(folder)
         self.backbone.load_tokenizer().save_pretrained(folder)
         pooling, max_length = self.hparams.pooling, datamodule.max_length
@@ -475,6 +484,7 @@ class SequenceClassificationModule(TaskModule):
         """Per text, in input order: the predicted label, its probability and the `top` labels."""
         from tqdm.auto import tqdm
 
+        self.merge()
         self.eval()
         found: list[dict | None] = [None] * len(texts)
         batches = tqdm(
