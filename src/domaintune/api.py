@@ -102,6 +102,17 @@ class TaskDataModule(pl.LightningDataModule, abc.ABC):
         """The splits the data brings (or one `train` frame) with `columns()`, for `prepare`;
         rows dropped for an empty field are counted in `report.empty`."""
 
+    def loader_generator(self) -> torch.Generator:
+        """The DataLoader's own generator (its workers' seeds come from it): loaders never draw
+        from the global one, which then holds the training steps' draws (dropout) alone, so a
+        resumed run that restores it continues exactly as the uninterrupted run did."""
+        return torch.Generator().manual_seed(self.seed)
+
+    def trained_epoch(self) -> int | None:
+        """The epoch the trainer is on, None outside a fit: training samplers shuffle by it, so a
+        resumed run sees the batches the uninterrupted one saw."""
+        return self.trainer.current_epoch if self.trainer is not None else None
+
     # -- optional hooks -------------------------------------------------------------------------
     def read_inputs(self, path: Path, data: Mapping, chunk_rows: int) -> Iterator[pd.DataFrame]:
         """Rows to predict on (`domaintune predict`), `chunk_rows` at a time and in file order, so a

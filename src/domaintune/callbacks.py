@@ -1,10 +1,17 @@
-"""Callbacks every run uses: fail fast on a metric that is never logged, and keep the epoch history."""
+"""Callbacks every run uses: fail fast on a metric that is never logged, keep the epoch history,
+and keep a last checkpoint that an interrupted run resumes from."""
 
 from __future__ import annotations
 
+import os
+import random
 import time
+from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Checkpoint
 
 from domaintune.errors import UserError
 
@@ -53,6 +60,59 @@ class EpochHistory(pl.Callback):
             if key.startswith(("train/", "val/")) and not key.endswith("_step"):
                 row[key.removesuffix("_epoch")] = round(float(value), 6)
         self.epochs.append(row)
+
+    def state_dict(self) -> dict:  # a resumed run's history holds the epochs before the interruption
+        return {"epochs": self.epochs, "sanity_seconds": self.sanity_seconds}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.epochs, self.sanity_seconds = list(state_dict["epochs"]), state_dict["sanity_seconds"]
+
+
+class LastCheckpoint(Checkpoint):
+    """After every epoch (validation, early stopping and the best checkpoint done), the whole
+    training state in `<dirpath>/last.ckpt`: trainable weights, optimizer, scheduler, loops,
+    callbacks and the random number generators. Written to a temporary file and renamed, so a
+    kill at any moment leaves the previous epoch's checkpoint whole. `domaintune train
+    resume=<run>` continues from it; the run removes it when it finishes."""
+
+    FILENAME = "last.ckpt"
+
+    def __init__(self, dirpath: str):
+        self.path = Path(dirpath) / self.FILENAME
+        self._pending_rng: dict | None = None
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        partial = self.path.with_name(f".{self.FILENAME}.partial")
+        trainer.save_checkpoint(partial, weights_only=False)  # collective under DDP; rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(partial, self.path)
+        trainer.strategy.barrier()
+
+    def state_dict(self) -> dict:
+        """The generators as they stand after this epoch: the next epoch's shuffling of the
+        dataloader and its dropout draw from them."""
+        kind, keys, position, has_gauss, gauss = np.random.get_state()  # plain types and tensors: loads weights-only
+        numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss)
+        rng = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {"rng": rng}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._pending_rng = state_dict.get("rng")
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Set the generators back where the interrupted run left them, just before the first
+        resumed epoch draws from them (set earlier, loading and set-up would draw in between)."""
+        if self._pending_rng is None:
+            return
+        rng, self._pending_rng = self._pending_rng, None
+        random.setstate(rng["python"])
+        kind, keys, position, has_gauss, gauss = rng["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 class FiniteLoss(pl.Callback):

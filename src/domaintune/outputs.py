@@ -73,16 +73,21 @@ def run_metrics(cfg, trainer, history, datamodule, module, test_results: dict, s
     }
 
 
-def save_artifacts(run_dir: Path, cfg, datamodule, module, checkpoint: str) -> None:
-    """The resolved config and the best weights; the Lightning checkpoint holding the same weights goes."""
+def save_artifacts(run_dir: Path, cfg, datamodule, module, checkpoints: list[str]) -> None:
+    """The resolved config and the best weights; the Lightning checkpoints (the best, holding the
+    same weights, and the last, for resuming) go, and their folder when it is left empty."""
     from omegaconf import OmegaConf
 
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     datamodule.save_artifacts(run_dir)
     module.save_artifacts(run_dir)
-    if checkpoint:
+    remove_checkpoints(checkpoints)
+
+
+def remove_checkpoints(checkpoints: list[str]) -> None:
+    for checkpoint in filter(None, checkpoints):
         Path(checkpoint).unlink(missing_ok=True)
-        if not any(Path(checkpoint).parent.iterdir()):
+        if Path(checkpoint).parent.is_dir() and not any(Path(checkpoint).parent.iterdir()):
             Path(checkpoint).parent.rmdir()
 
 

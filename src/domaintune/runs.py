@@ -28,6 +28,22 @@ def build_module(cfg, backbone, inputs: dict) -> TaskModule:
     return instantiate(cfg.module, _partial_=True)(backbone=backbone, peft_config=peft_config, **inputs)
 
 
+def checkpoint_to_resume(cfg) -> Path | None:
+    """`resume=<run folder>`: that run's last checkpoint, which must exist."""
+    from domaintune.callbacks import LastCheckpoint
+    from domaintune.errors import UserError
+
+    if not cfg.get("resume"):
+        return None
+    checkpoint = Path(cfg.resume) / "checkpoints" / LastCheckpoint.FILENAME
+    if not checkpoint.is_file():
+        raise UserError(
+            f"resume={cfg.resume}: no checkpoints/{LastCheckpoint.FILENAME} there (the run ended before its first "
+            "epoch did, or runs without callbacks=default); start it again"
+        )
+    return checkpoint
+
+
 @dataclass
 class FinishedRun:
     folder: Path

@@ -12,6 +12,22 @@ def wandb_loggers(loggers) -> list:
     return [lg for lg in loggers if isinstance(lg, WandbLogger)]
 
 
+def continue_run(cfg, run_dir) -> None:
+    """Resuming in the same folder: log into the W&B run that folder already holds (its id,
+    read from W&B's `latest-run` link), so the curves continue in one run."""
+    from pathlib import Path
+
+    from omegaconf import open_dict
+
+    node = (cfg.get("logger") or {}).get("wandb")
+    latest = Path(run_dir) / "wandb" / "latest-run"
+    if node is None or not latest.exists():
+        return
+    with open_dict(node):
+        node.id = latest.resolve().name.rsplit("-", 1)[-1]  # offline-run-<date>_<time>-<id>
+        node.resume = "allow"
+
+
 def _finish(loggers, exit_code: int, summary: dict) -> None:
     found = wandb_loggers(loggers)
     for lg in found:

@@ -10,10 +10,11 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from domaintune import console, continual, outputs, registry, runs, schema, tracking
-from domaintune.callbacks import EpochHistory, FiniteLoss, MetricGuard
+from domaintune.callbacks import EpochHistory, FiniteLoss, LastCheckpoint, MetricGuard
 from domaintune.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -66,17 +67,28 @@ def train(cfg: DictConfig) -> float | None:
         module.load_weights(continual.check_earlier_run(cfg, Path(cfg.init_from), datamodule))
 
     # Trainer: checkpointing and early stopping (and a sweep's pruning) come from cfg.callbacks.
+    resume_from = runs.checkpoint_to_resume(cfg)
+    if resume_from is not None and resume_from.parent.parent.resolve() == run_dir.resolve():
+        tracking.continue_run(cfg, run_dir)  # the same folder: the same W&B run
     history = EpochHistory()
     callbacks = [MetricGuard(cfg.optimized_metric), FiniteLoss(), history, *_instantiate_all(cfg.get("callbacks"))]
+    last = next((c.path for c in callbacks if isinstance(c, LastCheckpoint)), None)
     loggers = _instantiate_all(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "data_fingerprint": datamodule.fingerprint})
 
     with tracking.tracked(loggers) as tracker_summary:
-        # Fit, then test the best checkpoint (not the last epoch) against the base model.
-        trainer.fit(module, datamodule=datamodule)
-        checkpoint = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        # Fit (from the last checkpoint when resuming), then test the best checkpoint (not the last
+        # epoch) against the base model.
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+        except BaseException as error:
+            if getattr(error, "outcome", None) == "pruned":  # a pruned trial is never resumed
+                outputs.remove_checkpoints([str(last)] if last else [])
+            raise
+        best = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+        checkpoint = best.best_model_path if best else ""
         if cfg.test:
             test_results = trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint or None)[0]
         else:
@@ -88,11 +100,13 @@ def train(cfg: DictConfig) -> float | None:
 
         # The run folder: config, weights, metrics.json (with the verdict), learning curve.
         metrics = outputs.run_metrics(cfg, trainer, history, datamodule, module, test_results, time.time() - started)
-        outputs.save_artifacts(run_dir, cfg, datamodule, module, checkpoint)
+        outputs.save_artifacts(run_dir, cfg, datamodule, module, [checkpoint, str(last) if last else ""])
         if cfg.get("init_from"):  # forgetting: the earlier run's test set, before and after
             metrics["regression"] = continual.regression_check(
                 cfg, module, backbone, Path(cfg.init_from), datamodule.datasets["train"]
             )
+        if resume_from is not None:
+            metrics["resumed_from"] = str(resume_from)
         outputs.write_metrics(run_dir, metrics, cfg.optimized_metric)
         tracker_summary.update(outputs.tracker_summary(metrics))
     print(outputs.summary_text(metrics), flush=True)

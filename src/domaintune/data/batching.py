@@ -4,6 +4,8 @@ BANKING77; batches grouped by length within windows of 50 batches, about 1.06x).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch.utils.data import Dataset, Sampler
 
@@ -29,7 +31,17 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     """Training: shuffle, sort by length inside windows of `window` batches, shuffle the batches.
     Evaluation: sort everything by length. Under DDP each process takes every world-th batch."""
 
-    def __init__(self, lengths: list[int], batch_size: int, shuffle: bool, seed: int = 0, window: int = 50):
+    def __init__(
+        self,
+        lengths: list[int],
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        window: int = 50,
+        epoch: Callable[[], int | None] | None = None,
+    ):
+        """`epoch`: the epoch being trained (the trainer's), so a resumed run shuffles epoch e as
+        the uninterrupted run did; where it gives None, passes are counted from 0."""
         self.lengths, self.batch_size, self.shuffle, self.seed, self.window = (
             lengths,
             batch_size,
@@ -37,7 +49,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
             seed,
             window,
         )
-        self.epoch = 0
+        self.epoch, self.current_epoch = 0, epoch
 
     def _eval_rows(self, rank: int, world: int) -> list[int]:
         """Evaluation shards rows, not batches, so every process gets some even from a tiny split."""
@@ -58,6 +70,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
             rows = self._eval_rows(rank, world)
             yield from (rows[i : i + self.batch_size] for i in range(0, len(rows), self.batch_size))
             return
+        if self.current_epoch is not None and (epoch := self.current_epoch()) is not None:
+            self.epoch = epoch
         batches = self._train_batches()
         self.epoch += 1
         # every process must take the same number of optimizer steps

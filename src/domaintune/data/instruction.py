@@ -293,7 +293,11 @@ class InstructionDataModule(TaskDataModule):
             else [len(r) for r in dataset.ids]
         )
         sampler = LengthGroupedBatchSampler(
-            lengths, self.batch_size if shuffle else self.eval_batch_size, shuffle=shuffle, seed=self.seed
+            lengths,
+            self.batch_size if shuffle else self.eval_batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            epoch=self.trained_epoch,
         )
         source = _Packs(dataset, items) if shuffle and self.packing else dataset
         collate = packed_collate if shuffle and self.packing else padded_collate
@@ -301,6 +305,7 @@ class InstructionDataModule(TaskDataModule):
             source,
             batch_sampler=sampler,
             collate_fn=collate(self.tokenizer.pad_token_id or 0, self.pad_to_multiple_of),
+            generator=self.loader_generator(),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

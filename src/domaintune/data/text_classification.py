@@ -163,11 +163,13 @@ class TextClassificationDataModule(TaskDataModule):
             shuffle=shuffle,
             seed=self.seed,
             window=self.length_window,
+            epoch=self.trained_epoch,
         )
         return DataLoader(
             dataset,
             batch_sampler=sampler,
             collate_fn=pad_collate(self.tokenizer.pad_token_id or 0),
+            generator=self.loader_generator(),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

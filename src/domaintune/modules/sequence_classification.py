@@ -410,9 +410,10 @@ class SequenceClassificationModule(TaskModule):
         )
         if self.hparams.head_init == "probe" and self.loaded_from is None:  # loaded weights keep their own head
             self.head_start = start
-            weight, bias = start.folded()
-            self.head[-1].weight.data.copy_(weight)
-            self.head[-1].bias.data.copy_(bias)
+            if not self.trainer.ckpt_path:  # a resumed run's head came back with its checkpoint
+                weight, bias = start.folded()
+                self.head[-1].weight.data.copy_(weight)
+                self.head[-1].bias.data.copy_(bias)
 
     def fit_probe(self, datamodule) -> tuple[Probe, Probe]:
         """The tuned probe on `datamodule`'s train and validation rows, and the one that can start a head."""

@@ -17,10 +17,13 @@ class Pruned(optuna.TrialPruned):
 
 class OptunaPruning(pl.Callback):
     """The trial comes from storage (study name, URL, trial id), so this works under any Hydra
-    launcher, in any process."""
+    launcher, in any process. The trial records its run folder at once: if its process dies, a
+    retry of its parameters resumes from that folder's last checkpoint."""
 
-    def __init__(self, study: str, storage: str, trial_id: int, monitor: str):
+    def __init__(self, study: str, storage: str, trial_id: int, monitor: str, run_dir: str | None = None):
         self.trial, self.monitor = trial_in_job(study, storage, trial_id), monitor
+        if run_dir:
+            self.trial.set_user_attr("run_dir", run_dir)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)

@@ -36,12 +36,21 @@ def rows(study: optuna.Study) -> list[dict]:
                 **{f"params.{k}": v for k, v in trial.params.items()},
                 "epochs_run": metrics.get("epochs_run", len(trial.intermediate_values) or None),
                 "seconds": round(seconds, 1) if seconds is not None else None,
-                "note": trial.user_attrs.get("fail_reason") or trial.user_attrs.get("pruned_reason", ""),
+                "note": trial.user_attrs.get("fail_reason")
+                or trial.user_attrs.get("pruned_reason")
+                or _retry_note(trial),
                 "worker": trial.user_attrs.get("worker", ""),
                 "run_dir": trial.user_attrs.get("run_dir", ""),
             }
         )
     return out
+
+
+def _retry_note(trial: optuna.trial.FrozenTrial) -> str:
+    if "retry_of" not in trial.user_attrs:
+        return ""
+    resumed = trial.user_attrs.get("resumed_from")
+    return f"retry of trial {trial.user_attrs['retry_of']}" + (f", resumed from {resumed}" if resumed else "")
 
 
 def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:

@@ -41,13 +41,33 @@ def _trial_overrides(study: optuna.Study, trial: optuna.Trial, url: str, fixed: 
     instantiates it with the other callbacks and knows nothing of Optuna. The job number is the
     trial number (`initial_job_idx`): the trial's folder and W&B run are `trial-<number>`."""
     overrides = fixed + [f"{key}={override_value(value)}" for key, value in trial.params.items()]
-    return overrides + [
-        f"+{PRUNING}._target_=domaintune.sweep.pruning.OptunaPruning",
-        f"+{PRUNING}.study={study.study_name}",
-        f"+{PRUNING}.storage='{url}'",
-        f"+{PRUNING}.trial_id={trial._trial_id}",
-        f"+{PRUNING}.monitor=${{optimized_metric}}",
-    ]
+    return (
+        overrides
+        + _resume_retried(study, trial)
+        + [
+            f"+{PRUNING}._target_=domaintune.sweep.pruning.OptunaPruning",
+            f"+{PRUNING}.study={study.study_name}",
+            f"+{PRUNING}.storage='{url}'",
+            f"+{PRUNING}.trial_id={trial._trial_id}",
+            f"+{PRUNING}.monitor=${{optimized_metric}}",
+            f"+{PRUNING}.run_dir=${{paths.run_dir}}",
+        ]
+    )
+
+
+def _resume_retried(study: optuna.Study, trial: optuna.Trial) -> list[str]:
+    """A retry of a trial whose worker died continues from that trial's last checkpoint, when
+    one was written (the trial got past its first epoch); it records where it resumed from."""
+    from domaintune.callbacks import LastCheckpoint
+
+    retry_of = trial.user_attrs.get("retry_of")
+    if retry_of is None:
+        return []
+    folder = study.trials[retry_of].user_attrs.get("run_dir", "")
+    if not folder or not (Path(folder) / "checkpoints" / LastCheckpoint.FILENAME).is_file():
+        return []
+    trial.set_user_attr("resumed_from", folder)
+    return [f"resume={override_value(folder)}"]
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, result: JobReturn) -> None:

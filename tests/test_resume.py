@@ -1,0 +1,139 @@
+"""Resume: a run killed with SIGKILL after its second epoch continues with `domaintune train
+resume=<run folder>` in the same folder and W&B run, and ends as the uninterrupted run did; a
+sweep trial whose worker died is retried from its last checkpoint."""
+
+import csv
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import BIN, ROOT, domaintune
+from domaintune.data.batching import LengthGroupedBatchSampler
+
+RUN = ["task=legal", "model=tiny", "trainer.max_epochs=4", "callbacks.early_stopping.patience=10"]
+HELPERS = {"PYTHONPATH": str(ROOT / "tests" / "helpers")}  # killer.KillAtEpoch
+
+
+def killer(marker: Path, epoch: int = 2, signal: str = "SIGKILL") -> list[str]:
+    """Send `signal` to the run's own process at the start of `epoch` (once: `marker` remembers)."""
+    return [
+        "+callbacks.killer._target_=killer.KillAtEpoch",
+        f"+callbacks.killer.epoch={epoch}",
+        f"+callbacks.killer.marker={marker}",
+        f"+callbacks.killer.signal={signal}",
+    ]
+
+
+def runs(outputs: Path) -> list[Path]:
+    return sorted(p for p in (outputs / "runs").glob("*/*") if p.is_dir())
+
+
+def wandb_records(run: Path) -> list[dict]:
+    records = []
+    for folder in sorted((run / "wandb").glob("offline-run-*")):
+        out = subprocess.run(
+            [str(BIN / "wandb"), "leet", "inspect", "--summary", "--json", str(folder)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        records.append({"folder": folder.name, **json.loads(out.stdout)})
+    return records
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict:
+    """The 4-epoch run, start to end: what every resumed run must reproduce."""
+    outputs = tmp_path_factory.mktemp("uninterrupted") / "outputs"
+    whole = domaintune("train", *RUN, env={**HELPERS, "DOMAINTUNE_OUTPUT_DIR": str(outputs)})
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    (run,) = runs(outputs)
+    return json.loads((run / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize(("signal", "exit_code"), [("SIGKILL", -9), ("SIGINT", 1)], ids=["kill-9", "ctrl-c"])
+def test_interrupted_after_the_second_epoch_then_resumed_ends_as_the_uninterrupted_run(
+    tmp_path, uninterrupted, signal, exit_code
+):
+    env = {**HELPERS, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "outputs")}
+    killed = domaintune("train", *RUN, *killer(tmp_path / "killed", signal=signal), env=env)
+    assert killed.returncode == exit_code, killed.stderr[-3000:]  # -9: SIGKILL, as `kill -9`; 1: Lightning on Ctrl-C
+    (run,) = runs(tmp_path / "outputs")
+    assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "metrics.json").exists()
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1  # two epochs done
+
+    resumed = domaintune("train", f"resume={run}", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert runs(tmp_path / "outputs") == [run]  # the same folder, no new one
+    a, b = uninterrupted, json.loads((run / "metrics.json").read_text())
+    assert [h["epoch"] for h in b["history"]] == [0, 1, 2, 3]
+    for before, after in zip(a["history"], b["history"]):  # every epoch, resumed ones included
+        assert {k: v for k, v in before.items() if k != "seconds"} == {
+            k: v for k, v in after.items() if k != "seconds"
+        }
+    assert b["test"] == a["test"] and b["best"] == a["best"] and b["verdict"] == a["verdict"]
+    assert b["resumed_from"] == str(run / "checkpoints" / "last.ckpt")
+    assert not (run / "checkpoints").exists()  # removed when the run finished, as always
+
+    first, second = wandb_records(run)  # the interrupted run's, then the resumed one: one W&B run id
+    assert first["folder"].rsplit("-", 1)[1] == second["folder"].rsplit("-", 1)[1] == second["run_id"]
+    assert first["exit_code"] != 0  # killed (never closed) or closed as failed by Ctrl-C
+    assert second["state"] == "finished" and second["exit_code"] == 0
+    assert abs(second["summary"]["test/acc"] - a["test"]["test/acc"]) < 1e-6 and second["summary"]["epoch"] == 4
+
+
+def test_resume_refuses_what_it_cannot_continue(tmp_path):
+    env = {**HELPERS, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "outputs")}
+    early = domaintune("train", *RUN, *killer(tmp_path / "early", epoch=0), env=env)
+    assert early.returncode == -9
+    (run,) = runs(tmp_path / "outputs")
+    cases = [
+        ([f"resume={run}", "trainer.max_epochs=9"], "resume= continues a run with its own config"),
+        ([f"resume={run}"], "no checkpoints/last.ckpt there (the run ended before its first epoch did"),
+        ([f"resume={tmp_path}"], "not a run folder (no .hydra/overrides.yaml)"),
+    ]
+    for args, message in cases:
+        result = domaintune("train", *args, env=env)
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+    (run / "metrics.json").write_text("{}")
+    finished = domaintune("train", f"resume={run}", env=env)
+    assert finished.returncode == 2 and "that run finished; nothing to resume" in finished.stderr
+
+
+def test_a_sweep_trial_whose_worker_died_is_retried_from_its_last_checkpoint(tmp_path):
+    env = {**HELPERS, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "outputs")}
+    sweep = [
+        "-m",
+        "sweep=optuna",
+        *RUN,
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.params={module.lr: 'interval(1e-4, 1e-3)'}",
+    ]
+    sweep += killer(tmp_path / "killed")
+    died = domaintune("train", *sweep, env=env)
+    assert died.returncode == -9  # the worker (and its in-process trial) killed after two epochs
+    again = domaintune("train", *sweep, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+
+    folder = tmp_path / "outputs" / "sweeps" / "legal"
+    with open(folder / "trials.csv", newline="") as handle:
+        trials = list(csv.DictReader(handle))
+    assert [(t["number"], t["state"]) for t in trials] == [("0", "fail"), ("1", "complete")]
+    assert "died while running it" in trials[0]["note"]
+    assert trials[1]["note"] == f"retry of trial 0, resumed from {folder / 'trial-0'}"
+    assert trials[0]["params.module.lr"] == trials[1]["params.module.lr"]
+    metrics = json.loads((folder / "trial-1" / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [0, 1, 2, 3] and metrics["epochs_run"] == 4
+
+
+def test_the_training_order_of_an_epoch_follows_the_trainer_epoch():
+    """A resumed run's sampler starts at the trainer's epoch, not at 0."""
+    lengths = [5, 3, 8, 1, 9, 2, 7, 4] * 4
+    counted = LengthGroupedBatchSampler(lengths, 4, shuffle=True, seed=3)
+    orders = [list(counted) for _ in range(3)]  # epochs 0, 1, 2 of an uninterrupted run
+    resumed = LengthGroupedBatchSampler(lengths, 4, shuffle=True, seed=3, epoch=lambda: 2)
+    assert list(resumed) == orders[2] != orders[1]
