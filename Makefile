@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup run test test-fast lint format bench bench-sweep bench-causal clean
+.PHONY: setup run test test-fast lint format bench bench-sweep bench-causal bench-parallel clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,9 @@ bench-sweep: setup   # about 65 minutes on 2 CPU cores: the Hugging Face side ta
 
 bench-causal: setup   # bf16 weights + autocast on both sides; --precision 32 for float32
 	$(BIN)/python bench/causal.py --precision bf16
+
+bench-parallel: setup   # about 5 minutes: the same 16 MiniLM trials, 2 at a time vs 1 at a time
+	$(BIN)/python bench/parallel_trials.py
 
 clean:
 	rm -rf $(VENV) outputs/runs outputs/multiruns outputs/cache

@@ -107,10 +107,8 @@ def test_pruning_actually_prunes(tmp_path):
     result = sweep(
         tmp_path,
         "hydra.sweeper.n_trials=2",
-        "hydra.sweeper.pruner.name=threshold",
-        "~hydra.sweeper.pruner.n_startup_trials",
-        "hydra.sweeper.pruner.n_warmup_steps=0",
-        "+hydra.sweeper.pruner.lower=1.1",
+        "hydra/sweeper/pruner=threshold",
+        "hydra.sweeper.pruner.lower=1.1",
         "trainer.max_epochs=3",
         "hydra.sweeper.params.trainer.max_epochs=int(interval(3,4))",
     )
@@ -209,10 +207,9 @@ def test_trials_run_under_the_joblib_launcher_and_still_prune(tmp_path):
         tmp_path,
         "hydra/launcher=joblib",
         "hydra.sweeper.n_trials=2",
-        "hydra.sweeper.pruner.name=threshold",
-        "~hydra.sweeper.pruner.n_startup_trials",
+        "hydra/sweeper/pruner=threshold",
         "hydra.sweeper.pruner.n_warmup_steps=1",
-        "+hydra.sweeper.pruner.lower=1.1",
+        "hydra.sweeper.pruner.lower=1.1",
         "hydra.sweeper.params.trainer.max_epochs=int(interval(3,4))",
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -241,15 +238,21 @@ def test_range_keeps_every_value_of_an_uneven_step():
     assert space["x"] == IntDistribution(1, 7, step=3)
 
 
-def test_switching_pruner_keeps_working_with_the_median_defaults_in_place():
-    from domaintune.sweep.study import build_pruner
+def test_samplers_and_pruners_are_config_groups_or_targets_and_their_keywords_are_checked():
+    from domaintune.sweep.study import build_pruner, build_sampler
 
-    assert (
-        type(build_pruner({"name": "hyperband", "n_startup_trials": 4, "n_warmup_steps": 1})).__name__
-        == "HyperbandPruner"
-    )
-    with pytest.raises(UserError, match="pruner.name 'nope' is unknown"):
-        build_pruner({"name": "nope"})
+    hyperband = {"_target_": "optuna.pruners.HyperbandPruner", "min_resource": 1, "reduction_factor": 3}
+    assert type(build_pruner(hyperband)).__name__ == "HyperbandPruner"
+    with pytest.raises(UserError, match=r"MedianPruner takes no such keyword; did you mean 'n_startup_trials'\?"):
+        build_pruner({"_target_": "optuna.pruners.MedianPruner", "n_startup_trial": 4})
+    with pytest.raises(
+        UserError, match=r"hydra.sweeper.pruner.name is not a setting; choose one with hydra/sweeper/pruner=<"
+    ):
+        build_pruner({"name": "hyperband"})
+    with pytest.raises(UserError, match="'optuna.samplers.NoSuchSampler' is not a class that can be imported"):
+        build_sampler({"_target_": "optuna.samplers.NoSuchSampler"}, {})
+    with pytest.raises(UserError, match="RandomSampler takes no such keyword; valid: seed"):
+        build_sampler({"_target_": "optuna.samplers.RandomSampler", "seed": 0, "n_startup_trials": 10}, {})
 
 
 def test_three_workers_share_one_postgresql_study(tmp_path, postgres_url):
@@ -269,14 +272,14 @@ def test_three_workers_share_one_postgresql_study(tmp_path, postgres_url):
     env = {**os.environ, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
     workers = [
         subprocess.Popen(
-            command + [f"hydra.sweeper.sampler.seed={seed}"],
+            command,
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for seed in range(3)
+        for _ in range(3)
     ]
     for worker in workers:
         assert worker.wait(timeout=600) == 0, worker.stderr.read()[-3000:]
@@ -286,6 +289,8 @@ def test_three_workers_share_one_postgresql_study(tmp_path, postgres_url):
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) >= 6 and not [t for t in study.trials if t.state.name == "RUNNING"]
     assert len({t.user_attrs["worker"] for t in study.trials}) == 3  # no barrier: every worker took trials
+    proposed = [tuple(sorted(t.params.items())) for t in study.trials if "retry_of" not in t.user_attrs]
+    assert len(set(proposed)) == len(proposed)  # three shells, one seed: still no parameters proposed twice
     assert {int(r["number"]) for r in trials(tmp_path, "pg")} == set(numbers)
 
 
@@ -298,13 +303,13 @@ def test_an_unreachable_storage_is_a_one_line_error(tmp_path):
 
 def test_a_trial_whose_worker_stopped_beating_on_another_machine_is_retried(tmp_path):
     """No pid to check on another machine: the heartbeat on the database tells that its worker died."""
-    from domaintune.sweep.study import open_study, storage_url
+    from domaintune.sweep.study import RetryDeadTrial, open_study, storage_url
 
     folder = tmp_path / "sweeps" / "support"
     space = {"module.lr": FloatDistribution(1e-5, 1e-3, log=True), "trainer.max_epochs": IntDistribution(1, 2)}
-    study = open_study(
-        "support", storage_url(None, folder), "max", {"name": "tpe", "seed": 0}, {"name": "median"}, space, 1
-    )
+    beat = {"heartbeat_interval": 1, "retry": RetryDeadTrial(2)}
+    tpe, median = {"_target_": "optuna.samplers.TPESampler", "seed": 0}, {"_target_": "optuna.pruners.MedianPruner"}
+    study = open_study("support", storage_url(None, folder), ["maximize"], tpe, median, space, beat)
     study.enqueue_trial({"module.lr": 5e-4, "trainer.max_epochs": 1})
     lost = study.ask(space)
     lost.set_user_attr("worker", "another-machine:4242")

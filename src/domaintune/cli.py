@@ -17,9 +17,9 @@ and `domaintune train --cfg job` prints the composed config."""
 def run_train(overrides: list[str]) -> None:
     import __main__
     from domaintune import config, hydra_app
-    from domaintune.sweep.overrides import quote_sweep_params
+    from domaintune.sweep.overrides import own_sweeper, quote_sweep_params
 
-    overrides = config.resume_overrides(quote_sweep_params(overrides))
+    overrides = config.resume_overrides(own_sweeper(quote_sweep_params(overrides)))
     config.check_group_choices(overrides)
     config.check_override_keys(overrides)
     # Hydra reads sys.argv; Lightning's DDP launcher re-runs sys.argv[0] as a script for the

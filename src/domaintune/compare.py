@@ -39,7 +39,8 @@ def collect(paths: list[str]) -> list[dict]:
             with open(path / "trials.csv") as handle:
                 for trial in csv.DictReader(handle):
                     row = _run_row(Path(trial["run_dir"]), path.name, f"trial-{trial['number']}", trial["state"])
-                    row["value"] = float(trial["value"]) if trial["value"] else row["value"]
+                    if trial.get("value"):  # several objectives have value.<objective> columns instead
+                        row["value"] = float(trial["value"])
                     row["settings"] = " ".join(
                         f"{k.removeprefix('params.')}={v}" for k, v in trial.items() if k.startswith("params.")
                     )

@@ -36,8 +36,8 @@ def wandb_setting(key: str, default: Any = None) -> Any:
         return study or f"{folder.parent.name}_{folder.name}"
     if key == "job_type":
         return "trial"
-    if key == "name":
-        return f"trial-{hydra.job.num}"
+    if key == "name":  # a sweep's trial folder is trial-<trial number>; a batch of trials may skip numbers
+        return Path(hydra.runtime.output_dir).name if hydra.sweeper.get("study_name") else f"trial-{hydra.job.num}"
     raise KeyError(f"dt.multirun: unknown key '{key}'")
 
 

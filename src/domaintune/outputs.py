@@ -49,6 +49,8 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 def run_metrics(cfg, trainer, history, datamodule, module, test_results: dict, seconds: float) -> dict:
     """metrics.json of a run: the best validation epoch, the test scores, the data and what cleaning
     removed, the epoch history, and what the module reports (the verdict against its base model)."""
+    import torch
+
     best = best_epoch(history.epochs, cfg.optimized_metric, cfg.mode) or {}
     return {
         "task": cfg.task_name,
@@ -58,6 +60,7 @@ def run_metrics(cfg, trainer, history, datamodule, module, test_results: dict, s
         "epochs_run": len(history.epochs),
         "stopped_early": bool(trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch),
         "world_size": trainer.world_size,
+        "threads": torch.get_num_threads(),  # intra-op threads (a parallel sweep gives each trial fewer)
         "time_s": round(seconds, 1),
         "sanity_check_s": history.sanity_seconds,
         "test": {k: round(float(v), 6) for k, v in test_results.items()},
@@ -69,8 +72,35 @@ def run_metrics(cfg, trainer, history, datamodule, module, test_results: dict, s
             **datamodule.report(),
         },
         "history": history.epochs,
+        "cost": cost(history.epochs, module),
         **module.report(),
     }
+
+
+def cost(history: list[dict], module) -> dict:
+    """What a run costs, beside what it scores (a multi-objective sweep trades one for the other):
+    mean seconds of a training epoch (its validation included) and trainable parameters."""
+    seconds = [row["seconds"] for row in history if "seconds" in row]
+    return {
+        "time/epoch_s": round(sum(seconds) / len(seconds), 3) if seconds else None,
+        "model/trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
+    }
+
+
+def objective(metrics: dict, name: str) -> float:
+    """A run's value of `name` as a sweep objective: the best validation value of the optimized
+    metric; another metric of the history at that (the kept) epoch; or a cost figure."""
+    if name == metrics["best"]["metric"]:
+        return metrics["best"]["value"]
+    if name in metrics.get("cost", {}):
+        return metrics["cost"][name]
+    kept = next((row for row in metrics["history"] if row["epoch"] == metrics["best"]["epoch"]), {})
+    if name in kept and name != "epoch":
+        return kept[name]
+    known = [metrics["best"]["metric"], *metrics.get("cost", {}), *(k for k in kept if k not in ("epoch", "seconds"))]
+    raise UserError(
+        f"hydra.sweeper.objectives: a run has no metric '{name}'; use one of {', '.join(dict.fromkeys(known))}"
+    )
 
 
 def save_artifacts(run_dir: Path, cfg, datamodule, module, checkpoints: list[str]) -> None:
@@ -105,6 +135,7 @@ def tracker_summary(metrics: dict) -> dict:
         **{f"baseline/{k}": v for k, v in metrics.get("baseline", {}).items() if isinstance(v, (int, float))},
         **verdict_summary(metrics.get("verdict")),
         **{f"data/removed/{k}": v for k, v in metrics["data"]["removed"].items()},
+        **metrics.get("cost", {}),
     }
 
 

@@ -25,3 +25,15 @@ def quote_sweep_params(overrides: list[str]) -> list[str]:
             override = f"++{key.lstrip('+')}={value}"  # add or replace: dotted keys are new nodes
         quoted.append(override)
     return quoted
+
+
+SWEEPER = "hydra_plugins.domaintune_sweeper.sweeper.DomaintuneOptunaSweeper"
+
+
+def own_sweeper(overrides: list[str]) -> list[str]:
+    """`hydra/sweeper=domaintune_optuna` makes ours the sweeper even where a config written for
+    hydra-optuna-sweeper (lightning-hydra-template's `hparams_search/*_optuna.yaml`) names that
+    plugin's class in `hydra.sweeper._target_`: its keys mean the same here."""
+    if "hydra/sweeper=domaintune_optuna" in overrides:
+        return [*overrides, f"hydra.sweeper._target_={SWEEPER}"]
+    return overrides

@@ -1,12 +1,14 @@
-"""The callback the sweeper adds to every trial (`+callbacks.optuna_pruning`): report each
-validation value to the trial, and stop the trial when the pruner says so."""
+"""The callback the sweeper adds to every trial (`+callbacks.optuna_pruning`): the trial's side of
+the study, in the trial's own process. It records the run folder and beats the trial's heartbeat,
+reports each validation value, and stops the trial when the pruner says so."""
 
 from __future__ import annotations
 
 import lightning.pytorch as pl
 import optuna
+from optuna.trial import TrialState
 
-from domaintune.sweep.study import trial_in_job
+from domaintune.sweep.study import Heartbeat, trial_in_job, worker_id
 
 
 class Pruned(optuna.TrialPruned):
@@ -18,16 +20,34 @@ class Pruned(optuna.TrialPruned):
 class OptunaPruning(pl.Callback):
     """The trial comes from storage (study name, URL, trial id), so this works under any Hydra
     launcher, in any process. The trial records its run folder at once: if its process dies, a
-    retry of its parameters resumes from that folder's last checkpoint."""
+    retry of its parameters resumes from that folder's last checkpoint. On a database storage the
+    process beats the trial's heartbeat (`heartbeat_interval` s) until the trial is finished, so a
+    process or node that dies stops the beats and the trial is failed and retried."""
 
-    def __init__(self, study: str, storage: str, trial_id: int, monitor: str, run_dir: str | None = None):
+    def __init__(
+        self,
+        study: str,
+        storage: str,
+        trial_id: int,
+        monitor: str,
+        run_dir: str | None = None,
+        heartbeat_interval: int | None = None,
+    ):
         self.trial, self.monitor = trial_in_job(study, storage, trial_id), monitor
+        stored = self.trial.storage.get_trial(trial_id)
+        if stored.state != TrialState.RUNNING:  # failed as stale while the job waited in a queue
+            raise RuntimeError(f"trial {stored.number} is {stored.state.name} already; its retry runs instead")
         if run_dir:
             self.trial.set_user_attr("run_dir", run_dir)
+        self.prunes = len(self.trial.study.directions) == 1  # Optuna prunes single-objective studies only
+        if heartbeat_interval and hasattr(self.trial.storage, "record_heartbeat"):
+            self.trial.set_user_attr("heartbeat_from", worker_id())
+            storage_ = self.trial.storage
+            Heartbeat(storage_, trial_id, heartbeat_interval, lambda: storage_.get_trial(trial_id).state.is_finished())
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)
-        if trainer.sanity_checking or value is None:
+        if trainer.sanity_checking or value is None or not self.prunes:
             return
         epoch = trainer.current_epoch
         self.trial.report(float(value), step=epoch)

@@ -22,21 +22,29 @@ def _run_metrics(trial: optuna.trial.FrozenTrial) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def rows(study: optuna.Study) -> list[dict]:
-    """One row per trial: params, state, best metric, epochs run, time, why it failed or was pruned."""
+def rows(study: optuna.Study, objectives: list[str] | None = None) -> list[dict]:
+    """One row per trial: params, state, value (one column per objective), epochs run, time, and
+    why it failed, was pruned or was retried."""
+    retries = {t.user_attrs["retry_of"]: t for t in study.get_trials(deepcopy=False) if "retry_of" in t.user_attrs}
     out = []
     for trial in study.get_trials(deepcopy=False):
         metrics = _run_metrics(trial)
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
+        if objectives:
+            values = {f"value.{name}": v for name, v in zip(objectives, trial.values or [None] * len(objectives))}
+        else:
+            values = {"value": trial.value}
+        died = retries.get(trial.number)
         out.append(
             {
                 "number": trial.number,
                 "state": trial.state.name.lower(),
-                "value": trial.value,
+                **values,
                 **{f"params.{k}": v for k, v in trial.params.items()},
                 "epochs_run": metrics.get("epochs_run", len(trial.intermediate_values) or None),
                 "seconds": round(seconds, 1) if seconds is not None else None,
                 "note": trial.user_attrs.get("fail_reason")
+                or (died.user_attrs.get("retry_reason", "") if died is not None else "")
                 or trial.user_attrs.get("pruned_reason")
                 or _retry_note(trial),
                 "worker": trial.user_attrs.get("worker", ""),
@@ -56,7 +64,7 @@ def _retry_note(trial: optuna.trial.FrozenTrial) -> str:
 def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     try:
         return study.best_trial
-    except ValueError:
+    except (ValueError, RuntimeError):  # none complete yet, or several objectives (a Pareto front)
         return None
 
 
@@ -106,16 +114,39 @@ def write(
     folder: Path,
     cfg: DictConfig,
     fixed: list[str],
+    objectives: list[str] | None = None,
     plots: bool = False,
     tested: dict | None = None,
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    write_csv(folder / "trials.csv", rows(study))  # workers write at the same time
-    best = _best(study)
-    if best is not None:
+    write_csv(folder / "trials.csv", rows(study, objectives))  # workers write at the same time
+    if objectives:
+        _write_pareto_experiments(folder, study, cfg, fixed, objectives)
+    elif (best := _best(study)) is not None:
         _write_best_experiment(folder, study, best, cfg, fixed, tested)
     if plots:
-        _write_plots(study, folder / "plots")
+        _write_plots(study, folder / "plots", objectives)
+
+
+def _write_pareto_experiments(
+    folder: Path, study: optuna.Study, cfg: DictConfig, fixed: list[str], objectives
+) -> None:
+    """One experiment per trial on the Pareto front, `experiment/pareto-<n>.yaml`; files of trials
+    that left the front are removed."""
+    front = {t.number: t for t in study.best_trials}
+    for old in (folder / "experiment").glob("pareto-*.yaml"):
+        if int(old.stem.removeprefix("pareto-")) not in front:
+            old.unlink()
+    for number, trial in front.items():
+        values = ", ".join(f"{name} = {value:.6g}" for name, value in zip(objectives, trial.values))
+        header = [
+            f"# Trial {number} of study '{study.study_name}', on the Pareto front of {', '.join(objectives)} "
+            f"(validation): {values}.",
+            "# Test the one you choose, once: domaintune evaluate run="
+            + trial.user_attrs.get("run_dir", "<its folder>"),
+            f"# Reproduce: domaintune train --config-dir {folder} experiment=pareto-{number}",
+        ]
+        _write_experiment(folder / "experiment" / f"pareto-{number}.yaml", header, reproduce_overrides(trial, fixed))
 
 
 def _write_best_experiment(
@@ -123,7 +154,6 @@ def _write_best_experiment(
 ) -> None:
     """`<sweep>/experiment/best.yaml` (linked as `<sweep>/best.yaml`): the best trial as an experiment config."""
     lines = [
-        "# @package _global_",
         f"# Best trial {best.number} of study '{study.study_name}': {cfg.optimized_metric} = {best.value:.6g} on "
         "validation.",
     ]
@@ -133,16 +163,24 @@ def _write_best_experiment(
             f"# Test verdict: {tested['verdict']['line']}",
         ]
     lines.append(f"# Reproduce: domaintune train --config-dir {folder} experiment=best")
+    _write_experiment(folder / "experiment" / "best.yaml", lines, reproduce_overrides(best, fixed))
+    try:
+        (folder / "best.yaml").symlink_to(Path("experiment") / "best.yaml")
+    except FileExistsError:
+        pass
+
+
+def _write_experiment(path: Path, header: list[str], overrides: list[str]) -> None:
+    """Overrides as an experiment config: group choices in its defaults list, values as YAML."""
+    import yaml
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from domaintune.config import group_options
 
-    overrides = reproduce_overrides(best, fixed)
+    lines = ["# @package _global_", *header]
     groups = [o for o in overrides if group_options(o.split("=")[0].lstrip("+~")) is not None]
     if groups:
         lines += ["defaults:"] + [f"  - override /{o.split('=')[0]}: {o.split('=', 1)[1]}" for o in groups]
-    import yaml
-
     values: dict = {}
     for override in OverridesParser.create().parse_overrides([o for o in overrides if o not in groups]):
         node = values
@@ -150,17 +188,13 @@ def _write_best_experiment(
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = override.value()
-    path = folder / "experiment" / "best.yaml"
     path.parent.mkdir(exist_ok=True)
     path.write_text("\n".join(lines) + "\n" + (yaml.safe_dump(values, sort_keys=True) if values else ""))
-    try:
-        (folder / "best.yaml").symlink_to(Path("experiment") / "best.yaml")
-    except FileExistsError:
-        pass
 
 
-def _write_plots(study: optuna.Study, folder: Path) -> None:
-    """Optimization history, parameter importances, intermediate values, parallel coordinates: PNG and HTML."""
+def _write_plots(study: optuna.Study, folder: Path, objectives: list[str] | None = None) -> None:
+    """Optimization history, parameter importances, intermediate values, parallel coordinates: PNG
+    and HTML; with several objectives, the Pareto front."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,15 +206,24 @@ def _write_plots(study: optuna.Study, folder: Path) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    for name in ("optimization_history", "param_importances", "intermediate_values", "parallel_coordinate"):
+    if objectives:
+        plots = {"pareto_front": {"target_names": objectives}}
+    else:
+        plots = {
+            name: {}
+            for name in ("optimization_history", "param_importances", "intermediate_values", "parallel_coordinate")
+        }
+    for name, options in plots.items():
         try:
-            axes = getattr(png, f"plot_{name}")(study)
+            axes = getattr(png, f"plot_{name}")(study, **options)
             figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
             figure.tight_layout()
             partial = folder / f"{name}.{os.getpid()}"  # workers may draw at the same time: write, then rename
             figure.savefig(partial.with_suffix(".png"), dpi=100)
             plt.close(figure)
-            getattr(html, f"plot_{name}")(study).write_html(partial.with_suffix(".html"), include_plotlyjs="cdn")
+            getattr(html, f"plot_{name}")(study, **options).write_html(
+                partial.with_suffix(".html"), include_plotlyjs="cdn"
+            )
             for suffix in (".png", ".html"):
                 partial.with_suffix(suffix).replace(folder / f"{name}{suffix}")
         except (
@@ -192,11 +235,27 @@ def _write_plots(study: optuna.Study, folder: Path) -> None:
             log.info("plot %s skipped: %s", name, exc)
 
 
-def summary(study: optuna.Study, folder: Path, fixed: list[str], metric: str, tested: dict | None = None) -> str:
+def summary(
+    study: optuna.Study,
+    folder: Path,
+    fixed: list[str],
+    metric: str,
+    tested: dict | None = None,
+    objectives: list[str] | None = None,
+) -> str:
     counts = {state.name.lower(): sum(t.state == state for t in study.trials) for state in TrialState}
     lines = [f"sweep '{study.study_name}': " + ", ".join(f"{n} {k}" for k, n in counts.items() if n)]
-    best = _best(study)
-    if best is None:
+    if objectives:
+        front = study.best_trials
+        lines.append(f"  Pareto front of {', '.join(objectives)} on validation: {len(front)} trial(s)")
+        for trial in sorted(front, key=lambda t: t.number):
+            values = "  ".join(f"{name}={value:.4g}" for name, value in zip(objectives, trial.values))
+            lines.append(f"    trial {trial.number}: {values}  ->  experiment=pareto-{trial.number}")
+        lines.append(
+            f"  choose one, reproduce it with domaintune train --config-dir {folder} experiment=pareto-<n>, "
+            "and test it once with domaintune evaluate run=<its folder>"
+        )
+    elif (best := _best(study)) is None:
         lines.append("  no trial completed")
     else:
         lines.append(
@@ -207,5 +266,7 @@ def summary(study: optuna.Study, folder: Path, fixed: list[str], metric: str, te
             lines += [optimism_line(tested, metric), f"  verdict on the test split: {tested['verdict']['line']}"]
         lines.append(f"  reproduce: domaintune train {' '.join(reproduce_overrides(best, fixed))}")
         lines.append(f"        or: domaintune train --config-dir {folder} experiment=best")
-    lines.append(f"  sweep folder: {folder} (trials.csv, best.yaml, plots/, trial-*/)")
+    lines.append(
+        f"  sweep folder: {folder} (trials.csv, {'experiment/' if objectives else 'best.yaml'}, plots/, trial-*/)"
+    )
     return "\n".join(lines)

@@ -1,9 +1,11 @@
-"""The sweep loop of one worker: ask a trial, run it as a Hydra job, tell Optuna how it ended.
+"""The sweep loop of one worker: ask trials, run them as Hydra jobs, tell Optuna how they ended.
 
-No batch barrier: each worker (this process, the `n_jobs - 1` it starts, or the same command
-in other shells or machines on a shared storage) takes the next trial as soon as it is free.
-`n_trials` counts finished trials (complete or pruned) of the study, so running the same
-command again continues it until that many exist."""
+No barrier between workers: each worker (this process, the `n_jobs - 1` it starts under the
+in-process launcher, or the same command in other shells or machines on a shared storage) takes
+the next trials as soon as it is free. A launcher that runs jobs in parallel (joblib, submitit)
+gets up to `n_jobs` trials per call: Hydra's launcher API takes a batch and returns when the whole
+batch is done, so a worker asks for a new batch when its last one ends. `n_trials` counts finished
+trials (complete or pruned) of the study, so running the same command again continues it."""
 
 from __future__ import annotations
 
@@ -23,10 +25,21 @@ from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from domaintune.errors import UserError
+from domaintune.outputs import objective
 from domaintune.sweep import report
 from domaintune.sweep.overrides import override_value
 from domaintune.sweep.search_space import parse
-from domaintune.sweep.study import WORKER, open_study, requeue_dead_trials, storage_url
+from domaintune.sweep.study import (
+    WORKER,
+    Heartbeat,
+    RetryDeadTrial,
+    directions,
+    fail_and_retry,
+    has_heartbeat,
+    open_study,
+    requeue_dead_trials,
+    storage_url,
+)
 
 if TYPE_CHECKING:
     from hydra_plugins.domaintune_sweeper.config import DomaintuneSweeperConf
@@ -36,21 +49,25 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PRUNING = "callbacks.optuna_pruning"
 
 
-def _trial_overrides(study: optuna.Study, trial: optuna.Trial, url: str, fixed: list[str]) -> list[str]:
-    """The sampled values, and the pruning callback as a config node of the trial's own: train.py
-    instantiates it with the other callbacks and knows nothing of Optuna. The job number is the
-    trial number (`initial_job_idx`): the trial's folder and W&B run are `trial-<number>`."""
+def _trial_overrides(
+    study: optuna.Study, trial: optuna.Trial, url: str, fixed: list[str], settings: DomaintuneSweeperConf
+) -> list[str]:
+    """The sampled values, the trial's folder (`trial-<number>`, also its W&B run name), and the
+    trial's side of the study as a config node of its own: train.py instantiates it with the other
+    callbacks and knows nothing of Optuna."""
     overrides = fixed + [f"{key}={override_value(value)}" for key, value in trial.params.items()]
     return (
         overrides
         + _resume_retried(study, trial)
         + [
+            f"hydra.sweep.subdir=trial-{trial.number}",
             f"+{PRUNING}._target_=domaintune.sweep.pruning.OptunaPruning",
             f"+{PRUNING}.study={study.study_name}",
             f"+{PRUNING}.storage='{url}'",
             f"+{PRUNING}.trial_id={trial._trial_id}",
             f"+{PRUNING}.monitor=${{optimized_metric}}",
             f"+{PRUNING}.run_dir=${{paths.run_dir}}",
+            f"+{PRUNING}.heartbeat_interval={settings.heartbeat_interval if has_heartbeat(study) else 'null'}",
         ]
     )
 
@@ -70,16 +87,31 @@ def _resume_retried(study: optuna.Study, trial: optuna.Trial) -> list[str]:
     return [f"resume={override_value(folder)}"]
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, result: JobReturn) -> None:
+def _values(study: optuna.Study, result: JobReturn, objectives: list[str] | None) -> list[float] | float | None:
+    """The trial's value: the run's return value (its best validation value), or with several
+    objectives each one read from the run's metrics.json (also in its W&B summary)."""
+    if not objectives or len(objectives) == 1:
+        return result.return_value
+    from domaintune.outputs import read_run
+
+    _, metrics = read_run(Path(result.hydra_cfg.hydra.runtime.output_dir))
+    return [objective(metrics, name) for name in objectives]
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, result: JobReturn, objectives: list[str] | None) -> None:
+    if study._storage.get_trial(trial._trial_id).state.is_finished():
+        log.warning(
+            "trial %d was failed by another worker while it ran (no heartbeat); its result is dropped", trial.number
+        )
+        return
     trial.set_user_attr("run_dir", str(result.hydra_cfg.hydra.runtime.output_dir) if result.hydra_cfg else "")
     if result.status == JobStatus.COMPLETED:
-        value = result.return_value
-        if value is not None and math.isfinite(value):
+        value = _values(study, result, objectives)
+        values = value if isinstance(value, list) else [value]
+        if all(v is not None and math.isfinite(v) for v in values):
             study.tell(trial, value)
             return
-        error: BaseException = FloatingPointError(
-            f"the run returned {value!r}, not a finite {study.direction.name.lower()} target"
-        )
+        error: BaseException = FloatingPointError(f"the run returned {value!r}, not finite objective values")
     else:
         error = result._return_value  # JobReturn.return_value would re-raise it
     if isinstance(error, optuna.TrialPruned):
@@ -106,22 +138,30 @@ def _check_failure_rate(trials: list, max_rate: float) -> None:
 
 
 @contextmanager
-def _heartbeat(study: optuna.Study, trial: optuna.Trial):
-    """While the trial runs, beat every `heartbeat_interval` seconds (database storages only)."""
-    storage = study._storage  # noqa: SLF001 - Optuna's own optimize() beats the same way
-    interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
-    if not interval:
+def _beating_for(study: optuna.Study, trials: list[optuna.Trial], interval: int):
+    """Beat for the launched trials until the launcher returns (see study.Heartbeat)."""
+    if not has_heartbeat(study):
         yield
         return
+    beats = [Heartbeat(study._storage, trial._trial_id, interval) for trial in trials]
+    try:
+        yield
+    finally:
+        for beat in beats:
+            beat.stop()
+
+
+@contextmanager
+def _watching(study: optuna.Study, retry: RetryDeadTrial, interval: float):
+    """While this worker runs or waits, fail and retry trials whose process died, every `interval` s."""
     stop = threading.Event()
 
-    def beat():
-        while True:
-            storage.record_heartbeat(trial._trial_id)
-            if stop.wait(interval):
-                return
+    def watch():
+        while not stop.wait(interval):
+            for number in requeue_dead_trials(study, retry):
+                log.warning("trial %d's process died: marked FAIL, its parameters queued again", number)
 
-    thread = threading.Thread(target=beat, daemon=True)
+    thread = threading.Thread(target=watch, daemon=True, name="stale-trials")
     thread.start()
     try:
         yield
@@ -130,16 +170,89 @@ def _heartbeat(study: optuna.Study, trial: optuna.Trial):
         thread.join()
 
 
-def _start_workers(count: int, seed: int | None) -> list[subprocess.Popen]:
-    """`n_jobs` in one command: the same command, as single workers on the same study, each with
-    its own sampler seed (one seed would make their random start-up trials identical)."""
-    seeds = [[f"hydra.sweeper.sampler.seed={seed + i + 1}"] if seed is not None else [] for i in range(count)]
-    return [subprocess.Popen([sys.executable, *sys.argv, "hydra.sweeper.n_jobs=1", *extra]) for extra in seeds]
+def _start_workers(count: int) -> list[subprocess.Popen]:
+    """`n_jobs` under the in-process launcher: the same command, as single workers on the same study
+    (each trial seeds its own sampler, so they never propose the same parameters)."""
+    return [subprocess.Popen([sys.executable, *sys.argv, "hydra.sweeper.n_jobs=1"]) for _ in range(count)]
+
+
+def _in_process(launcher) -> bool:
+    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+    return isinstance(launcher, BasicLauncher)
+
+
+def _search_space_extender(path: str | None):
+    """hydra-optuna-sweeper's `custom_search_space`: `module.function(cfg, trial)` that suggests
+    more parameters (they become overrides like the others)."""
+    if not path:
+        return None
+    from hydra.utils import get_method
+
+    try:
+        return get_method(path)
+    except Exception:
+        raise UserError(f"hydra.sweeper.custom_search_space '{path}' is not a function that can be imported") from None
+
+
+def _launch(launcher, study, batch, url, fixed, settings, retry, objectives) -> None:
+    """Run one batch of trials through the launcher and tell each outcome. A launcher that raises
+    instead of returning lost a job's process or node (submitit, joblib): the batch's runs that
+    finished are told from their metrics.json, the others are failed and retried."""
+    jobs = [_trial_overrides(study, trial, url, fixed, settings) for trial in batch]
+    with _beating_for(study, batch, settings.heartbeat_interval):
+        try:
+            results = launcher.launch(jobs, initial_job_idx=batch[0].number)
+        except Exception as error:  # a launcher reports a dead job by raising
+            first = (str(error).strip().splitlines() or [""])[0]
+            reason = f"its job died ({type(error).__name__}: {first})"[:1000]
+            for trial in batch:
+                if not _tell_from_folder(study, trial, objectives) and fail_and_retry(
+                    study, trial._trial_id, reason, retry
+                ):
+                    log.warning("trial %d: %s; its parameters are queued again", trial.number, reason)
+            return
+    for trial, result in zip(batch, results):
+        _tell(study, trial, result, objectives)
+
+
+def _tell_from_folder(study: optuna.Study, trial: optuna.Trial, objectives: list[str] | None) -> bool:
+    """A trial whose run finished (metrics.json in its folder) although its launcher lost the batch."""
+    from domaintune.outputs import read_run
+
+    stored = study._storage.get_trial(trial._trial_id)
+    if stored.state.is_finished():  # another worker failed it meanwhile
+        return True
+    folder = Path(stored.user_attrs.get("run_dir") or "/nonexistent")
+    if not (folder / "metrics.json").is_file():
+        return False
+    _, metrics = read_run(folder)
+    values = [objective(metrics, name) for name in objectives] if objectives else metrics["best"]["value"]
+    study.tell(trial, values)
+    return True
+
+
+def _wait_for_others(study: optuna.Study, since: float, timeout: int) -> None:
+    """The last trials run in other workers. With heartbeats, a dead one is noticed and retried;
+    a journal storage has none, so waiting ends after `timeout` seconds with one line."""
+    if has_heartbeat(study) or time.time() - since < timeout:
+        time.sleep(2)
+        return
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    held = ", ".join(
+        f"{t.number} ({t.user_attrs.get('heartbeat_from') or t.user_attrs.get('worker', '?')})" for t in running
+    )
+    raise UserError(
+        f"waited {timeout} s (hydra.sweeper.wait_timeout) for trial(s) {held} of other workers; this storage has no "
+        "heartbeats to tell a dead worker from a slow one: run the sweep again when they are done, or use a database "
+        "storage"
+    )
 
 
 def run_sweep(cfg: DictConfig, launcher, settings: DomaintuneSweeperConf, arguments: list[str]) -> None:
     space, fixed = parse(settings.params, arguments)
-    if not space:
+    extend = _search_space_extender(settings.custom_search_space)
+    if not space and extend is None:
         raise UserError(
             "sweep=optuna has no parameter to search; set hydra.sweeper.params or pass e.g. 'module.lr=tag(log, "
             "interval(1e-5, 1e-3))'"
@@ -147,36 +260,54 @@ def run_sweep(cfg: DictConfig, launcher, settings: DomaintuneSweeperConf, argume
     name = settings.study_name or cfg.task_name
     folder = Path(str(cfg.hydra.sweep.dir))  # where the trial folders go: <output_dir>/sweeps/<study> by default
     url = storage_url(settings.storage, folder)
-    study = open_study(name, url, cfg.mode, settings.sampler, settings.pruner, space, settings.heartbeat_interval)
+    objectives = settings.objectives if settings.objectives and len(settings.objectives) > 1 else None
+    wanted = directions(settings.direction, settings.objectives, cfg.mode)
+    if objectives:
+        log.info(
+            "%d objectives (%s): pruning is off, Optuna prunes single-objective studies only",
+            len(objectives),
+            ", ".join(objectives),
+        )
+    retry = RetryDeadTrial(settings.max_retry)
+    beat = {"heartbeat_interval": settings.heartbeat_interval, "grace_period": settings.grace_period, "retry": retry}
+    study = open_study(name, url, wanted, settings.sampler, settings.pruner, space, beat)
     if not study.trials and any(folder.glob("trial-*/metrics.json")):
         raise UserError(f"{folder} holds trials of another study; set hydra.sweeper.study_name to a new name")
-    for number in requeue_dead_trials(study):
+    for number in requeue_dead_trials(study, retry):
         log.warning(
             "trial %d was left running by a worker that died: marked FAIL, its parameters queued again", number
         )
-    workers = _start_workers(settings.n_jobs - 1, settings.sampler.get("seed"))
-    n_trials = settings.n_trials
+    in_process = _in_process(launcher)
+    workers = _start_workers(settings.n_jobs - 1) if in_process else []
+    batch_size = 1 if in_process else settings.n_jobs
+    n_trials, waiting_since = settings.n_trials, None
     try:
-        while True:
-            trials = study.get_trials(deepcopy=False)
-            finished = sum(t.state in FINISHED for t in trials)
-            if finished >= n_trials:
-                break
-            _check_failure_rate(trials, settings.max_failure_rate)
-            if finished + sum(t.state == TrialState.RUNNING for t in trials) >= n_trials:
-                time.sleep(2)  # the last trials run elsewhere; wait in case one fails and is queued again
-                requeue_dead_trials(study)
-                continue
-            trial = study.ask(space)
-            trial.set_user_attr("worker", WORKER)
-            with _heartbeat(study, trial):
-                (result,) = launcher.launch([_trial_overrides(study, trial, url, fixed)], initial_job_idx=trial.number)
-            _tell(study, trial, result)
-            report.write(study, folder, cfg, fixed)
+        with _watching(study, retry, settings.heartbeat_interval or 10):
+            while True:
+                trials = study.get_trials(deepcopy=False)
+                finished = sum(t.state in FINISHED for t in trials)
+                if finished >= n_trials:
+                    break
+                _check_failure_rate(trials, settings.max_failure_rate)
+                free = n_trials - finished - sum(t.state == TrialState.RUNNING for t in trials)
+                if free <= 0:  # the last trials run elsewhere; wait in case one fails and is queued again
+                    waiting_since = waiting_since or time.time()
+                    _wait_for_others(study, waiting_since, settings.wait_timeout)
+                    continue
+                waiting_since = None
+                batch = []
+                for _ in range(min(batch_size, free)):
+                    trial = study.ask(space)
+                    if extend is not None:
+                        extend(cfg, trial)
+                    trial.set_user_attr("worker", WORKER)
+                    batch.append(trial)
+                _launch(launcher, study, batch, url, fixed, settings, retry, objectives)
+                report.write(study, folder, cfg, fixed, objectives)
     finally:
         failed_workers = [w.args for w in workers if w.wait() != 0]
     if failed_workers:
         log.warning("%d worker(s) ended with an error; their trials are in the study", len(failed_workers))
-    tested = report.test_best(study, folder)
-    report.write(study, folder, cfg, fixed, plots=True, tested=tested)
-    print(report.summary(study, folder, fixed, cfg.optimized_metric, tested), flush=True)
+    tested = None if objectives else report.test_best(study, folder)
+    report.write(study, folder, cfg, fixed, objectives, plots=True, tested=tested)
+    print(report.summary(study, folder, fixed, cfg.optimized_metric, tested, objectives), flush=True)

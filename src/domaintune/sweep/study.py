@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -13,22 +14,15 @@ from optuna.trial import TrialState
 
 from domaintune.errors import UserError
 
-SAMPLERS = {
-    "tpe": optuna.samplers.TPESampler,
-    "random": optuna.samplers.RandomSampler,
-    "grid": optuna.samplers.GridSampler,
-    "cmaes": optuna.samplers.CmaEsSampler,
-    "qmc": optuna.samplers.QMCSampler,
-}
-PRUNERS = {
-    "median": optuna.pruners.MedianPruner,
-    "hyperband": optuna.pruners.HyperbandPruner,
-    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-    "threshold": optuna.pruners.ThresholdPruner,
-    "none": optuna.pruners.NopPruner,
-}
 JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_id() -> str:
+    """host:pid of this process: how a sweep tells which worker or job holds a trial."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+WORKER = worker_id()
 
 
 def storage_url(storage: str | None, folder: Path) -> str:
@@ -41,11 +35,18 @@ def storage_url(storage: str | None, folder: Path) -> str:
     return storage
 
 
-def open_storage(url: str, heartbeat_interval: int | None = None) -> optuna.storages.BaseStorage:
-    """The study's storage. On a database, workers record a heartbeat while they run a trial, so a
-    trial of a worker that died on any machine is failed after two missed beats and tried again."""
+def open_storage(
+    url: str, heartbeat_interval: int | None = None, grace_period: int | None = None, retry=None
+) -> optuna.storages.BaseStorage:
+    """The study's storage. On a database, a trial's own process records a heartbeat while it runs
+    (see Heartbeat), so a trial whose process or machine died is failed after `grace_period`
+    (default two beats) and handed to `retry`. Journal files have no heartbeats."""
     beat = (
-        {"heartbeat_interval": heartbeat_interval, "heartbeat_stale_trial_callback": _retry_stale_trial}
+        {
+            "heartbeat_interval": heartbeat_interval,
+            "grace_period": grace_period,
+            "heartbeat_stale_trial_callback": retry,
+        }
         if heartbeat_interval
         else {}
     )
@@ -59,6 +60,77 @@ def open_storage(url: str, heartbeat_interval: int | None = None) -> optuna.stor
         # several workers on one SQLite file wait for the lock instead of failing at once
         return _rdb_storage(url, engine_kwargs={"connect_args": {"timeout": 60}}, **beat)
     return _rdb_storage(url, **beat)
+
+
+def has_heartbeat(study: optuna.Study) -> bool:
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    return is_heartbeat_enabled(study._storage)
+
+
+class Heartbeat:
+    """A trial's heartbeat from a daemon thread, every `interval` seconds, until `done()` says so or
+    `stop()` is called. Two processes beat for a trial: its job, from its own process, until the
+    trial is finished; and the sweeper that launched it, until the launcher returns (a job may wait
+    in a cluster queue, and a finished job's process is gone before the sweeper records its result).
+    While the sweeper lives, a job that dies is reported by its launcher; when both are gone (the
+    machine or node died), the beats stop and any other worker fails the trial and retries it."""
+
+    def __init__(self, storage, trial_id: int, interval: float, done=lambda: False):
+        self._stop = threading.Event()
+
+        def beat():
+            while not self._stop.is_set() and not done():
+                storage.record_heartbeat(trial_id)
+                self._stop.wait(interval)
+
+        threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial_id}").start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class RetryDeadTrial:
+    """Queue a dead trial's parameters again, at most `max_retry` times per original trial, with
+    Optuna's retry bookkeeping (`RetryHeartbeatStaleTrialCallback.retried_trial_number` and
+    `retry_history` read it). Used by Optuna for heartbeat-stale trials and by the sweeper for a
+    trial whose worker or launcher job died. A trial out of retries stays FAIL and counts toward
+    `max_failure_rate`, so a trial that kills its worker every time (out of memory) cannot loop."""
+
+    def __init__(self, max_retry: int | None):
+        self.max_retry = max_retry
+
+    def __call__(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        reason: str = "its process stopped sending heartbeats",
+    ) -> None:
+        history = [*trial.system_attrs.get("retry_history", []), trial.number]
+        if self.max_retry is not None and len(history) > self.max_retry:
+            return
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                params=trial.params,
+                distributions=trial.distributions,
+                user_attrs={"retry_of": trial.number, "retry_reason": reason},
+                system_attrs={"failed_trial": history[0], "retry_history": history},
+            )
+        )
+
+
+def fail_and_retry(study: optuna.Study, trial_id: int, reason: str, retry: RetryDeadTrial) -> bool:
+    """Fail a RUNNING trial with `reason` and retry it; False when another worker got there first."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    retry(study, storage.get_trial(trial_id), reason)
+    return True
 
 
 def _rdb_storage(url: str, **kwargs) -> optuna.storages.RDBStorage:
@@ -81,61 +153,184 @@ def _rdb_storage(url: str, **kwargs) -> optuna.storages.RDBStorage:
             ) from None
 
 
-def _build(kind: str, table: dict, spec: dict[str, Any], **extra):
-    """`{name: median, n_startup_trials: 4}` -> MedianPruner(n_startup_trials=4). Keywords the chosen
-    class does not take are dropped, so `pruner.name=hyperband` works with the median defaults in place."""
+def _sweeper_class(kind: str, spec: dict) -> type:
+    """The class a `hydra.sweeper.sampler`/`pruner` node names with `_target_` (a config of
+    `hydra/sweeper/<kind>/` or the user's own, as in hydra-optuna-sweeper)."""
+    from hydra.utils import get_class
+
+    choose = f"choose one with hydra/sweeper/{kind}=<{'|'.join(_group_options(kind))}>"
+    if "name" in spec:
+        raise UserError(f"hydra.sweeper.{kind}.name is not a setting; {choose} or set hydra.sweeper.{kind}._target_")
+    target = spec.get("_target_")
+    if not target:
+        raise UserError(f"hydra.sweeper.{kind} has no _target_; {choose}")
+    try:
+        return get_class(target)
+    except Exception:
+        raise UserError(
+            f"hydra.sweeper.{kind}._target_ '{target}' is not a class that can be imported; {choose}"
+        ) from None
+
+
+def _group_options(kind: str) -> list[str]:
+    from domaintune.config import group_options
+
+    return sorted(group_options(f"hydra/sweeper/{kind}") or [])
+
+
+def _build(kind: str, spec: dict[str, Any], **given):
+    """`{_target_: optuna.pruners.MedianPruner, n_startup_trials: 4}` -> MedianPruner(n_startup_trials=4).
+    A keyword the class does not take (a typo such as `n_startup_trial`) is one line naming the
+    closest keyword and all the valid ones, never dropped in silence."""
+    import difflib
     import inspect
 
     spec = dict(spec or {})
-    name = spec.pop("name", None)
-    if name not in table:
-        raise UserError(f"hydra.sweeper.{kind}.name '{name}' is unknown; use one of {', '.join(table)}")
-    accepted = inspect.signature(table[name]).parameters
-    spec = {k: v for k, v in spec.items() if k in accepted}
+    cls = _sweeper_class(kind, spec)
+    spec.pop("_target_")
+    parameters = inspect.signature(cls).parameters
+    if not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+        valid = [name for name in parameters if name not in given]
+        for key in spec:
+            if key not in valid:
+                near = difflib.get_close_matches(key, valid, n=1)
+                hint = f"did you mean '{near[0]}'? " if near else ""
+                raise UserError(
+                    f"hydra.sweeper.{kind}.{key}: {cls.__name__} takes no such keyword; {hint}"
+                    f"valid: {', '.join(valid) or 'none'}"
+                )
     try:
-        return table[name](**spec, **extra)
-    except TypeError as exc:
-        raise UserError(f"hydra.sweeper.{kind} ({name}): {exc}") from None
+        return cls(**spec, **given)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"hydra.sweeper.{kind} ({cls.__name__}): {exc}") from None
 
 
 def build_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
-    return _build("pruner", PRUNERS, spec)
+    return _build("pruner", spec)
+
+
+def _grid(space: dict) -> dict[str, list]:
+    grid = {}
+    for key, dist in space.items():
+        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            grid[key] = list(dist.choices)
+        elif getattr(dist, "step", None) and not getattr(dist, "log", False):
+            n = round((dist.high - dist.low) / dist.step)
+            grid[key] = [dist.low + i * dist.step for i in range(n + 1)]
+        else:
+            raise UserError(f"sampler grid needs choice() or range() for '{key}', not a continuous interval")
+    return grid
 
 
 def build_sampler(spec: dict[str, Any], space: dict) -> optuna.samplers.BaseSampler:
-    if (spec or {}).get("name") == "grid":
-        grid = {}
-        for key, dist in space.items():
-            if isinstance(dist, optuna.distributions.CategoricalDistribution):
-                grid[key] = list(dist.choices)
-            elif getattr(dist, "step", None) and not getattr(dist, "log", False):
-                n = round((dist.high - dist.low) / dist.step)
-                grid[key] = [dist.low + i * dist.step for i in range(n + 1)]
-            else:
-                raise UserError(f"sampler grid needs choice() or range() for '{key}', not a continuous interval")
-        return _build("sampler", SAMPLERS, {k: v for k, v in spec.items() if k != "search_space"}, search_space=grid)
-    return _build("sampler", SAMPLERS, spec)
+    """The sampler, seeded per trial (see SeededPerTrial), unless it takes no seed or numbers its
+    points through the study itself (QMC)."""
+    import inspect
+
+    spec = dict(spec or {})
+    cls = _sweeper_class("sampler", spec)
+    given = {"search_space": _grid(space)} if cls is optuna.samplers.GridSampler else {}
+    if cls is optuna.samplers.QMCSampler or "seed" not in inspect.signature(cls).parameters:
+        return _build("sampler", spec, **given)
+    return SeededPerTrial(lambda seed: _build("sampler", {**spec, "seed": seed}, **given), spec)
+
+
+class SeededPerTrial(optuna.samplers.BaseSampler):
+    """Workers on one study must never propose the same parameters. One seed for every worker
+    made two shells running the same command propose identical trials (0/1, 2/3, ...); a seed per
+    process would make a sweep unrepeatable. So the sampler is built again for every trial, seeded
+    from (the study's seed, the trial number): trial numbers are handed out by the storage, unique
+    across every worker on every machine, and a one-process sweep proposes the same trials on every
+    run. Optuna's samplers keep what they learn in the study, so nothing is lost by rebuilding one."""
+
+    def __init__(self, build, spec: dict):
+        self._build, self._seed = build, spec.get("seed")
+        self._sampler = build(self._seed)
+
+    def _trial_seed(self, number: int) -> int | None:
+        if self._seed is None:
+            return None  # unseeded: every process draws its own entropy anyway
+        import numpy as np
+
+        return int(np.random.SeedSequence([int(self._seed), number]).generate_state(1)[0])
+
+    def before_trial(self, study, trial) -> None:
+        self._sampler = self._build(self._trial_seed(trial.number))
+        self._sampler.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._sampler.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._sampler.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._sampler.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._sampler.reseed_rng()
+
+
+def directions(direction, objectives: list[str] | None, mode: str) -> list[str]:
+    """One direction per objective. Single-objective: `mode` decides, and a `direction` (as
+    hydra-optuna-sweeper configs give it) must agree with it, since checkpointing and early stopping
+    follow `mode`. Several objectives: `direction` lists one per objective."""
+    follows = "maximize" if mode == "max" else "minimize"
+    given = list(direction) if isinstance(direction, list | tuple) else [direction] if direction else []
+    if any(d not in ("maximize", "minimize") for d in given):
+        raise UserError(f"hydra.sweeper.direction {direction}: use maximize or minimize (a list: one per objective)")
+    if len(objectives or []) > 1:
+        if len(given) != len(objectives):
+            raise UserError(
+                f"hydra.sweeper.objectives has {len(objectives)} metrics; give hydra.sweeper.direction as a list of "
+                f"{len(objectives)} (maximize or minimize), e.g. direction=[{follows},minimize]"
+            )
+        return given
+    if len(given) > 1:
+        raise UserError(
+            f"hydra.sweeper.direction lists {len(given)} directions; name the metrics too with "
+            "hydra.sweeper.objectives=[<metric>,...] (one per direction)"
+        )
+    if given and given[0] != follows:
+        raise UserError(
+            f"hydra.sweeper.direction={given[0]} disagrees with mode={mode} (checkpoints and early stopping follow "
+            f"mode); set mode={'max' if given[0] == 'maximize' else 'min'} or drop direction"
+        )
+    return [follows]
 
 
 def open_study(
     name: str,
     url: str,
-    direction: str,
+    directions: list[str],
     sampler_spec: dict,
     pruner_spec: dict,
     space: dict,
-    heartbeat_interval: int | None = None,
+    heartbeat: dict | None = None,
 ) -> optuna.Study:
-    """Create the study or continue it: the same command run again resumes the same study."""
-    study = optuna.create_study(
-        study_name=name,
-        storage=open_storage(url, heartbeat_interval),
-        direction="maximize" if direction == "max" else "minimize",
-        sampler=build_sampler(sampler_spec, space),
-        pruner=build_pruner(pruner_spec),
-        load_if_exists=True,
-    )
-    study.set_user_attr("pruner", dict(pruner_spec or {}))  # trials rebuild the pruner from storage
+    """Create the study or continue it: the same command run again resumes the same study.
+    `heartbeat`: interval, grace period and retries of database storages (see open_storage)."""
+    storage = open_storage(url, **(heartbeat or {}))
+    try:
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            directions=directions,
+            sampler=build_sampler(sampler_spec, space),
+            pruner=build_pruner(pruner_spec) if len(directions) == 1 else optuna.pruners.NopPruner(),
+            load_if_exists=True,
+        )
+    except ValueError as exc:  # e.g. an existing study of this name has other directions
+        raise UserError(f"study '{name}': {exc}".splitlines()[0]) from None
+    if study.directions != [optuna.study.StudyDirection[d.upper()] for d in directions]:
+        raise UserError(
+            f"study '{name}' in {url} was made with directions {[d.name.lower() for d in study.directions]}; "
+            "set hydra.sweeper.study_name to a new name"
+        )
+    study.set_user_attr("pruner", dict(pruner_spec or {}) if len(directions) == 1 else {})
     return study
 
 
@@ -152,29 +347,19 @@ def _alive(worker: str) -> bool:
     return True
 
 
-def _retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """Optuna failed a trial whose worker stopped beating (on any machine): try its params again."""
-    study.enqueue_trial(
-        trial.params, user_attrs={"retry_of": trial.number, "retry_reason": "its worker stopped sending heartbeats"}
-    )
-
-
-def requeue_dead_trials(study: optuna.Study) -> list[int]:
-    """Trials left RUNNING by a dead worker: marked FAIL and their params queued again. A worker of
-    this machine is checked by its pid at once; any worker by its heartbeat on a database storage."""
+def requeue_dead_trials(study: optuna.Study, retry: RetryDeadTrial) -> list[int]:
+    """Trials left RUNNING by a dead worker: failed and retried. A worker of this machine is checked
+    by its pid; any trial by its heartbeat on a database storage."""
 
     def retried() -> set[int]:
         return {t.user_attrs["retry_of"] for t in study.get_trials(deepcopy=False) if "retry_of" in t.user_attrs}
 
     before = retried()
-    optuna.storages.fail_stale_trials(study)  # calls _retry_stale_trial for each
+    optuna.storages.fail_stale_trials(study)  # hands each to `retry`, the storage's stale-trial callback
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get("worker", "")
+        worker = trial.user_attrs.get("worker", "")  # the sweeper that tells the trial's outcome
         if worker and not _alive(worker):
-            attached = attach_trial(study, trial._trial_id)
-            attached.set_user_attr("fail_reason", f"worker {worker} died while running it")
-            study.tell(trial.number, state=TrialState.FAIL)
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            fail_and_retry(study, trial._trial_id, f"worker {worker} died while running it", retry)
     return sorted(retried() - before)
 
 
@@ -187,5 +372,5 @@ def trial_in_job(study_name: str, url: str, trial_id: int) -> optuna.Trial:
     """Inside a trial's job (any launcher, any process): the trial, with the study's pruner."""
     storage = open_storage(url)
     attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(study_name))
-    pruner = build_pruner(attrs.get("pruner") or {"name": "none"})
+    pruner = build_pruner(attrs.get("pruner") or {"_target_": "optuna.pruners.NopPruner"})
     return attach_trial(optuna.load_study(study_name=study_name, storage=storage, pruner=pruner), trial_id)

@@ -1,13 +1,11 @@
-"""Hydra Sweeper on current Optuna: ask a trial, launch it through any Hydra launcher, tell the outcome."""
+"""Hydra Sweeper on current Optuna: ask trials, launch them through any Hydra launcher, tell the outcome."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from domaintune.errors import UserError, exit_with
 from hydra_plugins.domaintune_sweeper.config import DomaintuneSweeperConf
@@ -26,33 +24,14 @@ def flatten(params: dict, prefix: str = "") -> dict[str, str]:
 
 
 class DomaintuneOptunaSweeper(Sweeper):
-    def __init__(
-        self,
-        study_name: str | None,
-        storage: str | None,
-        n_trials: int,
-        n_jobs: int,
-        max_failure_rate: float,
-        heartbeat_interval: int,
-        sampler: dict[str, Any],
-        pruner: dict[str, Any],
-        params: dict | None,
-    ):
-        def plain(node) -> dict:
-            return OmegaConf.to_container(node) if isinstance(node, DictConfig) else dict(node or {})
+    def __init__(self, **settings):
+        def plain(node):
+            return OmegaConf.to_container(node) if isinstance(node, DictConfig | ListConfig) else node
 
         # the typed config travels whole to the sweep loop; only the search space is normalized
-        self.settings = DomaintuneSweeperConf(
-            study_name=study_name,
-            storage=storage,
-            n_trials=n_trials,
-            n_jobs=n_jobs,
-            max_failure_rate=max_failure_rate,
-            heartbeat_interval=heartbeat_interval,
-            sampler=plain(sampler),
-            pruner=plain(pruner),
-            params=flatten(plain(params)),
-        )
+        settings = {key: plain(value) for key, value in settings.items()}
+        settings["params"] = flatten(settings.get("params") or {})
+        self.settings = DomaintuneSweeperConf(**settings)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config

@@ -1,0 +1,311 @@
+"""Sweeps beyond one process: distinct workers, parallel batches, trial-side heartbeats and
+limited retries, cluster launchers (submitit_local), strict sampler keywords,
+hydra-optuna-sweeper configs, several objectives."""
+
+import csv
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.distributions import FloatDistribution, IntDistribution
+
+from conftest import BIN, ROOT, domaintune
+from test_sweep import TINY, sweep, trials
+
+HELPERS = {"PYTHONPATH": str(ROOT / "tests" / "helpers")}  # killer.KillAtEpoch
+SPACE = {"module.lr": FloatDistribution(1e-5, 1e-3, log=True), "trainer.max_epochs": IntDistribution(1, 2)}
+
+
+def proposals(rows: list[dict]) -> list[tuple]:
+    """The parameter sets the sampler proposed (a retry repeats its trial's on purpose)."""
+    keys = sorted(k for k in rows[0] if k.startswith("params."))
+    return [tuple(r[k] for k in keys) for r in rows if "retry of" not in r["note"]]
+
+
+def test_two_sweep_processes_started_together_on_one_study_never_repeat_parameters(tmp_path):
+    command = [str(BIN / "domaintune"), "train", "-m", "sweep=optuna", *TINY, "hydra.sweeper.n_trials=6"]
+    env = {**os.environ, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
+    shells = [
+        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for shell in shells:
+        assert shell.wait(timeout=600) == 0, shell.stderr.read()[-3000:]
+    rows = trials(tmp_path)
+    assert sum(r["state"] in ("complete", "pruned") for r in rows) >= 6
+    assert len({r["worker"] for r in rows}) == 2  # both shells took trials
+    found = proposals(rows)
+    assert len(set(found)) == len(found), found  # before: trials 0/1, 2/3 and 4/5 were identical
+
+
+def test_a_one_process_sweep_proposes_the_same_trials_on_every_run():
+    from domaintune.sweep.study import build_sampler
+
+    def run(seed: int) -> list[dict]:
+        sampler = build_sampler({"_target_": "optuna.samplers.TPESampler", "seed": seed, "n_startup_trials": 3}, SPACE)
+        study = optuna.create_study(sampler=sampler, direction="maximize")
+        for _ in range(6):
+            trial = study.ask(SPACE)
+            study.tell(trial, -abs(trial.params["module.lr"] - 3e-4))
+        return [t.params for t in study.trials]
+
+    first = run(0)
+    assert run(0) == first  # the study's seed makes the sweep repeatable
+    assert run(1) != first
+    assert len({tuple(p.values()) for p in first}) == 6
+
+
+def test_a_typo_in_a_sampler_keyword_is_one_line_with_exit_code_2(tmp_path):
+    result = sweep(tmp_path, "+hydra.sweeper.sampler.n_startup_trial=3")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert (
+        "hydra.sweeper.sampler.n_startup_trial: TPESampler takes no such keyword; did you mean 'n_startup_trials'?"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "sweeps" / "support" / "trial-0").exists()  # refused before any trial ran
+
+
+def test_samplers_and_pruners_are_chosen_by_group_or_by_target(tmp_path):
+    result = sweep(
+        tmp_path,
+        "hydra.sweeper.n_trials=2",
+        "hydra/sweeper/pruner=none",
+        "hydra.sweeper.sampler._target_=optuna.samplers.RandomSampler",
+        "~hydra.sweeper.sampler.n_startup_trials",
+        "~hydra.sweeper.sampler.multivariate",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="support", storage=f"sqlite:///{tmp_path}/sweeps/support/study.db")
+    assert len(study.trials) == 2 and study.user_attrs["pruner"]["_target_"] == "optuna.pruners.NopPruner"
+
+
+# lightning-hydra-template's configs/hparams_search/mnist_optuna.yaml, with our task's keys
+HPARAMS_SEARCH = """\
+# @package _global_
+
+# example hyperparameter optimization of some experiment with Optuna:
+# python train.py -m hparams_search=mnist_optuna experiment=example
+
+defaults:
+  - override /hydra/sweeper: optuna
+
+# choose metric which will be optimized by Optuna
+# make sure this is the correct name of some metric logged in lightning module!
+optimized_metric: "val/acc"
+
+# here we define Optuna hyperparameter search
+# it optimizes for value returned from function with @hydra.main decorator
+# docs: https://hydra.cc/docs/next/plugins/optuna_sweeper
+hydra:
+  mode: "MULTIRUN" # set hydra to multirun by default if this config is attached
+
+  sweeper:
+    _target_: hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper
+
+    # storage URL to persist optimization results
+    # for example, you can use SQLite if you set 'sqlite:///example.db'
+    storage: null
+
+    # name of the study to persist optimization results
+    study_name: null
+
+    # number of parallel workers
+    n_jobs: 1
+
+    # 'minimize' or 'maximize' the objective
+    direction: maximize
+
+    # total number of runs that will be executed
+    n_trials: 3
+
+    # choose Optuna hyperparameter sampler
+    # you can choose bayesian sampler (tpe), random search (without optimization), grid sampler, and others
+    # docs: https://optuna.readthedocs.io/en/stable/reference/samplers.html
+    sampler:
+      _target_: optuna.samplers.TPESampler
+      seed: 1234
+      n_startup_trials: 10 # number of random sampling runs before optimization starts
+
+    # define hyperparameter search space
+    params:
+      module.lr: interval(0.0001, 0.1)
+      data.batch_size: choice(8, 16)
+      module.dropout: choice(0.0, 0.1)
+"""
+
+
+def test_a_hydra_optuna_sweeper_hparams_search_config_runs_unchanged(tmp_path):
+    config_dir = tmp_path / "configs"
+    (config_dir / "hparams_search").mkdir(parents=True)
+    (config_dir / "hparams_search" / "support_optuna.yaml").write_text(HPARAMS_SEARCH)
+    result = domaintune(
+        "train",
+        "--config-dir",
+        str(config_dir),
+        "hparams_search=support_optuna",
+        "hydra/sweeper=domaintune_optuna",
+        "hydra.sweeper.custom_search_space=extend_space.head_lr_from_lr",
+        "model=tiny",
+        "logger=csv",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        env={**HELPERS, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "outputs")},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (folder,) = (tmp_path / "outputs" / "multiruns").glob("*/*")  # hydra.sweep.dir of the default config
+    with open(folder / "trials.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["state"] for r in rows] == ["complete"] * 3
+    assert {"params.module.lr", "params.data.batch_size", "params.module.dropout"} <= set(rows[0])
+    assert all(0.0001 <= float(r["params.module.lr"]) <= 0.1 for r in rows)
+    for row in rows:  # custom_search_space suggested the head's rate from the encoder's
+        assert 5 <= float(row["params.module.head_lr"]) / float(row["params.module.lr"]) <= 20
+        config = yaml.safe_load((Path(row["run_dir"]) / "config.yaml").read_text())
+        assert config["module"]["head_lr"] == pytest.approx(float(row["params.module.head_lr"]))
+    assert "sweep 'support'" in result.stdout  # study_name null: the task's name
+
+    wrong = domaintune(
+        "train",
+        "--config-dir",
+        str(config_dir),
+        "hparams_search=support_optuna",
+        "hydra/sweeper=domaintune_optuna",
+        "model=tiny",
+        "mode=min",
+        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "wrong")},
+    )
+    assert wrong.returncode == 2 and "hydra.sweeper.direction=maximize disagrees with mode=min" in wrong.stderr
+
+
+def test_a_two_objective_sweep_writes_the_pareto_front_and_one_experiment_per_pareto_trial(tmp_path):
+    result = sweep(
+        tmp_path,
+        "logger=wandb",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.objectives=[val/acc,model/trainable_params]",
+        "hydra.sweeper.direction=[maximize,minimize]",
+        "hydra.sweeper.params.peft.r=choice(2,8)",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Pareto front of val/acc, model/trainable_params on validation" in result.stdout
+    folder = tmp_path / "sweeps" / "support"
+    rows = trials(tmp_path)
+    assert all(r["state"] == "complete" for r in rows) and len(rows) == 4
+    assert "value.val/acc" in rows[0] and "value.model/trainable_params" in rows[0] and "value" not in rows[0]
+    study = optuna.load_study(study_name="support", storage=f"sqlite:///{folder}/study.db")
+    front = sorted(t.number for t in study.best_trials)
+    assert sorted(int(p.stem.split("-")[1]) for p in (folder / "experiment").glob("pareto-*.yaml")) == front
+    assert (folder / "plots" / "pareto_front.png").stat().st_size > 0 and (
+        folder / "plots" / "pareto_front.html"
+    ).exists()
+    assert not (folder / "best.yaml").exists() and not (folder / "best_test.json").exists()  # no single best to test
+    for row in rows:  # each objective is the run's own figure, also in its W&B summary
+        metrics = json.loads((folder / f"trial-{row['number']}" / "metrics.json").read_text())
+        assert float(row["value.model/trainable_params"]) == metrics["cost"]["model/trainable_params"]
+        assert float(row["value.val/acc"]) == pytest.approx(metrics["best"]["value"])
+        (run,) = (folder / f"trial-{row['number']}" / "wandb").glob("offline-run-*")
+        record = json.loads(
+            subprocess.run(
+                [str(BIN / "wandb"), "leet", "inspect", "--summary", "--json", str(run)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        assert record["summary"]["model/trainable_params"] == metrics["cost"]["model/trainable_params"]
+    pareto = (folder / "experiment" / f"pareto-{front[0]}.yaml").read_text()
+    assert "peft:" in pareto and "module:" in pareto  # the trial's parameters, as an experiment
+    reproduced = domaintune(
+        "train",
+        "--config-dir",
+        str(folder),
+        f"experiment=pareto-{front[0]}",
+        "logger=none",
+        "test=false",
+        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "repro")},
+    )
+    assert reproduced.returncode == 0, reproduced.stderr[-3000:]
+
+
+def test_a_parallel_launcher_gets_n_jobs_trials_at_once_and_each_trial_beats_from_its_own_process(tmp_path):
+    result = sweep(tmp_path, "hydra/launcher=joblib", "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="support", storage=f"sqlite:///{tmp_path}/sweeps/support/study.db")
+    first, second = study.trials
+    assert second.datetime_start < first.datetime_complete  # one batch: both ran at once
+    for trial in study.trials:  # the job's own process beat the heartbeat, not the sweeper
+        assert trial.user_attrs["heartbeat_from"] != trial.user_attrs["worker"]
+    assert {r["run_dir"].rsplit("/", 1)[1] for r in trials(tmp_path)} == {"trial-0", "trial-1"}
+
+
+def test_a_submitit_local_trial_whose_process_is_killed_is_retried_and_the_sweep_finishes(tmp_path):
+    result = domaintune(
+        "train",
+        "-m",
+        "sweep=optuna",
+        *TINY,
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=10",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.heartbeat_interval=2",
+        "+callbacks.killer._target_=killer.KillAtEpoch",
+        "+callbacks.killer.epoch=0",
+        f"+callbacks.killer.marker={tmp_path / 'killed-once'}",  # the first trial's process, once
+        env={**HELPERS, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = trials(tmp_path)
+    assert sum(r["state"] == "complete" for r in rows) == 3  # exactly n_trials finished
+    (dead,) = [r for r in rows if r["state"] == "fail"]
+    (retry,) = [r for r in rows if r["note"].startswith(f"retry of trial {dead['number']}")]
+    assert retry["state"] == "complete" and retry["params.module.lr"] == dead["params.module.lr"]
+    assert "its job died (UncompletedJobError" in dead["note"]  # submitit reported the dead job
+
+
+def test_a_trial_that_kills_its_process_every_time_is_retried_max_retry_times_then_counts_as_a_failure(tmp_path):
+    result = domaintune(
+        "train",
+        "-m",
+        "sweep=optuna",
+        *TINY,
+        "hydra/launcher=joblib",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.max_retry=1",
+        "+callbacks.killer._target_=killer.KillAtEpoch",
+        "+callbacks.killer.epoch=0",
+        "+callbacks.killer.marker=${paths.run_dir}/killed",  # every trial's process, every time
+        env={**HELPERS, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "2 of 2 trials failed (more than hydra.sweeper.max_failure_rate=0.5)" in result.stderr
+    rows = trials(tmp_path)
+    assert [r["state"] for r in rows] == ["fail"] * 4 and all("its job died" in r["note"] for r in rows)
+    study = optuna.load_study(study_name="support", storage=f"sqlite:///{tmp_path}/sweeps/support/study.db")
+    retry_of = {t.number: t.user_attrs.get("retry_of") for t in study.trials}
+    assert retry_of == {0: None, 1: 0, 2: None, 3: 2}  # one retry each (max_retry=1), then a new trial
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(study.trials[3]) == [2]
+
+
+def test_a_journal_storage_without_heartbeats_never_waits_forever(tmp_path):
+    from domaintune.sweep.study import open_study, storage_url
+
+    journal = tmp_path / "study.journal"
+    tpe, median = {"_target_": "optuna.samplers.TPESampler", "seed": 0}, {"_target_": "optuna.pruners.MedianPruner"}
+    study = open_study("support", storage_url(str(journal), tmp_path), ["maximize"], tpe, median, SPACE)
+    held = study.ask(SPACE)
+    held.set_user_attr("worker", "another-machine:4242")  # running there, or dead: a journal cannot tell
+    started = time.time()
+    result = sweep(
+        tmp_path, "hydra.sweeper.n_trials=1", f"hydra.sweeper.storage={journal}", "hydra.sweeper.wait_timeout=3"
+    )
+    assert result.returncode == 2 and time.time() - started < 120
+    assert "waited 3 s (hydra.sweeper.wait_timeout) for trial(s) 0 (another-machine:4242)" in result.stderr
+    assert "Traceback" not in result.stderr
