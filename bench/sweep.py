@@ -56,6 +56,8 @@ def run_domaintune(data: Path, out: Path, trials: int, epochs: tuple[int, int]) 
         "train",
         "-m",
         "sweep=optuna",
+        "hydra/launcher=basic",  # one trial at a time, as hyperparameter_search runs them
+        "hydra.sweeper.n_jobs=1",
         "task=support",
         f"data.path={data}",
         "peft=none",

@@ -109,6 +109,8 @@ def test_a_sweep_trial_whose_worker_died_is_retried_from_its_last_checkpoint(tmp
     sweep = [
         "-m",
         "sweep=optuna",
+        "hydra/launcher=basic",  # the trial runs in the sweep's process: SIGKILL ends the worker too
+        "hydra.sweeper.n_jobs=1",
         *RUN,
         "hydra.sweeper.n_trials=1",
         "hydra.sweeper.params={module.lr: 'interval(1e-4, 1e-3)'}",

@@ -14,6 +14,8 @@ from conftest import BIN, ROOT, domaintune
 from domaintune.errors import UserError
 from domaintune.sweep.search_space import parse
 
+# One trial at a time in the sweep's process (the default runs 2 at a time in joblib processes).
+IN_PROCESS = ["hydra/launcher=basic", "hydra.sweeper.n_jobs=1"]
 TINY = [
     "model=tiny",
     "logger=csv",
@@ -25,8 +27,16 @@ TINY = [
 
 
 def sweep(tmp_path, *args, timeout=600):
+    launcher = [] if any(a.startswith("hydra/launcher=") for a in args) else IN_PROCESS
     return domaintune(
-        "train", "-m", "sweep=optuna", *TINY, *args, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}, timeout=timeout
+        "train",
+        "-m",
+        "sweep=optuna",
+        *launcher,
+        *TINY,
+        *args,
+        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
+        timeout=timeout,
     )
 
 
@@ -133,6 +143,7 @@ def test_resume_after_sigkill_continues_the_same_study(tmp_path):
         "train",
         "-m",
         "sweep=optuna",
+        *IN_PROCESS,
         *TINY,
         "hydra.sweeper.n_trials=3",
         "callbacks.early_stopping.patience=100",
@@ -264,6 +275,7 @@ def test_three_workers_share_one_postgresql_study(tmp_path, postgres_url):
         "train",
         "-m",
         "sweep=optuna",
+        *IN_PROCESS,
         *TINY,
         "hydra.sweeper.n_trials=6",
         f"hydra.sweeper.storage={postgres_url}",

@@ -15,7 +15,7 @@ import yaml
 from optuna.distributions import FloatDistribution, IntDistribution
 
 from conftest import BIN, ROOT, domaintune
-from test_sweep import TINY, sweep, trials
+from test_sweep import IN_PROCESS, TINY, sweep, trials
 
 HELPERS = {"PYTHONPATH": str(ROOT / "tests" / "helpers")}  # killer.KillAtEpoch
 SPACE = {"module.lr": FloatDistribution(1e-5, 1e-3, log=True), "trainer.max_epochs": IntDistribution(1, 2)}
@@ -28,7 +28,7 @@ def proposals(rows: list[dict]) -> list[tuple]:
 
 
 def test_two_sweep_processes_started_together_on_one_study_never_repeat_parameters(tmp_path):
-    command = [str(BIN / "domaintune"), "train", "-m", "sweep=optuna", *TINY, "hydra.sweeper.n_trials=6"]
+    command = [str(BIN / "domaintune"), "train", "-m", "sweep=optuna", *IN_PROCESS, *TINY, "hydra.sweeper.n_trials=6"]
     env = {**os.environ, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
     shells = [
         subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -234,15 +234,19 @@ def test_a_two_objective_sweep_writes_the_pareto_front_and_one_experiment_per_pa
     assert reproduced.returncode == 0, reproduced.stderr[-3000:]
 
 
-def test_a_parallel_launcher_gets_n_jobs_trials_at_once_and_each_trial_beats_from_its_own_process(tmp_path):
-    result = sweep(tmp_path, "hydra/launcher=joblib", "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=2")
+def test_by_default_two_trials_run_at_once_in_reused_processes_each_beating_from_its_own(tmp_path):
+    result = domaintune(
+        "train", "-m", "sweep=optuna", *TINY, "hydra.sweeper.n_trials=4", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     study = optuna.load_study(study_name="support", storage=f"sqlite:///{tmp_path}/sweeps/support/study.db")
-    first, second = study.trials
-    assert second.datetime_start < first.datetime_complete  # one batch: both ran at once
+    first, second, third, fourth = study.trials
+    assert second.datetime_start < first.datetime_complete  # a batch of two: both ran at once
+    assert third.datetime_start >= max(first.datetime_complete, second.datetime_complete)  # then the next batch
     for trial in study.trials:  # the job's own process beat the heartbeat, not the sweeper
         assert trial.user_attrs["heartbeat_from"] != trial.user_attrs["worker"]
-    assert {r["run_dir"].rsplit("/", 1)[1] for r in trials(tmp_path)} == {"trial-0", "trial-1"}
+    assert len({t.user_attrs["heartbeat_from"] for t in study.trials}) == 2  # joblib kept its two processes
+    assert {r["run_dir"].rsplit("/", 1)[1] for r in trials(tmp_path)} == {f"trial-{n}" for n in range(4)}
 
 
 def test_a_submitit_local_trial_whose_process_is_killed_is_retried_and_the_sweep_finishes(tmp_path):
@@ -257,7 +261,7 @@ def test_a_submitit_local_trial_whose_process_is_killed_is_retried_and_the_sweep
         "hydra.sweeper.heartbeat_interval=2",
         "+callbacks.killer._target_=killer.KillAtEpoch",
         "+callbacks.killer.epoch=0",
-        f"+callbacks.killer.marker={tmp_path / 'killed-once'}",  # the first trial's process, once
+        f"+callbacks.killer.marker={tmp_path / 'killed-once'}",  # one of the two trials of the first batch
         env={**HELPERS, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
         timeout=900,
     )
@@ -277,6 +281,7 @@ def test_a_trial_that_kills_its_process_every_time_is_retried_max_retry_times_th
         "sweep=optuna",
         *TINY,
         "hydra/launcher=joblib",
+        "hydra.sweeper.n_jobs=1",  # one trial per launch: each death is its own
         "hydra.sweeper.n_trials=2",
         "hydra.sweeper.max_retry=1",
         "+callbacks.killer._target_=killer.KillAtEpoch",
@@ -309,3 +314,35 @@ def test_a_journal_storage_without_heartbeats_never_waits_forever(tmp_path):
     assert result.returncode == 2 and time.time() - started < 120
     assert "waited 3 s (hydra.sweeper.wait_timeout) for trial(s) 0 (another-machine:4242)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_objectives_and_directions_are_checked_before_any_trial():
+    from domaintune.errors import UserError
+    from domaintune.sweep.runner import _objectives
+    from domaintune.sweep.study import directions
+
+    assert _objectives(None, "val/acc") is None and _objectives(["val/acc"], "val/acc") is None
+    assert _objectives(["val/acc", "time/epoch_s"], "val/acc") == ["val/acc", "time/epoch_s"]
+    with pytest.raises(UserError, match="one objective is the optimized metric; set optimized_metric=val/loss"):
+        _objectives(["val/loss"], "val/acc")
+    with pytest.raises(UserError, match="'test/acc' is not a run figure"):
+        _objectives(["val/acc", "test/acc"], "val/acc")  # selection never looks at the test split
+    assert directions(None, None, "max") == ["maximize"] and directions("minimize", None, "min") == ["minimize"]
+    assert directions(["maximize", "minimize"], ["val/acc", "time/epoch_s"], "max") == ["maximize", "minimize"]
+    with pytest.raises(UserError, match="give hydra.sweeper.direction as a list of 2"):
+        directions("maximize", ["val/acc", "time/epoch_s"], "max")
+    with pytest.raises(UserError, match="name the metrics too with hydra.sweeper.objectives"):
+        directions(["maximize", "minimize"], None, "max")
+    with pytest.raises(UserError, match="use maximize or minimize"):
+        directions("up", None, "max")
+
+
+def test_a_grid_sweep_runs_every_point_of_its_grid_once(tmp_path):
+    result = sweep(
+        tmp_path,
+        "hydra/sweeper/sampler=grid",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.params={module.lr: 'choice(1e-4, 3e-4, 1e-3)', trainer.max_epochs: 'choice(1)'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(float(r["params.module.lr"]) for r in trials(tmp_path)) == [1e-4, 3e-4, 1e-3]

@@ -77,13 +77,17 @@ def run_metrics(cfg, trainer, history, datamodule, module, test_results: dict, s
     }
 
 
+COSTS = ("time/epoch_s", "model/trainable_params")
+
+
 def cost(history: list[dict], module) -> dict:
     """What a run costs, beside what it scores (a multi-objective sweep trades one for the other):
     mean seconds of a training epoch (its validation included) and trainable parameters."""
     seconds = [row["seconds"] for row in history if "seconds" in row]
+    epoch_s, params = COSTS
     return {
-        "time/epoch_s": round(sum(seconds) / len(seconds), 3) if seconds else None,
-        "model/trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
+        epoch_s: round(sum(seconds) / len(seconds), 3) if seconds else None,
+        params: sum(p.numel() for p in module.parameters() if p.requires_grad),
     }
 
 

@@ -14,6 +14,10 @@ class KillAtEpoch(pl.Callback):
         self.epoch, self.marker, self.signal = epoch, Path(marker), signal
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.current_epoch == self.epoch and not self.marker.exists():
-            self.marker.touch()  # once: the resumed run passes
-            os.kill(os.getpid(), getattr(signal, self.signal))
+        if trainer.current_epoch != self.epoch:
+            return
+        try:  # once, whichever process gets here first (parallel trials race): a resumed or retried run passes
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return
+        os.kill(os.getpid(), getattr(signal, self.signal))

@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from domaintune.errors import UserError
-from domaintune.outputs import objective
+from domaintune.outputs import COSTS, objective
 from domaintune.sweep import report
 from domaintune.sweep.overrides import override_value
 from domaintune.sweep.search_space import parse
@@ -182,6 +182,16 @@ def _in_process(launcher) -> bool:
     return isinstance(launcher, BasicLauncher)
 
 
+def _share_cores(launcher, batch_size: int) -> None:
+    """joblib's own default (`hydra.launcher.n_jobs=-1`) starts a process per core and limits each
+    to one thread; a batch holds `batch_size` trials, so start that many, each with its share of
+    the cores. A value set in hydra.launcher.n_jobs is kept, and so is -1 for batches of one trial
+    (joblib runs `n_jobs=1` in this very process)."""
+    settings = getattr(launcher, "joblib", None)
+    if isinstance(settings, dict) and settings.get("n_jobs", -1) == -1 and batch_size > 1:
+        settings["n_jobs"] = batch_size
+
+
 def _search_space_extender(path: str | None):
     """hydra-optuna-sweeper's `custom_search_space`: `module.function(cfg, trial)` that suggests
     more parameters (they become overrides like the others)."""
@@ -232,6 +242,23 @@ def _tell_from_folder(study: optuna.Study, trial: optuna.Trial, objectives: list
     return True
 
 
+def _objectives(names: list[str] | None, optimized: str) -> list[str] | None:
+    """Several objectives, checked before any trial runs; None for the usual single one."""
+    names = list(names or [])
+    if len(names) == 1 and names[0] != optimized:
+        raise UserError(
+            f"hydra.sweeper.objectives=[{names[0]}]: one objective is the optimized metric; set "
+            f"optimized_metric={names[0]} instead (checkpoints and early stopping follow it)"
+        )
+    for name in names:
+        if name != optimized and name not in COSTS and not name.startswith("val/"):
+            raise UserError(
+                f"hydra.sweeper.objectives: '{name}' is not a run figure; use {optimized}, another val/ metric, "
+                f"{' or '.join(COSTS)}"
+            )
+    return names if len(names) > 1 else None
+
+
 def _wait_for_others(study: optuna.Study, since: float, timeout: int) -> None:
     """The last trials run in other workers. With heartbeats, a dead one is noticed and retried;
     a journal storage has none, so waiting ends after `timeout` seconds with one line."""
@@ -260,7 +287,7 @@ def run_sweep(cfg: DictConfig, launcher, settings: DomaintuneSweeperConf, argume
     name = settings.study_name or cfg.task_name
     folder = Path(str(cfg.hydra.sweep.dir))  # where the trial folders go: <output_dir>/sweeps/<study> by default
     url = storage_url(settings.storage, folder)
-    objectives = settings.objectives if settings.objectives and len(settings.objectives) > 1 else None
+    objectives = _objectives(settings.objectives, cfg.optimized_metric)
     wanted = directions(settings.direction, settings.objectives, cfg.mode)
     if objectives:
         log.info(
@@ -280,6 +307,7 @@ def run_sweep(cfg: DictConfig, launcher, settings: DomaintuneSweeperConf, argume
     in_process = _in_process(launcher)
     workers = _start_workers(settings.n_jobs - 1) if in_process else []
     batch_size = 1 if in_process else settings.n_jobs
+    _share_cores(launcher, batch_size)
     n_trials, waiting_since = settings.n_trials, None
     try:
         with _watching(study, retry, settings.heartbeat_interval or 10):

@@ -224,15 +224,25 @@ def _grid(space: dict) -> dict[str, list]:
 
 def build_sampler(spec: dict[str, Any], space: dict) -> optuna.samplers.BaseSampler:
     """The sampler, seeded per trial (see SeededPerTrial), unless it takes no seed or numbers its
-    points through the study itself (QMC)."""
+    points through the study itself: grid and QMC give trial n the n-th point of one sequence that
+    the seed orders, so every worker needs the same seed."""
     import inspect
 
     spec = dict(spec or {})
     cls = _sweeper_class("sampler", spec)
-    given = {"search_space": _grid(space)} if cls is optuna.samplers.GridSampler else {}
+    if cls is optuna.samplers.GridSampler:
+        return _build("sampler", {**spec, "_target_": f"{__name__}.GridUntilNTrials"}, search_space=_grid(space))
     if cls is optuna.samplers.QMCSampler or "seed" not in inspect.signature(cls).parameters:
-        return _build("sampler", spec, **given)
-    return SeededPerTrial(lambda seed: _build("sampler", {**spec, "seed": seed}, **given), spec)
+        return _build("sampler", spec)
+    return SeededPerTrial(lambda seed: _build("sampler", {**spec, "seed": seed}), spec)
+
+
+class GridUntilNTrials(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its call to `study.stop()` when the grid is done, which only
+    `optimize()` allows; a sweep ends at `n_trials`."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
 
 
 class SeededPerTrial(optuna.samplers.BaseSampler):
