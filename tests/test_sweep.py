@@ -176,17 +176,6 @@ def test_resume_after_sigkill_continues_the_same_study(tmp_path):
         assert (folder / name / "metrics.json").read_text() == text
 
 
-def test_two_workers_share_one_journal_storage(tmp_path):
-    journal = tmp_path / "shared" / "study.journal"
-    result = sweep(tmp_path, "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", f"hydra.sweeper.storage={journal}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = trials(tmp_path)
-    numbers = [int(r["number"]) for r in rows]
-    assert sorted(numbers) == list(range(len(numbers))) and len(numbers) >= 4  # no duplicates, none lost
-    assert sum(r["state"] in ("complete", "pruned") for r in rows) >= 4
-    assert len({r["worker"] for r in rows}) == 2  # both processes took trials
-
-
 def test_dashboard_serves_the_study(tmp_path):
     assert sweep(tmp_path, "hydra.sweeper.n_trials=1").returncode == 0
     folder = tmp_path / "sweeps" / "support"
@@ -211,22 +200,6 @@ def test_dashboard_serves_the_study(tmp_path):
         server.wait()
     missing = domaintune("dashboard", str(tmp_path))
     assert missing.returncode == 2 and "no study.db" in missing.stderr
-
-
-def test_trials_run_under_the_joblib_launcher_and_still_prune(tmp_path):
-    result = sweep(
-        tmp_path,
-        "hydra/launcher=joblib",
-        "hydra.sweeper.n_trials=2",
-        "hydra/sweeper/pruner=threshold",
-        "hydra.sweeper.pruner.n_warmup_steps=1",
-        "hydra.sweeper.pruner.lower=1.1",
-        "hydra.sweeper.params.trainer.max_epochs=int(interval(3,4))",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = trials(tmp_path)
-    # the trial ran in a joblib worker process, reached the study through storage, and was pruned there
-    assert [r["state"] for r in rows] == ["pruned", "pruned"] and all(r["epochs_run"] == "2" for r in rows)
 
 
 def test_each_trial_is_a_wandb_run_grouped_by_study(tmp_path):
