@@ -38,6 +38,7 @@ from domaintune.sweep.study import (
     has_heartbeat,
     open_study,
     requeue_dead_trials,
+    running_here,
     storage_url,
 )
 
@@ -217,6 +218,7 @@ def _launch(launcher, study, batch, url, fixed, settings, retry, objectives) -> 
             first = (str(error).strip().splitlines() or [""])[0]
             reason = f"its job died ({type(error).__name__}: {first})"[:1000]
             for trial in batch:
+                _wait_for_job(study, trial)
                 if not _tell_from_folder(study, trial, objectives) and fail_and_retry(
                     study, trial._trial_id, reason, retry
                 ):
@@ -224,6 +226,20 @@ def _launch(launcher, study, batch, url, fixed, settings, retry, objectives) -> 
             return
     for trial, result in zip(batch, results):
         _tell(study, trial, result, objectives)
+
+
+def _wait_for_job(study: optuna.Study, trial: optuna.Trial) -> None:
+    """A launcher that raises for one dead job gives up the batch while its other jobs may still
+    run: wait for those whose process is alive on this machine (a job elsewhere is left to its
+    heartbeat), so a trial that finishes is recorded, not failed."""
+    while True:
+        stored = study._storage.get_trial(trial._trial_id)
+        job = stored.user_attrs.get("heartbeat_from", "")
+        if stored.state.is_finished() or not job or job == WORKER or not running_here(job):
+            return
+        if (Path(stored.user_attrs.get("run_dir") or "/nonexistent") / "metrics.json").is_file():
+            return
+        time.sleep(1)
 
 
 def _tell_from_folder(study: optuna.Study, trial: optuna.Trial, objectives: list[str] | None) -> bool:

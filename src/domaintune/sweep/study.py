@@ -344,6 +344,12 @@ def open_study(
     return study
 
 
+def running_here(worker: str) -> bool:
+    """Whether `worker` (host:pid) is a live process of this machine."""
+    host, _, _ = worker.rpartition(":")
+    return host == socket.gethostname() and _alive(worker)
+
+
 def _alive(worker: str) -> bool:
     host, _, pid = worker.rpartition(":")
     if host != socket.gethostname():
