@@ -40,10 +40,10 @@ class OptunaPruning(pl.Callback):
         if run_dir:
             self.trial.set_user_attr("run_dir", run_dir)
         self.prunes = len(self.trial.study.directions) == 1  # Optuna prunes single-objective studies only
-        if heartbeat_interval and hasattr(self.trial.storage, "record_heartbeat"):
+        storage = self.trial.storage
+        if heartbeat_interval and hasattr(storage, "record_heartbeat"):
             self.trial.set_user_attr("heartbeat_from", worker_id())
-            storage_ = self.trial.storage
-            Heartbeat(storage_, trial_id, heartbeat_interval, lambda: storage_.get_trial(trial_id).state.is_finished())
+            Heartbeat(storage, trial_id, heartbeat_interval, lambda: storage.get_trial(trial_id).state.is_finished())
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)

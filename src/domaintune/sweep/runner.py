@@ -88,15 +88,17 @@ def _resume_retried(study: optuna.Study, trial: optuna.Trial) -> list[str]:
     return [f"resume={override_value(folder)}"]
 
 
-def _values(study: optuna.Study, result: JobReturn, objectives: list[str] | None) -> list[float] | float | None:
-    """The trial's value: the run's return value (its best validation value), or with several
-    objectives each one read from the run's metrics.json (also in its W&B summary)."""
-    if not objectives or len(objectives) == 1:
-        return result.return_value
+def _run_values(folder: Path, objectives: list[str] | None) -> list[float] | float:
+    """A finished run's value for the study, from its metrics.json: its best validation value, or
+    with several objectives each one (also in its W&B summary)."""
     from domaintune.outputs import read_run
 
-    _, metrics = read_run(Path(result.hydra_cfg.hydra.runtime.output_dir))
-    return [objective(metrics, name) for name in objectives]
+    _, metrics = read_run(folder)
+    return [objective(metrics, name) for name in objectives] if objectives else metrics["best"]["value"]
+
+
+def _run_folder(stored: optuna.trial.FrozenTrial) -> Path:
+    return Path(stored.user_attrs.get("run_dir") or "/nonexistent")
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, result: JobReturn, objectives: list[str] | None) -> None:
@@ -107,7 +109,8 @@ def _tell(study: optuna.Study, trial: optuna.Trial, result: JobReturn, objective
         return
     trial.set_user_attr("run_dir", str(result.hydra_cfg.hydra.runtime.output_dir) if result.hydra_cfg else "")
     if result.status == JobStatus.COMPLETED:
-        value = _values(study, result, objectives)
+        folder = Path(result.hydra_cfg.hydra.runtime.output_dir)
+        value = _run_values(folder, objectives) if objectives else result.return_value
         values = value if isinstance(value, list) else [value]
         if all(v is not None and math.isfinite(v) for v in values):
             study.tell(trial, value)
@@ -237,24 +240,19 @@ def _wait_for_job(study: optuna.Study, trial: optuna.Trial) -> None:
         job = stored.user_attrs.get("heartbeat_from", "")
         if stored.state.is_finished() or not job or job == WORKER or not running_here(job):
             return
-        if (Path(stored.user_attrs.get("run_dir") or "/nonexistent") / "metrics.json").is_file():
+        if (_run_folder(stored) / "metrics.json").is_file():
             return
         time.sleep(1)
 
 
 def _tell_from_folder(study: optuna.Study, trial: optuna.Trial, objectives: list[str] | None) -> bool:
     """A trial whose run finished (metrics.json in its folder) although its launcher lost the batch."""
-    from domaintune.outputs import read_run
-
     stored = study._storage.get_trial(trial._trial_id)
     if stored.state.is_finished():  # another worker failed it meanwhile
         return True
-    folder = Path(stored.user_attrs.get("run_dir") or "/nonexistent")
-    if not (folder / "metrics.json").is_file():
+    if not (_run_folder(stored) / "metrics.json").is_file():
         return False
-    _, metrics = read_run(folder)
-    values = [objective(metrics, name) for name in objectives] if objectives else metrics["best"]["value"]
-    study.tell(trial, values)
+    study.tell(trial, _run_values(_run_folder(stored), objectives))
     return True
 
 
