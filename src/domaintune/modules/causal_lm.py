@@ -3,6 +3,7 @@ the same model without the adapter: validation loss, perplexity and generation q
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -374,8 +375,9 @@ class CausalLMModule(TaskModule):
         )
 
     def export(self, folder: Path, datamodule, **options) -> dict:
-        """The adapter merged into the weights: a folder AutoModelForCausalLM loads."""
-        merged = self.model.merge_and_unload() if self.has_adapter else self.model
+        """The adapter merged into the weights: a folder AutoModelForCausalLM loads. The merge works on a
+        copy: under an adapter the base tensors are shared with this process's other runs (load_model)."""
+        merged = copy.deepcopy(self.model).merge_and_unload() if self.has_adapter else self.model
         merged.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
         usage = (
