@@ -1,13 +1,13 @@
-"""Fixtures: compose configs the way `domaintune train` does, with outputs under tmp_path."""
+"""Fixtures. Configs are composed the way `domaintune train` composes them; the finished runs that
+many tests read (a tiny classification run, a tiny causal run, a small sweep) are trained once per
+session, and a test that writes into one works on its own copy (`copy_run`)."""
 
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -15,26 +15,11 @@ import pytest
 from hydra.core.global_hydra import GlobalHydra
 
 from domaintune.config import compose_job, register_resolvers
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
-BIN = Path(sys.executable).parent
+from helpers import TINY_CAUSAL, cli, sweep, the_run
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 register_resolvers()
-
-# A tiny random BERT and a short debug schedule: an end-to-end run takes seconds.
-FAST = ["model=tiny", "logger=none", "trainer=debug"]
-# Made-up words for synthetic rows: templated rows ("message 1", "message 2", ...) are near
-# duplicates, which training removes, so test data that must keep its rows draws words from here.
-SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "po", "da", "fe"]
-WORDS = [a + b + c for a in SYLLABLES for b in SYLLABLES for c in ("n", "r", "s")]
-
-
-def phrase(seed: int, length: int = 6) -> str:
-    """A text of `length` made-up words, different enough from every other seed's not to be a near duplicate."""
-    return " ".join(random.Random(seed).sample(WORDS, length))
 
 
 @pytest.fixture
@@ -50,16 +35,56 @@ def make_cfg(tmp_path):
     GlobalHydra.instance().clear()
 
 
-def domaintune(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
-    """Run the installed CLI as a user would."""
-    return subprocess.run(
-        [str(BIN / "domaintune"), *args],
-        cwd=cwd or ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
+@pytest.fixture
+def copy_run(tmp_path):
+    """A copy of a shared finished run, for a test that writes into it (evaluate, predict, export)."""
+
+    def copy(run: Path) -> Path:
+        target = tmp_path / "copied" / run.name
+        shutil.copytree(run, target)
+        return target
+
+    return copy
+
+
+# `cli("train", ...)` of the shared runs: its outputs, the run folder and what the terminal showed.
+def _train(folder: Path, *overrides: str):
+    result = cli("train", *overrides, env={"DOMAINTUNE_OUTPUT_DIR": str(folder)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return the_run(folder), result
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A finished tiny classification run on the legal examples (7 classes): 3 short epochs, logged to
+    W&B offline. Returns (run folder, the command's terminal output)."""
+    return _train(
+        tmp_path_factory.mktemp("tiny_run"),
+        "task=legal",
+        "model=tiny",
+        "logger=wandb",
+        "trainer=debug",
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=3",
+        "callbacks.early_stopping.patience=5",
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_run(tmp_path_factory):
+    """A finished tiny causal-LM run on the support replies, logged to W&B offline."""
+    overrides = [o for o in TINY_CAUSAL if not o.startswith("logger=")]
+    return _train(tmp_path_factory.mktemp("tiny_causal_run"), "task=support_replies", *overrides, "logger=wandb")
+
+
+@pytest.fixture(scope="session")
+def small_sweep(tmp_path_factory):
+    """A finished 3-trial Optuna sweep of the support task on the tiny model, one trial at a time,
+    each trial a W&B run. Returns (the sweep folder, the command's terminal output)."""
+    outputs = tmp_path_factory.mktemp("small_sweep")
+    result = sweep(outputs, "logger=wandb", "hydra.sweeper.n_trials=3", "hydra.sweeper.params.peft.r=choice(4,8)")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return outputs / "sweeps" / "support", result
 
 
 def _postgres_bin() -> Path | None:

@@ -1,11 +1,12 @@
 """The malformed-input corpus in tests/data/bad/: every file ends in a one-line error (exit 2) or a
-handled warning, never a traceback, and nothing is written outside the run's own folder."""
+handled warning, never a traceback, and nothing is written outside the run's own folder. The
+commands run in this process; test_cli checks that a real terminal sees the same one line."""
 
 import json
 
 import pytest
 
-from conftest import ROOT, domaintune
+from helpers import ROOT, TINY, cli, error_line, finished_runs
 
 BAD = ROOT / "tests" / "data" / "bad"
 ERRORS = {
@@ -47,7 +48,7 @@ def test_the_corpus_covers_every_file():
 @pytest.mark.parametrize("name", sorted({**ERRORS, **HANDLED}))
 def test_bad_input_is_one_line_or_handled(tmp_path, name):
     out = tmp_path / "prepared"
-    result = domaintune(
+    result = cli(
         "prepare",
         "task=legal",
         "model=tiny",
@@ -59,8 +60,8 @@ def test_bad_input_is_one_line_or_handled(tmp_path, name):
     assert "Traceback" not in result.stderr + result.stdout
     if name in ERRORS:
         assert result.returncode == 2, result.stdout[-500:]
-        errors = [line for line in result.stderr.splitlines() if line.startswith("domaintune: error:")]
-        assert len(errors) == 1 and ERRORS[name] in errors[0] and str(BAD / name).split("/")[-1] in errors[0]
+        line = error_line(result)
+        assert ERRORS[name] in line and name in line
         assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written anywhere
     else:
         assert result.returncode == 0, result.stderr[-1500:]
@@ -74,14 +75,13 @@ def test_bad_input_is_one_line_or_handled(tmp_path, name):
         assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # only the run's own folder
 
 
-def test_training_on_bad_data_fails_in_the_first_seconds_without_a_run(tmp_path):
-    result = domaintune(
+def test_training_on_bad_data_fails_before_any_run(tmp_path):
+    result = cli(
         "train",
         "task=legal",
-        "model=tiny",
-        "logger=none",
+        *TINY,
         f"data.path={BAD / 'invalid_json_line.jsonl'}",
         env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
     )
-    assert result.returncode == 2 and "line 7 is not valid JSON" in result.stderr and "Traceback" not in result.stderr
-    assert not list(tmp_path.glob("runs/*/*/metrics.json"))
+    assert result.returncode == 2 and "line 7 is not valid JSON" in error_line(result)
+    assert "Traceback" not in result.stderr and not finished_runs(tmp_path)

@@ -9,19 +9,12 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import domaintune, phrase
 from domaintune import registry
 from domaintune.data.instruction import packed_collate, padded_collate
 from domaintune.errors import DataError
+from helpers import IN_PROCESS, TINY_CAUSAL, cli, phrase, read_wandb, the_run
 
-TINY = [
-    "model=tiny_causal",
-    "logger=none",
-    "trainer=debug",
-    "module.generate_rows=2",
-    "module.test_generate_rows=3",
-    "module.max_new_tokens=4",
-]
+TINY = TINY_CAUSAL
 
 
 @pytest.fixture
@@ -201,17 +194,12 @@ def test_every_peft_method_fine_tunes_the_causal_lm(make_cfg, peft):
     assert saved.is_file()
 
 
-def test_train_generate_and_export_a_support_reply_model(tmp_path):
+def test_train_generate_and_export_a_support_reply_model(tiny_causal_run, copy_run, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    env = {"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
-    trained = domaintune("train", "task=support_replies", *TINY, "logger=wandb", env=env)
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    run, trained = tiny_causal_run
     assert "selected on validation: val/loss" in trained.stdout and "verdict on the test split: " in trained.stdout
-    (run,) = [p.parent for p in tmp_path.glob("runs/*/*/metrics.json")]
-    from test_train import read_wandb
-
     record = read_wandb(run)
     assert record["state"] == "finished" and "val/samples" in record["summary"]  # generations as a W&B table
     samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
@@ -219,14 +207,15 @@ def test_train_generate_and_export_a_support_reply_model(tmp_path):
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Where is my order #123?\nCan I return my lamp?\n")
-    answered = domaintune("generate", f"run={run}", f"prompts={prompts}", "max_new_tokens=3")
+    answered = cli("generate", f"run={run}", f"prompts={prompts}", "max_new_tokens=3")
     assert answered.returncode == 0, answered.stderr[-2000:]
     assert [json.loads(line)["prompt"] for line in answered.stdout.splitlines()] == [
         "Where is my order #123?",
         "Can I return my lamp?",
     ]
 
-    exported = domaintune("export", f"run={run}")
+    run = copy_run(run)  # export writes into the run folder
+    exported = cli("export", f"run={run}")
     assert exported.returncode == 0, exported.stderr[-2000:]
     merged = AutoModelForCausalLM.from_pretrained(run / "export").eval()
     card = (run / "export" / "README.md").read_text()
@@ -239,15 +228,16 @@ def test_train_generate_and_export_a_support_reply_model(tmp_path):
     ids = tokenizer("Hello, where is my parcel?", return_tensors="pt")["input_ids"]
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, with_adapter(ids).logits, atol=1e-4)  # merging changed nothing
-    again = domaintune("export", f"run={run}")
+    again = cli("export", f"run={run}")
     assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
 
 
 def test_generative_tasks_sweep_like_any_task(tmp_path):
-    result = domaintune(
+    result = cli(
         "train",
         "-m",
         "sweep=optuna",
+        *IN_PROCESS,
         "task=legal_summaries",
         *TINY,
         "hydra.sweeper.n_trials=2",
@@ -258,13 +248,11 @@ def test_generative_tasks_sweep_like_any_task(tmp_path):
     assert "best trial" in result.stdout and "verdict on the test split:" in result.stdout
 
 
-def test_evaluate_a_generative_run_against_its_base_model(tmp_path):
-    trained = domaintune("train", "task=marketing_copy", *TINY, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    (run,) = [p.parent for p in tmp_path.glob("runs/*/*/metrics.json")]
+def test_evaluate_a_generative_run_against_its_base_model(tiny_causal_run, copy_run):
+    run = copy_run(tiny_causal_run[0])
     metrics = json.loads((run / "metrics.json").read_text())
     assert list(metrics["verdict"]["metrics"]) == ["loss", "rougeL"]
-    result = domaintune("evaluate", f"run={run}")
+    result = cli("evaluate", f"run={run}")
     assert result.returncode == 0, result.stderr[-2000:]
     (report,) = (run / "evaluations").glob("*/evaluation.json")
     evaluation = json.loads(report.read_text())
@@ -288,7 +276,7 @@ def test_causal_fine_tuning_lowers_loss_on_a_learnable_pattern(tmp_path):
     ]
     data = tmp_path / "pattern.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = domaintune(
+    result = cli(
         "train",
         "task=support_replies",
         "model=tiny_causal",
@@ -302,8 +290,7 @@ def test_causal_fine_tuning_lowers_loss_on_a_learnable_pattern(tmp_path):
         env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    (metrics_file,) = tmp_path.glob("runs/*/*/metrics.json")
-    metrics = json.loads(metrics_file.read_text())
+    metrics = json.loads((the_run(tmp_path) / "metrics.json").read_text())
     losses = [epoch["val/loss"] for epoch in metrics["history"]]
     assert (
         losses[-1] < losses[0] < metrics["baseline"]["val/loss"] and losses[-1] < 0.8 * metrics["baseline"]["val/loss"]

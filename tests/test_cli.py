@@ -6,13 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, domaintune
+from helpers import ROOT, TINY, cli, domaintune, error_line, finished_runs, metrics, read_wandb, the_run
 
-TINY = ["model=tiny", "debug=default"]
-
-
-def finished_runs(output_dir):
-    return sorted(output_dir.glob("**/metrics.json"))
+NOISE = ("litlogger", "LeafSpec", "will be removed in v6")  # an advertisement, library deprecation notices
 
 
 def test_help_does_not_import_heavy_libraries():
@@ -25,7 +21,7 @@ def test_help_does_not_import_heavy_libraries():
 
 
 def test_plugins_lists_name_kind_and_source():
-    result = domaintune("plugins")
+    result = cli("plugins")
     assert result.returncode == 0
     lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
     assert {"sequence_classification", "text_classification", "legal", "support", "marketing"} <= set(lines)
@@ -60,38 +56,57 @@ def test_plugins_lists_name_kind_and_source():
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
-    result = domaintune("train", *args, *TINY, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
+    flags, overrides = [a for a in args if a == "-m"], [a for a in args if a != "-m"]  # the case's own keys win
+    result = cli("train", *flags, *TINY, *overrides, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
     assert result.returncode == 2, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("domaintune: error:")]
-    assert len(errors) == 1 and message in errors[0]
+    assert message in error_line(result)
     assert "Traceback" not in result.stderr + result.stdout
     assert not finished_runs(tmp_path)
 
 
-def test_train_prints_a_summary_and_writes_its_run_folder(tmp_path):
-    result = domaintune("train", *TINY, "task=legal", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
-    assert result.returncode == 0, result.stderr[-3000:]
-    (metrics_file,) = finished_runs(tmp_path)
-    assert metrics_file.parent.parent.parent.name == "runs" and metrics_file.parent.name.endswith("_legal")
-    assert (
-        "selected on validation: val/macro_f1" in result.stdout and f"outputs: {metrics_file.parent}" in result.stdout
-    )
-    assert f"verdict on the test split: {json.loads(metrics_file.read_text())['verdict']['line']}" in result.stdout
-    noise = ("litlogger", "LeafSpec", "will be removed in v6")  # an advertisement, library deprecation notices
-    assert [word for word in noise if word in result.stdout + result.stderr] == []
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "data.path=/no/such/data.csv", *TINY], "/no/such/data.csv: no such file or folder"),  # in the job
+        (["train", "-m", *TINY, "trainer=ddp", "trainer.accelerator=cpu"], "cannot run inside a multirun"),
+        (
+            ["prepare", "task=legal", "model=tiny", f"data.path={ROOT / 'tests/data/bad/invalid_json_line.jsonl'}"],
+            "line 7 is not valid JSON",
+        ),
+    ],
+    ids=["train", "multirun", "prepare"],
+)
+def test_a_real_terminal_sees_one_line_and_no_traceback(tmp_path, args, message):
+    """The in-process checks above, confirmed where a traceback would reach a user: a process of its own."""
+    result = domaintune(*args, cwd=tmp_path, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "outputs")})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in error_line(result)
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not finished_runs(tmp_path)
 
 
-def test_multirun_over_tasks_gives_each_run_its_own_folder(tmp_path):
+def test_train_prints_a_summary_and_writes_its_run_folder(tiny_run):
+    run, result = tiny_run
+    assert run.parent.parent.name == "runs" and run.name.endswith("_legal")
+    assert "selected on validation: val/macro_f1" in result.stdout and f"outputs: {run}" in result.stdout
+    assert f"verdict on the test split: {metrics(run)['verdict']['line']}" in result.stdout
+
+
+@pytest.mark.slow
+def test_multirun_over_tasks_gives_each_run_its_own_folder_and_a_quiet_console(tmp_path):
     result = domaintune(
         "train", "-m", "task=legal,support,marketing", *TINY, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
     )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = finished_runs(tmp_path / "multiruns")
-    assert sorted(json.loads(p.read_text())["task"] for p in runs) == ["legal", "marketing", "support"]
-    assert len({p.parent for p in runs}) == 3
+    assert sorted(metrics(p)["task"] for p in runs) == ["legal", "marketing", "support"]
+    assert len(set(runs)) == 3
+    assert [word for word in NOISE if word in result.stdout + result.stderr] == []
 
 
+@pytest.mark.slow
 def test_new_plugin_trains_at_once_and_is_never_overwritten(tmp_path):
+    # Real processes: the project's own `plugins` package must be imported from its folder, as a user's would.
     result = domaintune("new-plugin", "insurance", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     task = tmp_path / "conf" / "task" / "insurance.yaml"
@@ -100,17 +115,16 @@ def test_new_plugin_trains_at_once_and_is_never_overwritten(tmp_path):
     assert any(line.startswith("insurance ") and "plugins/insurance" in line for line in listed.stdout.splitlines())
     trained = domaintune("train", "task=insurance", *TINY, cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
-    (metrics_file,) = finished_runs(tmp_path / "outputs")
-    assert json.loads(metrics_file.read_text())["data"]["train_rows"] > 50
+    assert metrics(the_run(tmp_path / "outputs"))["data"]["train_rows"] > 50
     before = task.read_text()
-    again = domaintune("new-plugin", "insurance", cwd=tmp_path)
+    again = cli("new-plugin", "insurance", cwd=tmp_path)
     assert again.returncode == 2 and "exists already" in again.stderr and task.read_text() == before
-    taken = domaintune("new-plugin", "legal", cwd=tmp_path)
+    taken = cli("new-plugin", "legal", cwd=tmp_path)
     assert taken.returncode == 2 and "exists already" in taken.stderr
 
 
 def test_init_writes_a_project_and_never_overwrites_one(tmp_path):
-    result = domaintune("init", "Claims-2026", cwd=tmp_path)
+    result = cli("init", "Claims-2026", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     project = tmp_path / "Claims-2026"
     assert (project / "conf" / "task" / "claims_2026.yaml").is_file()
@@ -121,10 +135,10 @@ def test_init_writes_a_project_and_never_overwrites_one(tmp_path):
     )
     assert "cd Claims-2026 && domaintune train task=claims_2026" in result.stdout
     before = (project / "README.md").read_text()
-    again = domaintune("init", "Claims-2026", cwd=tmp_path)
-    assert again.returncode == 2 and "exists and is not empty" in again.stderr.strip().splitlines()[-1]
+    again = cli("init", "Claims-2026", cwd=tmp_path)
+    assert again.returncode == 2 and "exists and is not empty" in error_line(again)
     assert (project / "README.md").read_text() == before
-    named = domaintune("init", "other", "--task", "support", cwd=tmp_path)
+    named = cli("init", "other", "--task", "support", cwd=tmp_path)
     assert named.returncode == 2 and "'support' exists already" in named.stderr
     assert not (tmp_path / "other").exists()
 
@@ -142,18 +156,15 @@ def test_ddp_on_two_cpu_processes(tmp_path):
         env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    (metrics_file,) = finished_runs(tmp_path / "runs")
-    metrics = json.loads(metrics_file.read_text())
-    assert metrics["world_size"] == 2 and metrics["epochs_run"] == 2
+    found = metrics(the_run(tmp_path / "runs"))
+    assert found["world_size"] == 2 and found["epochs_run"] == 2
     # each process tested its shard; the metrics were synchronised over all test rows
-    assert sum(c["support"] for c in metrics["per_class"].values()) == metrics["data"]["test_rows"]
+    assert sum(c["support"] for c in found["per_class"].values()) == found["data"]["test_rows"]
 
 
 def test_plain_multirun_is_grouped_in_wandb_and_tabled_like_a_sweep(tmp_path):
-    from test_train import read_wandb
-
     args = ["-m", "module.lr=1e-4,3e-4", "model=tiny", "logger=wandb", "trainer=debug"]
-    result = domaintune("train", *args, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
+    result = cli("train", *args, env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr[-3000:]
     (table,) = (tmp_path / "multiruns").glob("*/*/trials.csv")
     with open(table) as handle:
@@ -169,5 +180,5 @@ def test_plain_multirun_is_grouped_in_wandb_and_tabled_like_a_sweep(tmp_path):
         assert record["name"] == f"trial-{row['number']}" and record["state"] == "finished"
         assert record["config"]["logger"]["wandb"]["group"] == group
         assert record["config"]["logger"]["wandb"]["job_type"] == "trial"
-    compared = domaintune("compare", str(table.parent))
+    compared = cli("compare", str(table.parent))
     assert compared.returncode == 0 and "module.lr=0.0003" in compared.stdout

@@ -5,12 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import phrase
 from domaintune.data import batching, tokenized
 from domaintune.data.batching import LengthGroupedBatchSampler
 from domaintune.data.readers import read_chunks, read_table
 from domaintune.data.splits import load_splits, stratified_split
 from domaintune.errors import DataError
+from helpers import phrase
 
 ROWS = [{"text": phrase(i), "label": "a" if i % 2 else "b"} for i in range(40)]
 HELD_OUT = [{"text": phrase(100 + i), "label": "a" if i % 2 else "b"} for i in range(20)]

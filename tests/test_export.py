@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import domaintune
+from helpers import cli
 
 TEXTS = [
     "My card was charged twice",  # the model card's example
@@ -56,7 +56,7 @@ def test_export_loads_in_sentence_transformers_and_onnxruntime_with_our_outputs(
     run = train_run(make_cfg, "model=minilm", "peft=lora", "data.max_length=32")
     vectors, probabilities = ours(run)
 
-    result = domaintune("export", f"run={run}")
+    result = cli("export", f"run={run}")
     assert result.returncode == 0, result.stderr[-2000:]
     folder = run / "export"
 
@@ -95,7 +95,7 @@ def test_export_loads_in_sentence_transformers_and_onnxruntime_with_our_outputs(
 @pytest.mark.parametrize("pooling", ["cls", "pooler"])
 def test_export_without_onnx_and_refusals(make_cfg, tmp_path, pooling):
     run = train_run(make_cfg, "model=tiny", "peft=none", f"model.pooling={pooling}")
-    result = domaintune("export", f"run={run}", "onnx=false", f"out={tmp_path / 'plain'}")
+    result = cli("export", f"run={run}", "onnx=false", f"out={tmp_path / 'plain'}")
     assert result.returncode == 0, result.stderr[-2000:]
     written = {p.name for p in (tmp_path / "plain").iterdir()}
     assert {"model.safetensors", "config.json", "classifier.safetensors", "classifier.json", "README.md"} <= written
@@ -109,8 +109,8 @@ def test_export_without_onnx_and_refusals(make_cfg, tmp_path, pooling):
         assert "modules.json" not in written and "1_Pooling" not in written
         assert "library_name: transformers" in card and "pooling=pooler has no sentence-transformers" in card
 
-    again = domaintune("export", f"run={run}", f"out={tmp_path / 'plain'}")
+    again = cli("export", f"run={run}", f"out={tmp_path / 'plain'}")
     assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
-    bad = domaintune("export", f"run={run}", "onnx=maybe", f"out={tmp_path / 'other'}")
+    bad = cli("export", f"run={run}", "onnx=maybe", f"out={tmp_path / 'other'}")
     assert bad.returncode == 2 and "use onnx=true or onnx=false" in bad.stderr
     assert not (tmp_path / "other").exists()

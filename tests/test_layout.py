@@ -8,7 +8,7 @@ import ast
 import re
 from pathlib import Path
 
-from conftest import ROOT
+from helpers import ROOT
 
 SRC = ROOT / "src"
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import random
 
-from conftest import WORDS, domaintune
+import pytest
+
+from helpers import WORDS, domaintune
 
 REGRESSION = '''"""Regression: a text in, a number out, judged against predicting the train mean."""
 
@@ -147,6 +149,7 @@ def rows(count: int, seed: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow
 def test_a_third_module_kind_trains_and_evaluates_through_the_same_commands(tmp_path):
     plugin = tmp_path / "plugins" / "scores"
     plugin.mkdir(parents=True)

@@ -4,7 +4,7 @@ import csv
 import json
 from pathlib import Path
 
-from conftest import domaintune, phrase
+from helpers import cli, phrase
 
 
 def write_split(path: Path, seeds: range) -> None:
@@ -31,7 +31,7 @@ def test_predict_labels_every_row_in_input_order_and_matches_the_run_test_accura
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["data"]["test_rows"] == 37  # nothing removed: the run tested exactly test.csv
 
-    result = domaintune("predict", f"run={run}", f"data.path={data / 'test.csv'}")
+    result = cli("predict", f"run={run}", f"data.path={data / 'test.csv'}")
     assert result.returncode == 0, result.stderr[-2000:]
     (table,) = (run / "predictions").glob("*/predictions.csv")
     with open(table, newline="") as handle:
@@ -55,9 +55,9 @@ def test_predict_labels_every_row_in_input_order_and_matches_the_run_test_accura
     assert max(abs(float(a["probability"]) - float(b["probability"])) for a, b in zip(streamed, rows)) < 1e-5
     assert chunked["metrics"] == scores and chunked["rows"] == 37
 
-    one = domaintune("predict", f"run={run}", f"text={phrase(3)}")
+    one = cli("predict", f"run={run}", f"text={phrase(3)}")
     assert one.returncode == 0 and one.stdout.split(" ", 1)[0] in "abc", one.stderr[-2000:]
-    taken = domaintune("predict", f"run={run}", f"text={phrase(3)}", f"out={table.parent}")
+    taken = cli("predict", f"run={run}", f"text={phrase(3)}", f"out={table.parent}")
     assert taken.returncode == 2 and "already exists" in taken.stderr and "Traceback" not in taken.stderr
-    wrong = domaintune("generate", f"run={run}", "prompt=hello")
+    wrong = cli("generate", f"run={run}", "prompt=hello")
     assert wrong.returncode == 2 and "not a causal-LM run" in wrong.stderr

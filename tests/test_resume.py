@@ -4,17 +4,15 @@ sweep trial whose worker died is retried from its last checkpoint."""
 
 import csv
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import BIN, ROOT, domaintune
 from domaintune.data.batching import LengthGroupedBatchSampler
+from helpers import HELPERS, cli, domaintune, read_wandb
 
 RUN = ["task=legal", "model=tiny", "trainer.max_epochs=4", "callbacks.early_stopping.patience=10"]
-HELPERS = {"PYTHONPATH": str(ROOT / "tests" / "helpers")}  # killer.KillAtEpoch
 
 
 def killer(marker: Path, epoch: int = 2, signal: str = "SIGKILL") -> list[str]:
@@ -31,29 +29,17 @@ def runs(outputs: Path) -> list[Path]:
     return sorted(p for p in (outputs / "runs").glob("*/*") if p.is_dir())
 
 
-def wandb_records(run: Path) -> list[dict]:
-    records = []
-    for folder in sorted((run / "wandb").glob("offline-run-*")):
-        out = subprocess.run(
-            [str(BIN / "wandb"), "leet", "inspect", "--summary", "--json", str(folder)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        records.append({"folder": folder.name, **json.loads(out.stdout)})
-    return records
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> dict:
     """The 4-epoch run, start to end: what every resumed run must reproduce."""
     outputs = tmp_path_factory.mktemp("uninterrupted") / "outputs"
-    whole = domaintune("train", *RUN, env={**HELPERS, "DOMAINTUNE_OUTPUT_DIR": str(outputs)})
+    whole = cli("train", *RUN, env={**HELPERS, "DOMAINTUNE_OUTPUT_DIR": str(outputs)})
     assert whole.returncode == 0, whole.stderr[-3000:]
     (run,) = runs(outputs)
     return json.loads((run / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signal", "exit_code"), [("SIGKILL", -9), ("SIGINT", 1)], ids=["kill-9", "ctrl-c"])
 def test_interrupted_after_the_second_epoch_then_resumed_ends_as_the_uninterrupted_run(
     tmp_path, uninterrupted, signal, exit_code
@@ -65,7 +51,7 @@ def test_interrupted_after_the_second_epoch_then_resumed_ends_as_the_uninterrupt
     assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "metrics.json").exists()
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1  # two epochs done
 
-    resumed = domaintune("train", f"resume={run}", env=env)
+    resumed = cli("train", f"resume={run}", env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert runs(tmp_path / "outputs") == [run]  # the same folder, no new one
     a, b = uninterrupted, json.loads((run / "metrics.json").read_text())
@@ -78,13 +64,14 @@ def test_interrupted_after_the_second_epoch_then_resumed_ends_as_the_uninterrupt
     assert b["resumed_from"] == str(run / "checkpoints" / "last.ckpt")
     assert not (run / "checkpoints").exists()  # removed when the run finished, as always
 
-    first, second = wandb_records(run)  # the interrupted run's, then the resumed one: one W&B run id
+    first, second = read_wandb(run)  # the interrupted run's, then the resumed one: one W&B run id
     assert first["folder"].rsplit("-", 1)[1] == second["folder"].rsplit("-", 1)[1] == second["run_id"]
     assert first["exit_code"] != 0  # killed (never closed) or closed as failed by Ctrl-C
     assert second["state"] == "finished" and second["exit_code"] == 0
     assert abs(second["summary"]["test/acc"] - a["test"]["test/acc"]) < 1e-6 and second["summary"]["epoch"] == 4
 
 
+@pytest.mark.slow
 def test_resume_refuses_what_it_cannot_continue(tmp_path):
     env = {**HELPERS, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "outputs")}
     early = domaintune("train", *RUN, *killer(tmp_path / "early", epoch=0), env=env)
@@ -96,15 +83,16 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path):
         ([f"resume={tmp_path}"], "not a run folder (no .hydra/overrides.yaml)"),
     ]
     for args, message in cases:
-        result = domaintune("train", *args, env=env)
+        result = cli("train", *args, env=env)
         assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
         assert "Traceback" not in result.stderr
     (run / "metrics.json").write_text("{}")
-    finished = domaintune("train", f"resume={run}", env=env)
+    finished = cli("train", f"resume={run}", env=env)
     assert finished.returncode == 2 and "that run finished; nothing to resume" in finished.stderr
 
 
-def test_a_sweep_trial_whose_worker_died_is_retried_from_its_last_checkpoint(tmp_path):
+@pytest.mark.slow
+def test_a_sweep_killed_inside_a_trial_resumes_the_study_and_retries_that_trial_from_its_checkpoint(tmp_path):
     env = {**HELPERS, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "outputs")}
     sweep = [
         "-m",
@@ -112,24 +100,28 @@ def test_a_sweep_trial_whose_worker_died_is_retried_from_its_last_checkpoint(tmp
         "hydra/launcher=basic",  # the trial runs in the sweep's process: SIGKILL ends the worker too
         "hydra.sweeper.n_jobs=1",
         *RUN,
-        "hydra.sweeper.n_trials=1",
+        "logger=none",
+        "hydra.sweeper.n_trials=2",
         "hydra.sweeper.params={module.lr: 'interval(1e-4, 1e-3)'}",
     ]
-    sweep += killer(tmp_path / "killed")
+    sweep += killer(tmp_path / "killed") + ["+callbacks.killer.only_in=trial-1"]  # trial 0 finishes first
     died = domaintune("train", *sweep, env=env)
-    assert died.returncode == -9  # the worker (and its in-process trial) killed after two epochs
-    again = domaintune("train", *sweep, env=env)
+    assert died.returncode == -9  # the worker (and its in-process trial) killed after two epochs of trial 1
+    folder = tmp_path / "outputs" / "sweeps" / "legal"
+    finished_before = (folder / "trial-0" / "metrics.json").read_text()
+    assert not (folder / "trial-1" / "metrics.json").exists()
+    again = cli("train", *sweep, env=env)  # the same command again
     assert again.returncode == 0, again.stderr[-3000:]
 
-    folder = tmp_path / "outputs" / "sweeps" / "legal"
     with open(folder / "trials.csv", newline="") as handle:
         trials = list(csv.DictReader(handle))
-    assert [(t["number"], t["state"]) for t in trials] == [("0", "fail"), ("1", "complete")]
-    assert "died while running it" in trials[0]["note"]
-    assert trials[1]["note"] == f"retry of trial 0, resumed from {folder / 'trial-0'}"
-    assert trials[0]["params.module.lr"] == trials[1]["params.module.lr"]
-    metrics = json.loads((folder / "trial-1" / "metrics.json").read_text())
+    assert [(t["number"], t["state"]) for t in trials] == [("0", "complete"), ("1", "fail"), ("2", "complete")]
+    assert "died while running it" in trials[1]["note"]
+    assert trials[2]["note"] == f"retry of trial 1, resumed from {folder / 'trial-1'}"
+    assert trials[1]["params.module.lr"] == trials[2]["params.module.lr"]
+    metrics = json.loads((folder / "trial-2" / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [0, 1, 2, 3] and metrics["epochs_run"] == 4
+    assert (folder / "trial-0" / "metrics.json").read_text() == finished_before  # nothing finished was overwritten
 
 
 def test_the_training_order_of_an_epoch_follows_the_trainer_epoch():

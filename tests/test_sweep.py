@@ -1,6 +1,6 @@
-"""Optuna sweeps on the tiny model: search-space syntax, pruning, resume after SIGKILL, workers, failures."""
+"""Optuna sweeps on the tiny model: search-space syntax, the sweep folder, pruning, failures,
+W&B, the dashboard, workers on PostgreSQL and dead workers."""
 
-import csv
 import json
 import os
 import signal
@@ -10,39 +10,9 @@ import time
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from conftest import BIN, ROOT, domaintune
 from domaintune.errors import UserError
 from domaintune.sweep.search_space import parse
-
-# One trial at a time in the sweep's process (the default runs 2 at a time in joblib processes).
-IN_PROCESS = ["hydra/launcher=basic", "hydra.sweeper.n_jobs=1"]
-TINY = [
-    "model=tiny",
-    "logger=csv",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "hydra.sweeper.params.trainer.max_epochs=int(interval(1,2))",
-]
-
-
-def sweep(tmp_path, *args, timeout=600):
-    launcher = [] if any(a.startswith("hydra/launcher=") for a in args) else IN_PROCESS
-    return domaintune(
-        "train",
-        "-m",
-        "sweep=optuna",
-        *launcher,
-        *TINY,
-        *args,
-        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
-        timeout=timeout,
-    )
-
-
-def trials(tmp_path, study="support"):
-    with open(tmp_path / "sweeps" / study / "trials.csv") as handle:
-        return list(csv.DictReader(handle))
+from helpers import BIN, IN_PROCESS, ROOT, TINY_SWEEP, cli, read_wandb, sweep, trials
 
 
 def test_search_space_syntax_of_hydra_optuna_sweeper():
@@ -67,13 +37,12 @@ def test_search_space_syntax_of_hydra_optuna_sweeper():
         parse({}, ["module.lr=interval(0.1"])
 
 
-def test_sweep_finishes_n_trials_and_writes_its_folder(tmp_path):
-    result = sweep(tmp_path, "hydra.sweeper.n_trials=3", "hydra.sweeper.params.peft.r=choice(4,8)")
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = trials(tmp_path)
+@pytest.mark.slow
+def test_sweep_finishes_n_trials_and_writes_its_folder(small_sweep, tmp_path):
+    folder, result = small_sweep
+    rows = trials(folder)
     assert [r["state"] for r in rows] == ["complete"] * 3
     assert {r["params.peft.r"] for r in rows} <= {"4", "8"} and all(r["epochs_run"] in ("1", "2") for r in rows)
-    folder = tmp_path / "sweeps" / "support"
     assert all((folder / f"trial-{n}" / "metrics.json").is_file() for n in range(3))
     assert "module:\n  lr:" in (folder / "best.yaml").read_text()
     # trials are chosen on validation and not tested; the best one alone is tested, once, at the end
@@ -94,91 +63,41 @@ def test_sweep_finishes_n_trials_and_writes_its_folder(tmp_path):
         "reproduce: domaintune train model=tiny" in result.stdout
         and "sweep=optuna" not in result.stdout.split("reproduce:")[1].splitlines()[0]
     )
-    compared = domaintune("compare", str(folder), str(folder / "trial-0"))
+    compared = cli("compare", str(folder), str(folder / "trial-0"))
     assert compared.returncode == 0
     lines = compared.stdout.splitlines()
     assert lines[0].split()[:5] == ["source", "run", "state", "metric", "value"] and len(lines) == 5
     assert all(" complete " in line and "module.lr=" in line for line in lines[1:4])
     assert "different data" not in compared.stdout
     # best.yaml reproduces the best trial as an experiment
-    again = domaintune(
+    again = cli(
         "train",
         "--config-dir",
         str(folder),
         "experiment=best",
+        "logger=none",
         "trainer.limit_val_batches=1",
         env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "repro")},
     )
     assert again.returncode == 0, again.stderr[-3000:]
 
 
-def test_pruning_actually_prunes(tmp_path):
-    # Validation accuracy can never reach 1.1: a threshold pruner prunes every trial at its first report.
-    result = sweep(
-        tmp_path,
-        "hydra.sweeper.n_trials=2",
-        "hydra/sweeper/pruner=threshold",
-        "hydra.sweeper.pruner.lower=1.1",
-        "trainer.max_epochs=3",
-        "hydra.sweeper.params.trainer.max_epochs=int(interval(3,4))",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = trials(tmp_path)
-    assert [r["state"] for r in rows] == ["pruned", "pruned"]
-    assert all(r["epochs_run"] == "1" and "pruned at epoch 0" in r["note"] for r in rows)
+@pytest.mark.slow
+def test_each_trial_is_a_wandb_run_grouped_by_study(small_sweep):
+    folder, _ = small_sweep
+    for number in range(3):
+        record = read_wandb(folder / f"trial-{number}")
+        assert record["name"] == f"trial-{number}" and record["state"] == "finished"
+        assert record["summary"]["outcome"] == "complete"
+        wandb_config = record["config"]["logger"]["wandb"]
+        assert wandb_config["group"] == "support" and wandb_config["job_type"] == "trial"
+        pruning = record["config"]["callbacks"]["optuna_pruning"]  # the sweeper's own config node, not the core's
+        assert pruning["study"] == "support" and pruning["monitor"] == "val/acc" and "lr" in record["config"]["module"]
 
 
-def test_failed_trials_are_recorded_and_the_failure_rate_stops_the_sweep(tmp_path):
-    result = sweep(tmp_path, "hydra.sweeper.n_trials=3", "module.schedule=no_such_schedule")
-    assert result.returncode == 2
-    assert "2 of 2 trials failed (more than hydra.sweeper.max_failure_rate=0.5)" in result.stderr
-    rows = trials(tmp_path)
-    assert [r["state"] for r in rows] == ["fail", "fail"] and all("no_such_schedule" in r["note"] for r in rows)
-
-
-def test_resume_after_sigkill_continues_the_same_study(tmp_path):
-    # Long enough trials (30-40 epochs, no early stop) that the kill lands inside trial 1.
-    args = [
-        str(BIN / "domaintune"),
-        "train",
-        "-m",
-        "sweep=optuna",
-        *IN_PROCESS,
-        *TINY,
-        "hydra.sweeper.n_trials=3",
-        "callbacks.early_stopping.patience=100",
-        "hydra.sweeper.params.trainer.max_epochs=int(interval(30,40))",
-    ]
-    env = {**os.environ, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
-    process = subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    folder = tmp_path / "sweeps" / "support"
-    deadline = time.time() + 300
-    while not (folder / "trial-1" / "train.log").exists() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)  # trial 1 is running now
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    finished_before = {p.parent.name: p.read_text() for p in folder.glob("trial-*/metrics.json")}
-    assert sorted(finished_before) == ["trial-0"], sorted(finished_before)
-
-    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = trials(tmp_path)
-    states = [r["state"] for r in rows]
-    assert states.count("complete") + states.count("pruned") == 3
-    killed = next(r for r in rows if r["number"] == "1")
-    assert killed["state"] == "fail" and "died" in killed["note"]
-    retried = [r for r in rows if r["number"] != "1" and r["params.module.lr"] == killed["params.module.lr"]]
-    assert len(retried) == 1 and retried[0]["state"] == "complete"  # the killed trial's params, tried again
-    for name, text in finished_before.items():  # nothing finished was overwritten
-        assert (folder / name / "metrics.json").read_text() == text
-
-
-def test_dashboard_serves_the_study(tmp_path):
-    assert sweep(tmp_path, "hydra.sweeper.n_trials=1").returncode == 0
-    folder = tmp_path / "sweeps" / "support"
+@pytest.mark.slow
+def test_dashboard_serves_the_study(small_sweep, tmp_path):
+    folder, _ = small_sweep
     import urllib.request
 
     server = subprocess.Popen(
@@ -198,23 +117,32 @@ def test_dashboard_serves_the_study(tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait()
-    missing = domaintune("dashboard", str(tmp_path))
+    missing = cli("dashboard", str(tmp_path))
     assert missing.returncode == 2 and "no study.db" in missing.stderr
 
 
-def test_each_trial_is_a_wandb_run_grouped_by_study(tmp_path):
-    from test_train import read_wandb
-
-    result = sweep(tmp_path, "logger=wandb", "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=grouped")
+def test_pruning_actually_prunes(tmp_path):
+    # Validation accuracy can never reach 1.1: a threshold pruner prunes every trial at its first report.
+    result = sweep(
+        tmp_path,
+        "hydra.sweeper.n_trials=2",
+        "hydra/sweeper/pruner=threshold",
+        "hydra.sweeper.pruner.lower=1.1",
+        "trainer.max_epochs=3",
+        "hydra.sweeper.params.trainer.max_epochs=int(interval(3,4))",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    for number in (0, 1):
-        record = read_wandb(tmp_path / "sweeps" / "grouped" / f"trial-{number}")
-        assert record["name"] == f"trial-{number}" and record["state"] == "finished"
-        assert record["summary"]["outcome"] == "complete"
-        wandb_config = record["config"]["logger"]["wandb"]
-        assert wandb_config["group"] == "grouped" and wandb_config["job_type"] == "trial"
-        pruning = record["config"]["callbacks"]["optuna_pruning"]  # the sweeper's own config node, not the core's
-        assert pruning["study"] == "grouped" and pruning["monitor"] == "val/acc" and "lr" in record["config"]["module"]
+    rows = trials(tmp_path / "sweeps" / "support")
+    assert [r["state"] for r in rows] == ["pruned", "pruned"]
+    assert all(r["epochs_run"] == "1" and "pruned at epoch 0" in r["note"] for r in rows)
+
+
+def test_failed_trials_are_recorded_and_the_failure_rate_stops_the_sweep(tmp_path):
+    result = sweep(tmp_path, "hydra.sweeper.n_trials=3", "module.schedule=no_such_schedule")
+    assert result.returncode == 2
+    assert "2 of 2 trials failed (more than hydra.sweeper.max_failure_rate=0.5)" in result.stderr
+    rows = trials(tmp_path / "sweeps" / "support")
+    assert [r["state"] for r in rows] == ["fail", "fail"] and all("no_such_schedule" in r["note"] for r in rows)
 
 
 def test_range_keeps_every_value_of_an_uneven_step():
@@ -239,6 +167,7 @@ def test_samplers_and_pruners_are_config_groups_or_targets_and_their_keywords_ar
         build_sampler({"_target_": "optuna.samplers.RandomSampler", "seed": 0, "n_startup_trials": 10}, {})
 
 
+@pytest.mark.slow
 def test_three_workers_share_one_postgresql_study(tmp_path, postgres_url):
     """The same command in three shells, the study on PostgreSQL: every trial number once, none lost."""
     import optuna
@@ -249,7 +178,7 @@ def test_three_workers_share_one_postgresql_study(tmp_path, postgres_url):
         "-m",
         "sweep=optuna",
         *IN_PROCESS,
-        *TINY,
+        *TINY_SWEEP,
         "hydra.sweeper.n_trials=6",
         f"hydra.sweeper.storage={postgres_url}",
         "hydra.sweeper.study_name=pg",
@@ -276,7 +205,7 @@ def test_three_workers_share_one_postgresql_study(tmp_path, postgres_url):
     assert len({t.user_attrs["worker"] for t in study.trials}) == 3  # no barrier: every worker took trials
     proposed = [tuple(sorted(t.params.items())) for t in study.trials if "retry_of" not in t.user_attrs]
     assert len(set(proposed)) == len(proposed)  # three shells, one seed: still no parameters proposed twice
-    assert {int(r["number"]) for r in trials(tmp_path, "pg")} == set(numbers)
+    assert {int(r["number"]) for r in trials(tmp_path / "sweeps" / "pg")} == set(numbers)
 
 
 def test_an_unreachable_storage_is_a_one_line_error(tmp_path):
@@ -302,7 +231,7 @@ def test_a_trial_whose_worker_stopped_beating_on_another_machine_is_retried(tmp_
     time.sleep(2.5)
     result = sweep(tmp_path, "hydra.sweeper.n_trials=2", "hydra.sweeper.heartbeat_interval=1")
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = trials(tmp_path)
+    rows = trials(folder)
     assert next(r for r in rows if r["number"] == "0")["state"] == "fail"
     retried = [r for r in rows if r["number"] != "0" and r["params.module.lr"] == "0.0005"]
     assert len(retried) == 1 and retried[0]["state"] in ("complete", "pruned")

@@ -14,10 +14,10 @@ import pytest
 import yaml
 from optuna.distributions import FloatDistribution, IntDistribution
 
-from conftest import BIN, ROOT, domaintune
-from test_sweep import IN_PROCESS, TINY, sweep, trials
+from helpers import BIN, HELPERS, IN_PROCESS, ROOT, TINY_SWEEP, cli, domaintune, read_wandb, sweep, trials
 
-HELPERS = {"PYTHONPATH": str(ROOT / "tests" / "helpers")}  # killer.KillAtEpoch
+TINY = TINY_SWEEP
+SUPPORT = Path("sweeps") / "support"  # the study's folder under an output folder
 SPACE = {"module.lr": FloatDistribution(1e-5, 1e-3, log=True), "trainer.max_epochs": IntDistribution(1, 2)}
 
 
@@ -27,6 +27,7 @@ def proposals(rows: list[dict]) -> list[tuple]:
     return [tuple(r[k] for k in keys) for r in rows if "retry of" not in r["note"]]
 
 
+@pytest.mark.slow
 def test_two_sweep_processes_started_together_on_one_journal_study_never_repeat_parameters(tmp_path):
     journal = tmp_path / "shared" / "study.journal"
     command = [str(BIN / "domaintune"), "train", "-m", "sweep=optuna", *IN_PROCESS, *TINY, "hydra.sweeper.n_trials=4"]
@@ -38,7 +39,7 @@ def test_two_sweep_processes_started_together_on_one_journal_study_never_repeat_
     ]
     for shell in shells:
         assert shell.wait(timeout=600) == 0, shell.stderr.read()[-3000:]
-    rows = trials(tmp_path)
+    rows = trials(tmp_path / SUPPORT)
     numbers = [int(r["number"]) for r in rows]
     assert sorted(numbers) == list(range(len(numbers)))  # no trial number twice, none lost
     assert sum(r["state"] in ("complete", "pruned") for r in rows) >= 4
@@ -144,11 +145,12 @@ hydra:
 """
 
 
+@pytest.mark.slow
 def test_a_hydra_optuna_sweeper_hparams_search_config_runs_unchanged(tmp_path):
     config_dir = tmp_path / "configs"
     (config_dir / "hparams_search").mkdir(parents=True)
     (config_dir / "hparams_search" / "support_optuna.yaml").write_text(HPARAMS_SEARCH)
-    result = domaintune(
+    result = cli(
         "train",
         "--config-dir",
         str(config_dir),
@@ -175,7 +177,7 @@ def test_a_hydra_optuna_sweeper_hparams_search_config_runs_unchanged(tmp_path):
         assert config["module"]["head_lr"] == pytest.approx(float(row["params.module.head_lr"]))
     assert "sweep 'support'" in result.stdout  # study_name null: the task's name
 
-    wrong = domaintune(
+    wrong = cli(
         "train",
         "--config-dir",
         str(config_dir),
@@ -188,6 +190,7 @@ def test_a_hydra_optuna_sweeper_hparams_search_config_runs_unchanged(tmp_path):
     assert wrong.returncode == 2 and "hydra.sweeper.direction=maximize disagrees with mode=min" in wrong.stderr
 
 
+@pytest.mark.slow
 def test_a_two_objective_sweep_writes_the_pareto_front_and_one_experiment_per_pareto_trial(tmp_path):
     result = sweep(
         tmp_path,
@@ -200,7 +203,7 @@ def test_a_two_objective_sweep_writes_the_pareto_front_and_one_experiment_per_pa
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Pareto front of val/acc, model/trainable_params on validation" in result.stdout
     folder = tmp_path / "sweeps" / "support"
-    rows = trials(tmp_path)
+    rows = trials(tmp_path / SUPPORT)
     assert all(r["state"] == "complete" for r in rows) and len(rows) == 4
     assert "value.val/acc" in rows[0] and "value.model/trainable_params" in rows[0] and "value" not in rows[0]
     study = optuna.load_study(study_name="support", storage=f"sqlite:///{folder}/study.db")
@@ -214,19 +217,11 @@ def test_a_two_objective_sweep_writes_the_pareto_front_and_one_experiment_per_pa
         metrics = json.loads((folder / f"trial-{row['number']}" / "metrics.json").read_text())
         assert float(row["value.model/trainable_params"]) == metrics["cost"]["model/trainable_params"]
         assert float(row["value.val/acc"]) == pytest.approx(metrics["best"]["value"])
-        (run,) = (folder / f"trial-{row['number']}" / "wandb").glob("offline-run-*")
-        record = json.loads(
-            subprocess.run(
-                [str(BIN / "wandb"), "leet", "inspect", "--summary", "--json", str(run)],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )
+        record = read_wandb(folder / f"trial-{row['number']}")
         assert record["summary"]["model/trainable_params"] == metrics["cost"]["model/trainable_params"]
     pareto = (folder / "experiment" / f"pareto-{front[0]}.yaml").read_text()
     assert "peft:" in pareto and "module:" in pareto  # the trial's parameters, as an experiment
-    reproduced = domaintune(
+    reproduced = cli(
         "train",
         "--config-dir",
         str(folder),
@@ -238,10 +233,11 @@ def test_a_two_objective_sweep_writes_the_pareto_front_and_one_experiment_per_pa
     assert reproduced.returncode == 0, reproduced.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_by_default_two_trials_run_at_once_in_reused_processes_and_prune_there(tmp_path):
     # Validation accuracy never reaches 1.1: the threshold pruner stops every trial at its second epoch, from
     # the trial's own joblib process (it reaches the study through storage).
-    result = domaintune(
+    result = cli(
         "train",
         "-m",
         "sweep=optuna",
@@ -254,7 +250,7 @@ def test_by_default_two_trials_run_at_once_in_reused_processes_and_prune_there(t
         env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = trials(tmp_path)
+    rows = trials(tmp_path / SUPPORT)
     assert [r["state"] for r in rows] == ["pruned"] * 4 and all(r["epochs_run"] == "2" for r in rows)
     assert {r["run_dir"].rsplit("/", 1)[1] for r in rows} == {f"trial-{n}" for n in range(4)}
     study = optuna.load_study(study_name="support", storage=f"sqlite:///{tmp_path}/sweeps/support/study.db")
@@ -266,8 +262,9 @@ def test_by_default_two_trials_run_at_once_in_reused_processes_and_prune_there(t
     assert len({t.user_attrs["heartbeat_from"] for t in study.trials}) == 2  # joblib kept its two processes
 
 
+@pytest.mark.slow
 def test_a_submitit_local_trial_whose_process_is_killed_is_retried_and_the_sweep_finishes(tmp_path):
-    result = domaintune(
+    result = cli(
         "train",
         "-m",
         "sweep=optuna",
@@ -280,10 +277,9 @@ def test_a_submitit_local_trial_whose_process_is_killed_is_retried_and_the_sweep
         "+callbacks.killer.epoch=0",
         f"+callbacks.killer.marker={tmp_path / 'killed-once'}",  # one of the two trials of the first batch
         env={**HELPERS, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
-        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = trials(tmp_path)
+    rows = trials(tmp_path / SUPPORT)
     assert sum(r["state"] == "complete" for r in rows) == 2  # exactly n_trials finished
     (dead,) = [r for r in rows if r["state"] == "fail"]
     (retry,) = [r for r in rows if r["note"].startswith(f"retry of trial {dead['number']}")]
@@ -291,6 +287,7 @@ def test_a_submitit_local_trial_whose_process_is_killed_is_retried_and_the_sweep
     assert "its job died (UncompletedJobError" in dead["note"]  # submitit reported the dead job
 
 
+@pytest.mark.slow
 def test_a_trial_that_kills_its_process_every_time_is_retried_max_retry_times_then_counts_as_a_failure(tmp_path):
     result = domaintune(
         "train",
@@ -308,7 +305,7 @@ def test_a_trial_that_kills_its_process_every_time_is_retried_max_retry_times_th
     )
     assert result.returncode == 2, result.stderr[-3000:]
     assert "2 of 2 trials failed (more than hydra.sweeper.max_failure_rate=0.5)" in result.stderr
-    rows = trials(tmp_path)
+    rows = trials(tmp_path / SUPPORT)
     assert [r["state"] for r in rows] == ["fail"] * 4 and all("its job died" in r["note"] for r in rows)
     study = optuna.load_study(study_name="support", storage=f"sqlite:///{tmp_path}/sweeps/support/study.db")
     retry_of = {t.number: t.user_attrs.get("retry_of") for t in study.trials}
@@ -354,6 +351,7 @@ def test_objectives_and_directions_are_checked_before_any_trial():
         directions("up", None, "max")
 
 
+@pytest.mark.slow
 def test_a_grid_sweep_runs_every_point_of_its_grid_once(tmp_path):
     result = sweep(
         tmp_path,
@@ -362,4 +360,4 @@ def test_a_grid_sweep_runs_every_point_of_its_grid_once(tmp_path):
         "hydra.sweeper.params={module.lr: 'choice(1e-4, 3e-4, 1e-3)', trainer.max_epochs: 'choice(1)'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(float(r["params.module.lr"]) for r in trials(tmp_path)) == [1e-4, 3e-4, 1e-3]
+    assert sorted(float(r["params.module.lr"]) for r in trials(tmp_path / SUPPORT)) == [1e-4, 3e-4, 1e-3]

@@ -1,31 +1,22 @@
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
 from safetensors.torch import load_file
 
-from conftest import BIN, FAST
 from domaintune.errors import UserError
 from domaintune.train import train
+from helpers import TINY, cli, phrase, read_wandb, the_run
 
 
-def test_run_writes_a_complete_run_folder(make_cfg):
-    cfg = make_cfg(
-        *FAST,
-        "task=legal",
-        "trainer.max_epochs=3",
-        "trainer.limit_train_batches=3",
-        "callbacks.early_stopping.patience=5",
-    )
-    best = train(cfg)
-    run = Path(cfg.paths.run_dir)
+def test_run_writes_a_complete_run_folder(tiny_run):
+    run, _ = tiny_run
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["task"] == "legal" and metrics["best"]["metric"] == "val/macro_f1"
     history = [row["val/macro_f1"] for row in metrics["history"]]
     assert len(history) == metrics["epochs_run"] == 3
-    assert best == metrics["best"]["value"] == max(history)
+    assert metrics["best"]["value"] == max(history)
     assert metrics["best"]["epoch"] == history.index(max(history))
     assert set(metrics["test"]) == {"test/loss", "test/acc", "test/macro_f1"}
     labels = json.loads((run / "label_map.json").read_text())
@@ -43,7 +34,7 @@ def test_saved_weights_are_the_best_checkpoint_not_the_last_epoch(make_cfg, test
     """'Best' is the highest validation loss here (mode=max), i.e. the first epoch, never the last:
     the saved weights must reproduce that epoch's score."""
     cfg = make_cfg(
-        *FAST,
+        *TINY,
         f"test={test}",
         "peft=none",
         "module.head_init=random",
@@ -79,7 +70,7 @@ def test_saved_weights_are_the_best_checkpoint_not_the_last_epoch(make_cfg, test
 
 @pytest.mark.parametrize("peft", ["none", "ia3"])
 def test_other_peft_methods_train(make_cfg, peft):
-    cfg = make_cfg(*FAST, f"peft={peft}")
+    cfg = make_cfg(*TINY, f"peft={peft}")
     assert train(cfg) is not None
     folder = "encoder" if peft == "none" else "adapter"
     assert any((Path(cfg.paths.run_dir) / folder).glob("*.safetensors"))
@@ -91,7 +82,7 @@ FROZEN = ["module.lr=1e-12", "module.head_lr=1e-12"]
 
 @pytest.mark.parametrize("task", ["support", "legal"])
 def test_probe_head_init_starts_from_the_probe_chosen_on_validation(make_cfg, task):
-    cfg = make_cfg(*FAST, f"task={task}", "module.head_init=probe", *FROZEN, "trainer.max_epochs=1")
+    cfg = make_cfg(*TINY, f"task={task}", "module.head_init=probe", *FROZEN, "trainer.max_epochs=1")
     train(cfg)
     metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
     baseline = metrics["baseline"]
@@ -106,14 +97,14 @@ def test_probe_head_init_starts_from_the_probe_chosen_on_validation(make_cfg, ta
 
 
 def test_random_head_init_is_still_judged_against_the_probe(make_cfg):
-    cfg = make_cfg(*FAST, "module.head_init=random")
+    cfg = make_cfg(*TINY, "module.head_init=random")
     train(cfg)
     metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
     assert "head_init" not in metrics["baseline"] and metrics["verdict"]["test_rows"] == metrics["data"]["test_rows"]
 
 
 def test_val_and_test_loss_are_plain_cross_entropy_and_the_objective_is_logged_apart(make_cfg):
-    cfg = make_cfg(*FAST, "module.label_smoothing=0.3", "module.class_weights=balanced", "trainer.max_epochs=1")
+    cfg = make_cfg(*TINY, "module.label_smoothing=0.3", "module.class_weights=balanced", "trainer.max_epochs=1")
     train(cfg)
     metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
     first = metrics["history"][0]
@@ -125,8 +116,6 @@ def test_val_and_test_loss_are_plain_cross_entropy_and_the_objective_is_logged_a
 
 
 def test_leaked_and_duplicate_rows_are_removed_before_training_and_reported(tmp_path):
-    from conftest import domaintune, phrase
-
     folder = tmp_path / "data"
     folder.mkdir()
     train_rows = [{"text": phrase(i), "label": f"l{i % 3}"} for i in range(90)]
@@ -137,10 +126,9 @@ def test_leaked_and_duplicate_rows_are_removed_before_training_and_reported(tmp_
     ]  # 2 normalized copies
     for name, rows in (("train", train_rows + train_rows[:4]), ("val", val), ("test", test)):
         (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = domaintune("train", *FAST, f"data.path={folder}", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "o")})
+    result = cli("train", *TINY, f"data.path={folder}", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "o")})
     assert result.returncode == 0, result.stderr[-2000:]
-    (metrics_file,) = (tmp_path / "o").glob("runs/*/*/metrics.json")
-    data = json.loads(metrics_file.read_text())["data"]
+    data = json.loads((the_run(tmp_path / "o") / "metrics.json").read_text())["data"]
     assert data["removed"] == {
         "empty": 0,
         "exact_duplicates": 4,
@@ -150,20 +138,20 @@ def test_leaked_and_duplicate_rows_are_removed_before_training_and_reported(tmp_
     }
     assert (data["train_rows"], data["val_rows"], data["test_rows"]) == (90, 12, 12)
     assert "data: removed 4 exact duplicates, 5 leaked before training" in result.stdout
-    kept = domaintune(
-        "train", *FAST, f"data.path={folder}", "data.dedupe=false", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "k")}
+    kept = cli(
+        "train", *TINY, f"data.path={folder}", "data.dedupe=false", env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "k")}
     )
-    (kept_file,) = (tmp_path / "k").glob("runs/*/*/metrics.json")
-    assert kept.returncode == 0 and json.loads(kept_file.read_text())["data"]["test_rows"] == 14
+    assert kept.returncode == 0, kept.stderr[-2000:]
+    assert json.loads((the_run(tmp_path / "k") / "metrics.json").read_text())["data"]["test_rows"] == 14
 
 
 def test_unknown_optimized_metric_fails_after_first_validation(make_cfg):
     with pytest.raises(UserError, match=r"optimized_metric 'val/nope' is not logged.*val/acc, val/loss, val/macro_f1"):
-        train(make_cfg(*FAST, "optimized_metric=val/nope"))
+        train(make_cfg(*TINY, "optimized_metric=val/nope"))
 
 
 def test_finished_run_folder_is_never_overwritten(make_cfg):
-    cfg = make_cfg(*FAST)
+    cfg = make_cfg(*TINY)
     train(cfg)
     before = (Path(cfg.paths.run_dir) / "metrics.json").read_text()
     with pytest.raises(UserError, match="already holds a finished run"):
@@ -171,27 +159,14 @@ def test_finished_run_folder_is_never_overwritten(make_cfg):
     assert (Path(cfg.paths.run_dir) / "metrics.json").read_text() == before
 
 
-def read_wandb(run_dir: Path) -> dict:
-    """The offline run as W&B's own reader sees it."""
-    (folder,) = (run_dir / "wandb").glob("offline-run-*")
-    out = subprocess.run(
-        [str(BIN / "wandb"), "leet", "inspect", "--summary", "--json", str(folder)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout)
-
-
-def test_wandb_offline_run_holds_config_and_metrics(make_cfg):
-    cfg = make_cfg("model=tiny", "trainer=debug", "logger=wandb", "task=marketing")
-    train(cfg)
-    record = read_wandb(Path(cfg.paths.run_dir))
+def test_wandb_offline_run_holds_config_and_metrics(tiny_run):
+    run, _ = tiny_run
+    record = read_wandb(run)
     assert record["state"] == "finished" and record["exit_code"] == 0
-    assert record["project"] == "domaintune" and record["tags"] == ["marketing"]
-    assert record["config"]["task_name"] == "marketing"
-    assert record["config"]["data"]["max_length"] == 64 and record["config"]["data_fingerprint"]
-    metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
+    assert record["project"] == "domaintune" and record["tags"] == ["legal"]
+    assert record["config"]["task_name"] == "legal"
+    assert record["config"]["data"]["max_length"] == 256 and record["config"]["data_fingerprint"]
+    metrics = json.loads((run / "metrics.json").read_text())
     assert record["summary"]["test/acc"] == pytest.approx(metrics["test"]["test/acc"], abs=1e-5)
     assert record["summary"]["best/value"] == pytest.approx(metrics["best"]["value"], abs=1e-5)
     assert "val/macro_f1" in record["summary"]
@@ -206,7 +181,7 @@ def test_failed_run_is_closed_in_wandb_with_a_failure_exit_code(make_cfg):
 
 
 def test_early_stopping_on_a_flat_validation_metric(make_cfg):
-    cfg = make_cfg(*FAST, *FROZEN, "trainer.max_epochs=6", "callbacks.early_stopping.patience=1")
+    cfg = make_cfg(*TINY, *FROZEN, "trainer.max_epochs=6", "callbacks.early_stopping.patience=1")
     train(cfg)
     metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and metrics["stopped_early"] is True
@@ -225,7 +200,7 @@ def test_trials_in_one_process_fit_the_probe_once(make_cfg, tmp_path, monkeypatc
     )
     scores = []
     for n, lr in enumerate(["1e-3", "1e-4"]):
-        cfg = make_cfg(*FAST, f"module.lr={lr}")
+        cfg = make_cfg(*TINY, f"module.lr={lr}")
         with open_dict(cfg):
             cfg.paths.run_dir = str(tmp_path / f"trial-{n}")
         Path(cfg.paths.run_dir).mkdir()

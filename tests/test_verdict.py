@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from conftest import domaintune
 from domaintune import verdict
+from helpers import cli, the_run
 
 WORDS = (
     "apple river stone cloud tiger lemon candle forest silver garden violin rocket pepper island marble copper "
@@ -76,7 +76,7 @@ def _write(path, rows):
 
 
 def _train(tmp_path, data):
-    result = domaintune(
+    result = cli(
         "train",
         "model=tiny",
         "logger=none",
@@ -89,8 +89,7 @@ def _train(tmp_path, data):
         env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    (metrics,) = tmp_path.glob("runs/*/*/metrics.json")
-    return json.loads(metrics.read_text()), result.stdout
+    return json.loads((the_run(tmp_path) / "metrics.json").read_text()), result.stdout
 
 
 @pytest.mark.slow
