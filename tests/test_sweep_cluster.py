@@ -184,10 +184,10 @@ def test_a_hydra_optuna_sweeper_hparams_search_config_runs_unchanged(tmp_path):
         "hparams_search=support_optuna",
         "hydra/sweeper=domaintune_optuna",
         "model=tiny",
-        "mode=min",
+        "hydra.sweeper.direction=minimize",  # mode follows val/acc: max
         env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "wrong")},
     )
-    assert wrong.returncode == 2 and "hydra.sweeper.direction=maximize disagrees with mode=min" in wrong.stderr
+    assert wrong.returncode == 2 and "hydra.sweeper.direction=minimize disagrees with mode=max" in wrong.stderr
 
 
 @pytest.mark.slow

@@ -31,29 +31,30 @@ def test_run_writes_a_complete_run_folder(tiny_run):
 
 @pytest.mark.parametrize("test", ["true", "false"])
 def test_saved_weights_are_the_best_checkpoint_not_the_last_epoch(make_cfg, test):
-    """'Best' is the highest validation loss here (mode=max), i.e. the first epoch, never the last:
-    the saved weights must reproduce that epoch's score."""
+    """optimized_metric=val/loss with no mode: the lowest validation loss is best (its declared
+    direction). At these rates the loss goes down and up again (epoch 4 is lowest of 6), so the
+    best epoch is not the last; the saved weights must reproduce that epoch's score."""
     cfg = make_cfg(
         *TINY,
         f"test={test}",
         "peft=none",
         "module.head_init=random",
-        "module.lr=0.05",
-        "module.head_lr=0.5",
+        "module.lr=0.01",
+        "module.head_lr=0.1",
         "module.warmup_ratio=0",
         "module.schedule=constant",
-        "trainer.max_epochs=4",
-        "trainer.limit_train_batches=6",
+        "trainer.max_epochs=6",
+        "trainer.limit_train_batches=1.0",
         "trainer.limit_val_batches=1.0",
         "callbacks.early_stopping.patience=10",
         "optimized_metric=val/loss",
-        "mode=max",
     )
     train(cfg)
     run = Path(cfg.paths.run_dir)
     metrics = json.loads((run / "metrics.json").read_text())
     losses = [row["val/loss"] for row in metrics["history"]]
-    assert metrics["best"]["value"] == max(losses) and losses.index(max(losses)) < len(losses) - 1
+    assert metrics["mode"] == "min" and cfg.callbacks.model_checkpoint.mode == "min"
+    assert metrics["best"]["value"] == min(losses) and losses.index(min(losses)) < len(losses) - 1
     # Rebuild the module from the saved encoder + head and re-validate: it must score the best epoch.
     backbone = instantiate(cfg.model)
     datamodule = instantiate(cfg.data, _partial_=True)(tokenizer=backbone.load_tokenizer())
@@ -147,7 +148,7 @@ def test_leaked_and_duplicate_rows_are_removed_before_training_and_reported(tmp_
 
 def test_unknown_optimized_metric_fails_after_first_validation(make_cfg):
     with pytest.raises(UserError, match=r"optimized_metric 'val/nope' is not logged.*val/acc, val/loss, val/macro_f1"):
-        train(make_cfg(*TINY, "optimized_metric=val/nope"))
+        train(make_cfg(*TINY, "optimized_metric=val/nope", "mode=max"))  # a mode given: nothing to check before
 
 
 def test_finished_run_folder_is_never_overwritten(make_cfg):
@@ -173,7 +174,7 @@ def test_wandb_offline_run_holds_config_and_metrics(tiny_run):
 
 
 def test_failed_run_is_closed_in_wandb_with_a_failure_exit_code(make_cfg):
-    cfg = make_cfg("model=tiny", "trainer=debug", "logger=wandb", "optimized_metric=val/nope")
+    cfg = make_cfg("model=tiny", "trainer=debug", "logger=wandb", "optimized_metric=val/nope", "mode=max")
     with pytest.raises(UserError):
         train(cfg)
     record = read_wandb(Path(cfg.paths.run_dir))

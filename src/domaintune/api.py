@@ -180,6 +180,9 @@ class TaskModule(pl.LightningModule, abc.ABC):
     what it does better (Hugging Face folders, a verdict against its base model, predict, export)."""
 
     pipeline_tag: ClassVar[str | None] = None  # the Hugging Face task of an exported model
+    # Which way each logged metric improves, by its name without the split ("loss" for val/loss and
+    # test/loss): `mode` follows the optimized metric's entry (domaintune.direction).
+    metric_directions: ClassVar[dict[str, str]] = {"loss": "min"}
 
     def __init__(self, peft_config=None):
         super().__init__()

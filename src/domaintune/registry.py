@@ -156,8 +156,8 @@ def get(kind: str, name: str) -> Plugin:
         raise PluginError(f"unknown {kind} plugin '{name}'; available: {', '.join(names(kind)) or 'none'}") from None
 
 
-def check_target(kind: str, target: str, key: str) -> None:
-    """Fail early, in one line, when a config's `_target_` cannot be imported."""
+def check_target(kind: str, target: str, key: str) -> type:
+    """The class a config's `_target_` names; one line, early, when it cannot be imported."""
     add_plugin_folders()
     module_name, _, attribute = target.rpartition(".")
     try:
@@ -170,3 +170,4 @@ def check_target(kind: str, target: str, key: str) -> None:
         ) from None
     if not (isinstance(obj, type) and issubclass(obj, _base_class(kind))):
         raise PluginError(f"{key}._target_ '{target}' is not a {_base_class(kind).__name__} subclass (domaintune.api)")
+    return obj

@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from domaintune import console, continual, outputs, registry, runs, schema, tracking
+from domaintune import console, continual, direction, outputs, registry, runs, schema, tracking
 from domaintune.callbacks import EpochHistory, FiniteLoss, LastCheckpoint, MetricGuard
 from domaintune.errors import UserError
 
@@ -43,6 +43,7 @@ def _instantiate_all(group: DictConfig | None) -> list:
 def train(cfg: DictConfig) -> float | None:
     started = time.time()
     console.quiet()
+    direction.resolve_mode(cfg)  # mode follows optimized_metric unless set (and then must agree)
     schema.check(cfg)  # types and ranges of the core keys, before any work
     run_dir = Path(cfg.paths.run_dir)
     if (run_dir / "metrics.json").exists():

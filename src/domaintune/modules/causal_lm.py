@@ -10,6 +10,7 @@ import math
 import re
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -145,6 +146,7 @@ class CausalLMModule(TaskModule):
     `val/loss`, `val/ppl` and, on a fixed subset of validation prompts, `val/rougeL` (and
     `val/exact_match` when the task asks for it); any of them can be the sweep metric."""
 
+    metric_directions: ClassVar[dict[str, str]] = {"loss": "min", "ppl": "min", "rougeL": "max"}
     pipeline_tag = "text-generation"
 
     def __init__(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -164,6 +165,7 @@ class SequenceClassificationModule(TaskModule):
     reported as the run's baseline so every run says whether fine-tuning paid off.
     """
 
+    metric_directions: ClassVar[dict[str, str]] = {"loss": "min", "acc": "max", "macro_f1": "max"}
     pipeline_tag = "text-classification"
 
     def __init__(
