@@ -96,9 +96,13 @@ def _postgres_bin() -> Path | None:
     return candidates[-1].parent if candidates else None
 
 
+POSTGRES_PASSWORD = "pg-s3cret-9173"  # what no file or console line of a sweep may show
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A throwaway PostgreSQL server on loopback for the session; its SQLAlchemy URL."""
+    """A throwaway PostgreSQL server on loopback for the session that asks TCP clients for a
+    password (scram-sha-256); its SQLAlchemy URL, password included."""
     bin_dir = _postgres_bin()
     if bin_dir is None:
         if os.environ.get("CI"):
@@ -112,9 +116,22 @@ def postgres_url():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    data = folder / "data"
+    data, secret = folder / "data", folder / "password"
+    secret.write_text(POSTGRES_PASSWORD + "\n")
+    if as_user:
+        shutil.chown(secret, "postgres")
     subprocess.run(
-        [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        [
+            *as_user,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            f"--pwfile={secret}",
+            "-U",
+            "postgres",
+        ],
         check=True,
         capture_output=True,
     )
@@ -135,7 +152,7 @@ def postgres_url():
         capture_output=True,
     )
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        yield f"postgresql+psycopg://postgres:{POSTGRES_PASSWORD}@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(
             [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True

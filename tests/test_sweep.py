@@ -9,6 +9,7 @@ import time
 
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from sqlalchemy.engine import make_url
 
 from domaintune.errors import UserError
 from domaintune.sweep.search_space import parse
@@ -168,8 +169,11 @@ def test_samplers_and_pruners_are_config_groups_or_targets_and_their_keywords_ar
 
 
 @pytest.mark.slow
-def test_three_workers_share_one_postgresql_study(tmp_path, postgres_url):
-    """The same command in three shells, the study on PostgreSQL: every trial number once, none lost."""
+def test_three_workers_share_one_postgresql_study_and_no_file_or_console_keeps_its_password(tmp_path, postgres_url):
+    """The same command in three shells, the study on PostgreSQL: every trial number once, none
+    lost. The server asks for a password: one shell passes the URL on the command line, the others
+    in $DOMAINTUNE_STORAGE; the trials reach the study all the same, and the password appears in no
+    file under the outputs (configs, Hydra's records, logs, W&B runs) and in no console line."""
     import optuna
 
     command = [
@@ -179,24 +183,32 @@ def test_three_workers_share_one_postgresql_study(tmp_path, postgres_url):
         "sweep=optuna",
         *IN_PROCESS,
         *TINY_SWEEP,
+        "logger=wandb",
         "hydra.sweeper.n_trials=6",
-        f"hydra.sweeper.storage={postgres_url}",
         "hydra.sweeper.study_name=pg",
     ]
-    env = {**os.environ, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path)}
-    workers = [
-        subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
-    for worker in workers:
-        assert worker.wait(timeout=600) == 0, worker.stderr.read()[-3000:]
+    outputs, consoles = tmp_path / "outputs", tmp_path / "consoles"
+    consoles.mkdir()
+    env = {**os.environ, "DOMAINTUNE_OUTPUT_DIR": str(outputs)}
+    workers = []
+    for n in range(3):
+        given = [f"hydra.sweeper.storage={postgres_url}"] if n == 0 else []
+        with open(consoles / f"{n}.out", "w") as out, open(consoles / f"{n}.err", "w") as err:
+            workers.append(
+                subprocess.Popen(
+                    command + given,
+                    cwd=ROOT,
+                    env=env if given else {**env, "DOMAINTUNE_STORAGE": postgres_url},
+                    stdout=out,
+                    stderr=err,
+                )
+            )
+    for n, worker in enumerate(workers):
+        assert worker.wait(timeout=600) == 0, (consoles / f"{n}.err").read_text()[-3000:]
+    password = make_url(postgres_url).password.encode()
+    leaks = [str(p) for p in [*outputs.rglob("*"), *consoles.iterdir()] if p.is_file() and password in p.read_bytes()]
+    assert leaks == []
+    assert list(outputs.rglob("wandb/offline-run-*")) and list(outputs.rglob(".hydra/overrides.yaml"))
     study = optuna.load_study(study_name="pg", storage=postgres_url)
     numbers = sorted(t.number for t in study.trials)
     assert numbers == list(range(len(numbers)))
@@ -205,14 +217,30 @@ def test_three_workers_share_one_postgresql_study(tmp_path, postgres_url):
     assert len({t.user_attrs["worker"] for t in study.trials}) == 3  # no barrier: every worker took trials
     proposed = [tuple(sorted(t.params.items())) for t in study.trials if "retry_of" not in t.user_attrs]
     assert len(set(proposed)) == len(proposed)  # three shells, one seed: still no parameters proposed twice
-    assert {int(r["number"]) for r in trials(tmp_path / "sweeps" / "pg")} == set(numbers)
+    assert {int(r["number"]) for r in trials(outputs / "sweeps" / "pg")} == set(numbers)
 
 
-def test_an_unreachable_storage_is_a_one_line_error(tmp_path):
-    result = sweep(tmp_path, "hydra.sweeper.storage=postgresql+psycopg://postgres@127.0.0.1:1/none")
+def test_an_unreachable_storage_is_a_one_line_error_without_its_password(tmp_path):
+    result = sweep(tmp_path, "hydra.sweeper.storage=postgresql+psycopg://postgres:hunter2@127.0.0.1:1/none")
     assert result.returncode == 2
     assert "hydra.sweeper.storage 'postgresql+psycopg://postgres@127.0.0.1:1/none': cannot open it" in result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout and "hunter2" not in result.stderr + result.stdout
+
+
+def test_a_storage_password_travels_apart_from_its_url(monkeypatch):
+    from domaintune.sweep.secrets import PASSWORD_ENV, masked, strip_storage_password, with_password
+
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    url = "postgresql+psycopg://user:p%40ss@db.example:5432/studies"
+    assert masked(url) == "postgresql+psycopg://user:***@db.example:5432/studies"
+    assert strip_storage_password([f"hydra.sweeper.storage='{url}'", "module.lr=1e-4"]) == [
+        "hydra.sweeper.storage='postgresql+psycopg://user@db.example:5432/studies'",
+        "module.lr=1e-4",
+    ]
+    assert os.environ[PASSWORD_ENV] == "p@ss"  # for this process and the jobs it starts
+    assert with_password("postgresql+psycopg://user@db.example:5432/studies") == url
+    assert with_password("sqlite:////tmp/study.db") == "sqlite:////tmp/study.db"  # nothing to add
+    assert masked("/tmp/study.journal") == "/tmp/study.journal"
 
 
 def test_a_trial_whose_worker_stopped_beating_on_another_machine_is_retried(tmp_path):

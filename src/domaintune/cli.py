@@ -18,8 +18,9 @@ def run_train(overrides: list[str]) -> None:
     import __main__
     from domaintune import config, hydra_app
     from domaintune.sweep.overrides import own_sweeper, quote_sweep_params
+    from domaintune.sweep.secrets import strip_storage_password
 
-    overrides = config.resume_overrides(own_sweeper(quote_sweep_params(overrides)))
+    overrides = config.resume_overrides(own_sweeper(quote_sweep_params(strip_storage_password(overrides))))
     config.check_group_choices(overrides)
     config.check_override_keys(overrides)
     # Hydra reads sys.argv; Lightning's DDP launcher re-runs sys.argv[0] as a script for the

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from domaintune.errors import UserError
+from domaintune.sweep.secrets import masked
 from domaintune.sweep.study import open_storage, storage_url
 
 
@@ -16,5 +17,5 @@ def serve(study: str, host: str, port: int) -> None:
     url = storage_url(None, folder) if folder.is_dir() else storage_url(study, Path("."))
     from optuna_dashboard import run_server
 
-    print(f"optuna-dashboard on {url}: http://{host}:{port}", flush=True)
+    print(f"optuna-dashboard on {masked(url)}: http://{host}:{port}", flush=True)
     run_server(open_storage(url), host=host, port=port)

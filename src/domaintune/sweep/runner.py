@@ -24,11 +24,13 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
+from domaintune.direction import resolve_mode
 from domaintune.errors import UserError
 from domaintune.outputs import COSTS, objective
 from domaintune.sweep import report
 from domaintune.sweep.overrides import override_value
 from domaintune.sweep.search_space import parse
+from domaintune.sweep.secrets import hand_over
 from domaintune.sweep.study import (
     WORKER,
     Heartbeat,
@@ -300,9 +302,9 @@ def run_sweep(cfg: DictConfig, launcher, settings: DomaintuneSweeperConf, argume
         )
     name = settings.study_name or cfg.task_name
     folder = Path(str(cfg.hydra.sweep.dir))  # where the trial folders go: <output_dir>/sweeps/<study> by default
-    url = storage_url(settings.storage, folder)
+    url = hand_over(storage_url(settings.storage, folder))  # trials and records get it without its password
     objectives = _objectives(settings.objectives, cfg.optimized_metric)
-    wanted = directions(settings.direction, settings.objectives, cfg.mode)
+    wanted = directions(settings.direction, settings.objectives, resolve_mode(cfg))
     if objectives:
         log.info(
             "%d objectives (%s): pruning is off, Optuna prunes single-objective studies only",

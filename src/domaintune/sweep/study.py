@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import TrialState
 
 from domaintune.errors import UserError
+from domaintune.sweep.secrets import masked, with_password
 
 JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
 
@@ -140,7 +141,7 @@ def _rdb_storage(url: str, **kwargs) -> optuna.storages.RDBStorage:
 
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(url, **kwargs)
+            return optuna.storages.RDBStorage(with_password(url), **kwargs)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             if attempt == 4:
                 raise
@@ -148,7 +149,7 @@ def _rdb_storage(url: str, **kwargs) -> optuna.storages.RDBStorage:
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ArgumentError, ImportError) as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise UserError(
-                f"hydra.sweeper.storage '{url}': cannot open it ({reason}); check the URL, "
+                f"hydra.sweeper.storage '{masked(url)}': cannot open it ({reason}); check the URL, "
                 "that the database server runs, and that its driver is installed (e.g. psycopg)"
             ) from None
 
@@ -337,7 +338,7 @@ def open_study(
         raise UserError(f"study '{name}': {exc}".splitlines()[0]) from None
     if study.directions != [optuna.study.StudyDirection[d.upper()] for d in directions]:
         raise UserError(
-            f"study '{name}' in {url} was made with directions {[d.name.lower() for d in study.directions]}; "
+            f"study '{name}' in {masked(url)} was made with directions {[d.name.lower() for d in study.directions]}; "
             "set hydra.sweeper.study_name to a new name"
         )
     study.set_user_attr("pruner", dict(pruner_spec or {}) if len(directions) == 1 else {})
