@@ -220,6 +220,9 @@ def test_train_generate_and_export_a_support_reply_model(tiny_causal_run, copy_r
     merged = AutoModelForCausalLM.from_pretrained(run / "export").eval()
     card = (run / "export" / "README.md").read_text()
     assert "| test/loss |" in card and json.loads((run / "metrics.json").read_text())["data"]["fingerprint"] in card
+    assert "the adapter is merged into these weights" in card
+    loss = json.loads((run / "metrics.json").read_text())["verdict"]["metrics"]["loss"]
+    assert f"| test/loss | {loss['fine_tuned']:.4f} | {loss['base']:.4f} |" in card  # the base model's figure too
     from domaintune.runs import load_run
 
     loaded = load_run(run)

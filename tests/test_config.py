@@ -105,3 +105,10 @@ def test_a_projects_conf_extends_and_overrides_the_packaged_configs(make_cfg, tm
     assert make_cfg("task=claims").task_name == "claims"
     assert make_cfg("task=legal").task_name == "legal"
     assert {"claims", "legal", "support"} <= set(group_options("task"))
+
+
+def test_a_model_package_that_is_not_installed_names_its_pip_install():
+    from domaintune.config import package_dir
+
+    with pytest.raises(UserError, match=r"package 'llm_nosuch' is not installed; pip install llm-nosuch, or choose"):
+        package_dir("llm_nosuch")

@@ -101,6 +101,9 @@ def test_export_without_onnx_and_refusals(make_cfg, tmp_path, pooling):
     assert {"model.safetensors", "config.json", "classifier.safetensors", "classifier.json", "README.md"} <= written
     assert "model.onnx" not in written
     card = (tmp_path / "plain" / "README.md").read_text()
+    assert "Method: full fine-tuning." in card and "adapter is merged" not in card
+    scores = json.loads((run / "metrics.json").read_text())["verdict"]["metrics"]["acc"]
+    assert f"| test/acc | {scores['fine_tuned']:.4f} | {scores['base']:.4f} |" in card  # the base model's test figure
     if pooling == "cls":
         pooled = json.loads((tmp_path / "plain" / "1_Pooling" / "config.json").read_text())
         assert pooled["pooling_mode_cls_token"] and not pooled["pooling_mode_mean_tokens"]

@@ -97,6 +97,8 @@ def test_evaluate_refuses_a_run_whose_training_data_changed(tmp_path):
         handle.write(json.dumps({"text": "an added row about something else", "label": "l0"}) + "\n")
     changed = cli("evaluate", f"run={run}")
     assert changed.returncode == 2 and "no longer the data" in changed.stderr and "Traceback" not in changed.stderr
+    continued = cli("train", *TINY, f"data.path={data}", f"init_from={run}", env=env)  # its test set is gone too
+    assert continued.returncode == 2 and "is no longer the data that run trained and tested on" in continued.stderr
 
 
 def test_init_from_continues_a_run_and_checks_forgetting_on_its_test_set(tiny_run, tmp_path):

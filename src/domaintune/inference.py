@@ -60,8 +60,11 @@ def model_card(cfg, metrics: dict, pipeline_tag: str | None, card: dict) -> str:
         f"Base model: `{base}`"
         + (f" (`{config['model']['gguf_file']}`, de-quantized)" if config["model"].get("gguf_file") else ""),
         "Method: "
-        f"{config.get('peft', {}).get('_target_', 'full fine-tuning') if config.get('peft') else 'full fine-tuning'}; "
-        "the adapter is merged into these weights.",
+        + (
+            f"{config['peft']['_target_']}; the adapter is merged into these weights."
+            if config.get("peft")
+            else "full fine-tuning."
+        ),
         "",
         "## Use",
         "",
@@ -71,11 +74,13 @@ def model_card(cfg, metrics: dict, pipeline_tag: str | None, card: dict) -> str:
         "| metric | fine-tuned | base model |",
         "|---|---|---|",
     ]
-    baseline = metrics.get("baseline", {})
+    # Both columns from one computation on the same test rows: the verdict's where it has the metric.
+    baseline, compared = metrics.get("baseline", {}), (metrics.get("verdict") or {}).get("metrics", {})
     for key, value in metrics.get("test", {}).items():
-        base_value = baseline.get(key)
+        pair = compared.get(key.removeprefix("test/"))
+        tuned, base_value = (pair["fine_tuned"], pair["base"]) if pair else (value, baseline.get(key))
         lines.append(
-            f"| {key} | {value:.4f} | {base_value:.4f} |" if base_value is not None else f"| {key} | {value:.4f} | |"
+            f"| {key} | {tuned:.4f} | {base_value:.4f} |" if base_value is not None else f"| {key} | {tuned:.4f} | |"
         )
     best = metrics.get("best", {})
     if metrics.get("verdict"):
