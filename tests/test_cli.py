@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, TINY, cli, domaintune, error_line, finished_runs, metrics, read_wandb, the_run
-
-NOISE = ("litlogger", "LeafSpec", "will be removed in v6")  # an advertisement, library deprecation notices
+from helpers import CONSOLE_NOISE, ROOT, TINY, cli, domaintune, error_line, finished_runs, metrics, read_wandb, the_run
 
 
 def test_help_does_not_import_heavy_libraries():
@@ -103,7 +101,7 @@ def test_multirun_over_tasks_gives_each_run_its_own_folder_and_a_quiet_console(t
     runs = finished_runs(tmp_path / "multiruns")
     assert sorted(metrics(p)["task"] for p in runs) == ["legal", "marketing", "support"]
     assert len(set(runs)) == 3
-    assert [word for word in NOISE if word in result.stdout + result.stderr] == []
+    assert [word for word in CONSOLE_NOISE if word in result.stdout + result.stderr] == []
 
 
 @pytest.mark.slow

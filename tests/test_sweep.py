@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from domaintune.errors import UserError
 from domaintune.sweep.search_space import parse
-from helpers import BIN, IN_PROCESS, ROOT, TINY_SWEEP, cli, read_wandb, sweep, trials
+from helpers import BIN, CONSOLE_NOISE, IN_PROCESS, ROOT, TINY_SWEEP, cli, read_wandb, sweep, trials
 
 
 def test_search_space_syntax_of_hydra_optuna_sweeper():
@@ -208,6 +208,8 @@ def test_three_workers_share_one_postgresql_study_and_no_file_or_console_keeps_i
     password = make_url(postgres_url).password.encode()
     leaks = [str(p) for p in [*outputs.rglob("*"), *consoles.iterdir()] if p.is_file() and password in p.read_bytes()]
     assert leaks == []
+    consoles_text = "".join(p.read_text() for p in consoles.iterdir())  # three sweeps with W&B: a quiet console
+    assert [word for word in CONSOLE_NOISE if word in consoles_text] == []
     assert list(outputs.rglob("wandb/offline-run-*")) and list(outputs.rglob(".hydra/overrides.yaml"))
     study = optuna.load_study(study_name="pg", storage=postgres_url)
     numbers = sorted(t.number for t in study.trials)

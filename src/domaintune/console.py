@@ -41,6 +41,10 @@ def quiet() -> None:
     for handler in {h for lg in loggers for h in lg.handlers}:
         if not any(isinstance(f, _NoAdvertisements) for f in handler.filters):
             handler.addFilter(_NoAdvertisements())
-    for lg in loggers:  # records that never reach a handler above (no Hydra: Lightning's own)
+    # A logger's filters see only what is logged to it, not what its children propagate: the
+    # loggers that emit Lightning's notices get the filter themselves, whatever handler (Hydra's
+    # per-job ones included) prints them.
+    loggers += [logging.getLogger(f"lightning.{part}.utilities.rank_zero") for part in ("pytorch", "fabric")]
+    for lg in loggers:
         if not any(isinstance(f, _NoAdvertisements) for f in lg.filters):
             lg.addFilter(_NoAdvertisements())

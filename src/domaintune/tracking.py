@@ -6,6 +6,17 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 
+def wandb_logger(**settings):
+    """Lightning's WandbLogger (conf/logger/wandb.yaml) without the `anonymous` argument it always
+    hands to wandb.init: W&B answers it with "The anonymous setting has no effect" in every run."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    logger = WandbLogger(**settings)
+    if logger._wandb_init.get("anonymous") is None:
+        del logger._wandb_init["anonymous"]
+    return logger
+
+
 def wandb_loggers(loggers) -> list:
     from lightning.pytorch.loggers import WandbLogger
 

@@ -46,6 +46,10 @@ TINY_SWEEP = [
 # One trial at a time in the sweep's own process (the default runs 2 at a time in joblib processes).
 IN_PROCESS = ["hydra/launcher=basic", "hydra.sweeper.n_jobs=1"]
 
+# What a console must not show: an advertisement, library deprecation notices, a W&B setting
+# Lightning passes that W&B says has no effect.
+CONSOLE_NOISE = ("litlogger", "LeafSpec", "will be removed in v6", "anonymous setting has no effect")
+
 # Made-up words for synthetic rows: templated rows ("message 1", "message 2", ...) are near
 # duplicates, which training removes, so test data that must keep its rows draws words from here.
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "po", "da", "fe"]
