@@ -178,7 +178,7 @@ def _watching(study: optuna.Study, retry: RetryDeadTrial, interval: float):
 
 def _start_workers(count: int) -> list[subprocess.Popen]:
     """`n_jobs` under the in-process launcher: the same command, as single workers on the same study
-    (each trial seeds its own sampler, so they never propose the same parameters)."""
+    (each trial seeds its own sampler, so their proposal streams differ)."""
     return [subprocess.Popen([sys.executable, *sys.argv, "hydra.sweeper.n_jobs=1"]) for _ in range(count)]
 
 

@@ -247,7 +247,7 @@ class GridUntilNTrials(optuna.samplers.GridSampler):
 
 
 class SeededPerTrial(optuna.samplers.BaseSampler):
-    """Workers on one study must never propose the same parameters. One seed for every worker
+    """Workers on one study must not walk the same proposal stream. One seed for every worker
     made two shells running the same command propose identical trials (0/1, 2/3, ...); a seed per
     process would make a sweep unrepeatable. So the sampler is built again for every trial, seeded
     from (the study's seed, the trial number): trial numbers are handed out by the storage, unique
