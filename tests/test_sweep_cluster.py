@@ -361,3 +361,26 @@ def test_a_grid_sweep_runs_every_point_of_its_grid_once(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(float(r["params.module.lr"]) for r in trials(tmp_path / SUPPORT)) == [1e-4, 3e-4, 1e-3]
+
+
+def test_a_point_is_trained_once_and_an_exhausted_space_ends_the_sweep(tmp_path):
+    """TPE on a 4-point space with 8 trials asked: a repeated proposal gets the earlier trial's
+    value without training, and once all 4 points are trained the sweep stops asking."""
+    result = sweep(
+        tmp_path,
+        "hydra.sweeper.n_trials=8",
+        "hydra/sweeper/pruner=none",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        "hydra.sweeper.params={module.lr: 'choice(1e-4, 3e-4)', trainer.max_epochs: 'choice(1, 2)'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = trials(tmp_path / "sweeps" / "support")
+    trained = [r for r in rows if "repeat of" not in r["note"]]
+    points = {(r["params.module.lr"], r["params.trainer.max_epochs"]) for r in trained}
+    assert len(trained) == len(points) == 4 and all(r["state"] == "complete" for r in rows)
+    folders = sorted(p.parent.name for p in (tmp_path / "sweeps" / "support").glob("trial-*/metrics.json"))
+    assert folders == sorted(f"trial-{r['number']}" for r in trained)  # repeats trained nothing
+    for repeat in (r for r in rows if "repeat of" in r["note"]):
+        earlier = next(r for r in rows if repeat["note"] == f"repeat of trial {r['number']}")
+        assert (repeat["params.module.lr"], repeat["value"]) == (earlier["params.module.lr"], earlier["value"])
+    assert len(rows) < 8 and "every point of the search space has been trained" in result.stdout  # asked no more

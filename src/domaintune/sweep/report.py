@@ -46,7 +46,8 @@ def rows(study: optuna.Study, objectives: list[str] | None = None) -> list[dict]
                 "note": trial.user_attrs.get("fail_reason")
                 or (died.user_attrs.get("retry_reason", "") if died is not None else "")
                 or trial.user_attrs.get("pruned_reason")
-                or _retry_note(trial),
+                or _retry_note(trial)
+                or (f"repeat of trial {trial.user_attrs['repeat_of']}" if "repeat_of" in trial.user_attrs else ""),
                 "worker": trial.user_attrs.get("worker", ""),
                 "run_dir": trial.user_attrs.get("run_dir", ""),
             }

@@ -35,7 +35,9 @@ from domaintune.sweep.study import (
     WORKER,
     Heartbeat,
     RetryDeadTrial,
+    answer_repeat,
     directions,
+    exhausted,
     fail_and_retry,
     has_heartbeat,
     open_study,
@@ -339,14 +341,19 @@ def run_sweep(cfg: DictConfig, launcher, settings: DomaintuneSweeperConf, argume
                     _wait_for_others(study, waiting_since, settings.wait_timeout)
                     continue
                 waiting_since = None
+                if extend is None and exhausted(study, space):
+                    log.info("every point of the search space has been trained; the sweep ends here")
+                    break
                 batch = []
                 for _ in range(min(batch_size, free)):
                     trial = study.ask(space)
                     if extend is not None:
                         extend(cfg, trial)
                     trial.set_user_attr("worker", WORKER)
-                    batch.append(trial)
-                _launch(launcher, study, batch, url, fixed, settings, retry, objectives)
+                    if not answer_repeat(study, trial):
+                        batch.append(trial)
+                if batch:
+                    _launch(launcher, study, batch, url, fixed, settings, retry, objectives)
                 report.write(study, folder, cfg, fixed, objectives)
     finally:
         failed_workers = [w.args for w in workers if w.wait() != 0]

@@ -63,6 +63,56 @@ def open_storage(
     return _rdb_storage(url, **beat)
 
 
+def answer_repeat(study: optuna.Study, trial: optuna.Trial) -> bool:
+    """A proposal equal to a finished trial's parameters is told that trial's outcome instead of
+    training it again (TPE and random sampling repeat points, surely in small discrete spaces)."""
+    earlier = next(
+        (
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+            if t.params == trial.params
+        ),
+        None,
+    )
+    if earlier is None:
+        return False
+    trial.set_user_attr("repeat_of", earlier.number)
+    trial.set_user_attr("run_dir", earlier.user_attrs.get("run_dir", ""))
+    for step, value in earlier.intermediate_values.items():
+        trial.report(value, step)
+    if earlier.state == TrialState.COMPLETE:
+        study.tell(trial, earlier.values if len(earlier.values) > 1 else earlier.value)
+    else:
+        study.tell(trial, state=TrialState.PRUNED)
+    return True
+
+
+def space_size(space: dict) -> int | None:
+    """How many points a search space holds, or None when it is not finite."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    size = 1
+    for distribution in space.values():
+        if isinstance(distribution, CategoricalDistribution):
+            size *= len(distribution.choices)
+        elif isinstance(distribution, IntDistribution) and not distribution.log:
+            size *= (distribution.high - distribution.low) // distribution.step + 1
+        elif isinstance(distribution, FloatDistribution) and distribution.step is not None:
+            size *= round((distribution.high - distribution.low) / distribution.step) + 1
+        else:
+            return None
+    return size
+
+
+def exhausted(study: optuna.Study, space: dict) -> bool:
+    """Every point of a finite space has been trained (finished, complete or pruned)."""
+    size = space_size(space)
+    if size is None:
+        return False
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return len({tuple(sorted(t.params.items())) for t in done if "repeat_of" not in t.user_attrs}) >= size
+
+
 def has_heartbeat(study: optuna.Study) -> bool:
     from optuna.storages._heartbeat import is_heartbeat_enabled
 
