@@ -35,7 +35,7 @@ HANDLED = {  # read and prepared: (the warning printed, if any; a text the prepa
     "numbers_as_text.jsonl": (None, "1007"),
     "latin1.csv": ("is not UTF-8; read it as cp1252", None),
     "utf8_bom.jsonl": (None, "the parcel arrived late and damaged"),  # the first row, without its byte-order mark
-    "huge_rows.jsonl": ("of train rows exceed max_length", None),
+    "huge_rows.jsonl": ("8.3% of train rows exceed max_length=256", None),  # 2 of 24 (prepare prints 0.0% otherwise)
     "control_chars.jsonl": (None, "row 0 end"),  # a bell, a zero-width space and tabs removed
 }
 

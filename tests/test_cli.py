@@ -182,3 +182,8 @@ def test_plain_multirun_is_grouped_in_wandb_and_tabled_like_a_sweep(tmp_path):
         assert record["config"]["logger"]["wandb"]["job_type"] == "trial"
     compared = cli("compare", str(table.parent))
     assert compared.returncode == 0 and "module.lr=0.0003" in compared.stdout
+
+
+def test_compare_says_when_the_runs_used_different_data(tiny_run, tiny_causal_run):
+    compared = cli("compare", str(tiny_run[0]), str(tiny_causal_run[0]))  # legal clauses, support replies
+    assert compared.returncode == 0 and "these runs used 2 different data sets" in compared.stdout + compared.stderr

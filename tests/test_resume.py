@@ -74,7 +74,7 @@ def test_interrupted_after_the_second_epoch_then_resumed_ends_as_the_uninterrupt
 @pytest.mark.slow
 def test_resume_refuses_what_it_cannot_continue(tmp_path):
     env = {**HELPERS, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "outputs")}
-    early = domaintune("train", *RUN, *killer(tmp_path / "early", epoch=0), env=env)
+    early = domaintune("train", *RUN, "logger=none", *killer(tmp_path / "early", epoch=0), env=env)
     assert early.returncode == -9
     (run,) = runs(tmp_path / "outputs")
     cases = [
