@@ -286,17 +286,18 @@ def test_causal_fine_tuning_lowers_loss_on_a_learnable_pattern(tmp_path):
         "logger=none",
         f"data.path={data}",
         "peft=none",
-        "module.lr=3e-3",
-        "trainer.max_epochs=3",
+        "module.lr=1e-2",
+        "trainer.max_epochs=6",
         "module.generate_rows=0",
-        "module.test_generate_rows=0",
+        "module.test_generate_rows=12",
+        "module.max_new_tokens=8",
         env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((the_run(tmp_path) / "metrics.json").read_text())
     losses = [epoch["val/loss"] for epoch in metrics["history"]]
-    assert (
-        losses[-1] < losses[0] < metrics["baseline"]["val/loss"] and losses[-1] < 0.8 * metrics["baseline"]["val/loss"]
-    )
-    loss = metrics["verdict"]["metrics"]["loss"]
+    assert losses[-1] < losses[0] < metrics["baseline"]["val/loss"]
+    assert losses[-1] <= metrics["baseline"]["val/loss"] * 2 / 3  # down by a third at least
+    loss, rouge = metrics["verdict"]["metrics"]["loss"], metrics["verdict"]["metrics"]["rougeL"]
     assert loss["gain_ci95"][0] > 1.0 and metrics["verdict"]["line"].startswith("fine-tuning improved loss")
+    assert rouge["fine_tuned"] > rouge["base"] + 0.2  # it answers with the kind's sentence; the base model cannot
