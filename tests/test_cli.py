@@ -117,9 +117,9 @@ def test_new_plugin_trains_at_once_and_is_never_overwritten(tmp_path):
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert metrics(the_run(tmp_path / "outputs"))["data"]["train_rows"] > 50
     before = task.read_text()
-    again = cli("new-plugin", "insurance", cwd=tmp_path)
+    again = domaintune("new-plugin", "insurance", cwd=tmp_path)
     assert again.returncode == 2 and "exists already" in again.stderr and task.read_text() == before
-    taken = cli("new-plugin", "legal", cwd=tmp_path)
+    taken = domaintune("new-plugin", "legal", cwd=tmp_path)
     assert taken.returncode == 2 and "exists already" in taken.stderr
 
 

@@ -266,3 +266,9 @@ def test_a_trial_whose_worker_stopped_beating_on_another_machine_is_retried(tmp_
     retried = [r for r in rows if r["number"] != "0" and r["params.module.lr"] == "0.0005"]
     assert len(retried) == 1 and retried[0]["state"] in ("complete", "pruned")
     assert sum(r["state"] in ("complete", "pruned") for r in rows) == 2
+
+
+def test_a_bad_mode_stops_a_sweep_before_it_opens_its_study(tmp_path):
+    result = sweep(tmp_path, "mode=maximize")
+    assert result.returncode == 2 and "mode='maximize': input should be 'min' or 'max'" in result.stderr
+    assert not (tmp_path / "sweeps" / "support" / "study.db").exists()  # no study made with a wrong direction

@@ -29,7 +29,9 @@ def resolve_mode(cfg) -> str:
             )
         with open_dict(cfg):
             cfg.mode = direction
-    elif direction is not None and cfg.mode in _words and cfg.mode != direction:  # other values: schema.check
+    elif cfg.mode not in _words:  # before a sweep opens its study with it
+        raise UserError(f"mode={cfg.mode!r}: input should be 'min' or 'max'; set mode=min, mode=max, or leave it out")
+    elif direction is not None and cfg.mode != direction:
         raise UserError(
             f"mode={cfg.mode} contradicts optimized_metric={metric}, which is better when {_words[direction]}; "
             f"leave mode out (it follows the metric) or set mode={direction}"

@@ -36,8 +36,7 @@ class {cls}(TextClassificationDataModule):
 TASK = """# @package _global_
 # {title}: `domaintune train task={name}` (written by `domaintune new-plugin`).
 task_name: {name}
-optimized_metric: val/acc
-mode: max
+optimized_metric: val/acc   # mode follows it (accuracy: higher is better)
 data:
   _target_: plugins.{name}.{cls}
   max_length: 128
