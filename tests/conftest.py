@@ -73,8 +73,7 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_causal_run(tmp_path_factory):
     """A finished tiny causal-LM run on the support replies, logged to W&B offline."""
-    overrides = [o for o in TINY_CAUSAL if not o.startswith("logger=")]
-    return _train(tmp_path_factory.mktemp("tiny_causal_run"), "task=support_replies", *overrides, "logger=wandb")
+    return _train(tmp_path_factory.mktemp("tiny_causal_run"), "task=support_replies", *TINY_CAUSAL, "logger=wandb")
 
 
 @pytest.fixture(scope="session")

@@ -48,8 +48,7 @@ def train(cfg: DictConfig) -> float | None:
     run_dir = Path(cfg.paths.run_dir)
     if (run_dir / "metrics.json").exists():
         raise UserError(f"{run_dir} already holds a finished run; run folders are never overwritten")
-    registry.check_target("datamodule", cfg.data._target_, "data")
-    registry.check_target("module", cfg.module._target_, "module")
+    registry.check_target("datamodule", cfg.data._target_, "data")  # the module's: in resolve_mode above
     _check_ddp_is_not_in_a_multirun(cfg)
     pl.seed_everything(cfg.seed, workers=True)
 

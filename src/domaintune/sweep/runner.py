@@ -32,6 +32,7 @@ from domaintune.sweep.overrides import override_value
 from domaintune.sweep.search_space import parse
 from domaintune.sweep.secrets import hand_over
 from domaintune.sweep.study import (
+    FINISHED,
     WORKER,
     Heartbeat,
     RetryDeadTrial,
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
     from hydra_plugins.domaintune_sweeper.config import DomaintuneSweeperConf
 
 log = logging.getLogger(__name__)
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PRUNING = "callbacks.optuna_pruning"
 
 

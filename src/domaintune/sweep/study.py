@@ -16,6 +16,7 @@ from domaintune.errors import UserError
 from domaintune.sweep.secrets import masked, with_password
 
 JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts toward n_trials
 
 
 def worker_id() -> str:
@@ -67,11 +68,7 @@ def answer_repeat(study: optuna.Study, trial: optuna.Trial) -> bool:
     """A proposal equal to a finished trial's parameters is told that trial's outcome instead of
     training it again (TPE and random sampling repeat points, surely in small discrete spaces)."""
     earlier = next(
-        (
-            t
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-            if t.params == trial.params
-        ),
+        (t for t in study.get_trials(deepcopy=False, states=FINISHED) if t.params == trial.params),
         None,
     )
     if earlier is None:
@@ -109,8 +106,8 @@ def exhausted(study: optuna.Study, space: dict) -> bool:
     size = space_size(space)
     if size is None:
         return False
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    return len({tuple(sorted(t.params.items())) for t in done if "repeat_of" not in t.user_attrs}) >= size
+    done = study.get_trials(deepcopy=False, states=FINISHED)  # a repeat adds no point of its own
+    return len({tuple(sorted(t.params.items())) for t in done}) >= size
 
 
 def has_heartbeat(study: optuna.Study) -> bool:
