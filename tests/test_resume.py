@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from domaintune.data.batching import LengthGroupedBatchSampler
+from domaintune.runs import load_run, test_trainer
 from helpers import HELPERS, cli, domaintune, read_wandb
 
 RUN = ["task=legal", "model=tiny", "trainer.max_epochs=4", "callbacks.early_stopping.patience=10"]
@@ -103,6 +104,7 @@ def test_a_sweep_killed_inside_a_trial_resumes_the_study_and_retries_that_trial_
         "logger=none",
         "hydra.sweeper.n_trials=2",
         "hydra.sweeper.params={module.lr: 'interval(1e-4, 1e-3)'}",
+        "optimized_metric=val/loss",  # mode follows: min
     ]
     sweep += killer(tmp_path / "killed") + ["+callbacks.killer.only_in=trial-1"]  # trial 0 finishes first
     died = domaintune("train", *sweep, env=env)
@@ -110,7 +112,9 @@ def test_a_sweep_killed_inside_a_trial_resumes_the_study_and_retries_that_trial_
     folder = tmp_path / "outputs" / "sweeps" / "legal"
     finished_before = (folder / "trial-0" / "metrics.json").read_text()
     assert not (folder / "trial-1" / "metrics.json").exists()
-    again = cli("train", *sweep, env=env)  # the same command again
+    # The same command again; the retried trial's epochs after the death are spoiled, so its best epoch is one
+    # from before the death (whose checkpoint lies in the dead trial's folder).
+    again = cli("train", *sweep, "+callbacks.spoil._target_=killer.SpoilWeights", "+callbacks.spoil.epoch=2", env=env)
     assert again.returncode == 0, again.stderr[-3000:]
 
     with open(folder / "trials.csv", newline="") as handle:
@@ -121,6 +125,13 @@ def test_a_sweep_killed_inside_a_trial_resumes_the_study_and_retries_that_trial_
     assert trials[1]["params.module.lr"] == trials[2]["params.module.lr"]
     metrics = json.loads((folder / "trial-2" / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [0, 1, 2, 3] and metrics["epochs_run"] == 4
+    assert metrics["best"]["epoch"] in (0, 1)  # before the death: the spoiled epochs are worse
+    # The saved (and tested) weights, the value told to Optuna and metrics.json's best: one epoch's.
+    retried = load_run(folder / "trial-2")
+    retried.datamodule.setup("fit")
+    scores = test_trainer(retried.cfg).validate(retried.module, datamodule=retried.datamodule, verbose=False)[0]
+    assert scores["val/loss"] == pytest.approx(metrics["best"]["value"], abs=1e-4)
+    assert float(trials[2]["value"]) == pytest.approx(metrics["best"]["value"])
     assert (folder / "trial-0" / "metrics.json").read_text() == finished_before  # nothing finished was overwritten
 
 

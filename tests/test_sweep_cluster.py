@@ -288,6 +288,38 @@ def test_a_submitit_local_trial_whose_process_is_killed_is_retried_and_the_sweep
 
 
 @pytest.mark.slow
+def test_a_lost_batch_keeps_each_trials_own_outcome_and_retries_only_the_dead_one(tmp_path):
+    # Two trials at once under joblib: trial 0 is pruned at its second epoch and records it; then trial 1's
+    # process is killed, joblib gives up the whole batch, and the sweeper reads each trial's own folder.
+    trial_0 = tmp_path / SUPPORT / "trial-0"
+    result = domaintune(
+        "train",
+        "-m",
+        "sweep=optuna",
+        *TINY,
+        "hydra.sweeper.n_trials=2",
+        "hydra/sweeper/pruner=threshold",
+        "hydra.sweeper.pruner.n_warmup_steps=1",
+        "hydra.sweeper.pruner.lower=1.1",  # never reached: every trial is pruned at its second epoch
+        "hydra.sweeper.params.trainer.max_epochs=3",
+        "+callbacks.killer._target_=killer.KillAtEpoch",
+        "+callbacks.killer.epoch=1",
+        f"+callbacks.killer.marker={tmp_path / 'killed-once'}",
+        "+callbacks.killer.only_in=trial-1",
+        f"+callbacks.killer.wait_for={trial_0 / 'outcome.json'}",
+        env={**HELPERS, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = trials(tmp_path / SUPPORT)
+    assert [(r["number"], r["state"]) for r in rows] == [("0", "pruned"), ("1", "fail"), ("2", "pruned")]
+    assert rows[0]["note"] == "pruned at epoch 1 with val/acc=" + rows[0]["note"].rsplit("=", 1)[1]
+    assert json.loads((trial_0 / "outcome.json").read_text())["state"] == "pruned"
+    assert "its job died (TerminatedWorkerError" in rows[1]["note"]
+    study = optuna.load_study(study_name="support", storage=f"sqlite:///{tmp_path}/{SUPPORT}/study.db")
+    assert [t.user_attrs.get("retry_of") for t in study.trials] == [None, None, 1]  # only the dead one is retried
+
+
+@pytest.mark.slow
 def test_a_trial_that_kills_its_process_every_time_is_retried_max_retry_times_then_counts_as_a_failure(tmp_path):
     result = domaintune(
         "train",

@@ -1,17 +1,19 @@
 """Callbacks every run uses: fail fast on a metric that is never logged, keep the epoch history,
-and keep a last checkpoint that an interrupted run resumes from."""
+keep the best checkpoint across a resume, and keep a last checkpoint that an interrupted run
+resumes from."""
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 
 from domaintune.errors import UserError
 
@@ -66,6 +68,28 @@ class EpochHistory(pl.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.epochs, self.sanity_seconds = list(state_dict["epochs"]), state_dict["sanity_seconds"]
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, which forgets the best score when a run resumes into another
+    folder (a retried sweep trial resumes its dead predecessor's last checkpoint in a folder of its
+    own): the first epoch after the resume then became "best" whatever its score, while the epoch
+    history, the value told to Optuna, kept the earlier best. Here the best checkpoint is copied
+    into the new folder with its score, so weights, best value and the tested checkpoint stay one
+    epoch's."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        earlier = Path(state_dict.get("best_model_path") or "")
+        if state_dict.get("dirpath", self.dirpath) == self.dirpath or not earlier.is_file() or not self.dirpath:
+            super().load_state_dict(state_dict)
+            return
+        copied = Path(self.dirpath) / earlier.name
+        copied.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(earlier, copied)
+        score = state_dict["best_model_score"]
+        self.best_model_path = self.kth_best_model_path = str(copied)
+        self.best_model_score, self.kth_value = score, state_dict.get("kth_value", score)
+        self.best_k_models = {str(copied): score}
 
 
 class LastCheckpoint(Checkpoint):

@@ -13,10 +13,14 @@ register_resolvers()
 
 @hydra.main(config_path=CONFIG_PACKAGE, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
+    from pathlib import Path
+
+    from domaintune.outputs import recording_outcome
     from domaintune.train import train
 
     try:
-        return train(cfg)
+        with recording_outcome(Path(cfg.paths.run_dir)):
+            return train(cfg)
     except UserError as error:
         if _sweeper_records_failures():
             raise  # a sweeper gets the job's exception in its JobReturn, records it and stops the sweep

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 
 from domaintune.direction import resolve_mode
 from domaintune.errors import UserError
-from domaintune.outputs import COSTS, objective
+from domaintune.outputs import COSTS, objective, read_outcome
 from domaintune.sweep import report
 from domaintune.sweep.overrides import override_value
 from domaintune.sweep.search_space import parse
@@ -65,7 +65,7 @@ def _trial_overrides(
         overrides
         + _resume_retried(study, trial)
         + [
-            f"hydra.sweep.subdir=trial-{trial.number}",
+            f"hydra.sweep.subdir={_subdir(trial.number)}",
             f"+{PRUNING}._target_=domaintune.sweep.pruning.OptunaPruning",
             f"+{PRUNING}.study={study.study_name}",
             f"+{PRUNING}.storage='{url}'",
@@ -101,8 +101,15 @@ def _run_values(folder: Path, objectives: list[str] | None) -> list[float] | flo
     return [objective(metrics, name) for name in objectives] if objectives else metrics["best"]["value"]
 
 
-def _run_folder(stored: optuna.trial.FrozenTrial) -> Path:
-    return Path(stored.user_attrs.get("run_dir") or "/nonexistent")
+def _run_folder(stored: optuna.trial.FrozenTrial, folder: Path) -> Path:
+    """A trial's run folder: recorded by its job once it started training, else where the sweeper
+    put it (`hydra.sweep.subdir=trial-<number>`), so a trial that failed earlier is found too."""
+    return Path(stored.user_attrs.get("run_dir") or folder / _subdir(stored.number))
+
+
+def _subdir(number: int) -> str:
+    """A trial's folder in the sweep folder; also its W&B run name."""
+    return f"trial-{number}"
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, result: JobReturn, objectives: list[str] | None) -> None:
@@ -213,10 +220,11 @@ def _search_space_extender(path: str | None):
         raise UserError(f"hydra.sweeper.custom_search_space '{path}' is not a function that can be imported") from None
 
 
-def _launch(launcher, study, batch, url, fixed, settings, retry, objectives) -> None:
+def _launch(launcher, study, batch, url, fixed, settings, retry, objectives, folder) -> None:
     """Run one batch of trials through the launcher and tell each outcome. A launcher that raises
-    instead of returning lost a job's process or node (submitit, joblib): the batch's runs that
-    finished are told from their metrics.json, the others are failed and retried."""
+    instead of returning lost a job's process or node (submitit, joblib): each trial of the batch is
+    told what its own process recorded in its folder (finished, pruned or failed); only a trial
+    that recorded nothing died, and is failed and retried."""
     jobs = [_trial_overrides(study, trial, url, fixed, settings) for trial in batch]
     with _beating_for(study, batch, settings.heartbeat_interval):
         try:
@@ -225,8 +233,8 @@ def _launch(launcher, study, batch, url, fixed, settings, retry, objectives) -> 
             first = (str(error).strip().splitlines() or [""])[0]
             reason = f"its job died ({type(error).__name__}: {first})"[:1000]
             for trial in batch:
-                _wait_for_job(study, trial)
-                if not _tell_from_folder(study, trial, objectives) and fail_and_retry(
+                _wait_for_job(study, trial, folder)
+                if not _tell_from_folder(study, trial, objectives, folder) and fail_and_retry(
                     study, trial._trial_id, reason, retry
                 ):
                     log.warning("trial %d: %s; its parameters are queued again", trial.number, reason)
@@ -235,28 +243,44 @@ def _launch(launcher, study, batch, url, fixed, settings, retry, objectives) -> 
         _tell(study, trial, result, objectives)
 
 
-def _wait_for_job(study: optuna.Study, trial: optuna.Trial) -> None:
+def _ended(run_dir: Path) -> bool:
+    return (run_dir / "metrics.json").is_file() or read_outcome(run_dir) is not None
+
+
+def _wait_for_job(study: optuna.Study, trial: optuna.Trial, folder: Path) -> None:
     """A launcher that raises for one dead job gives up the batch while its other jobs may still
     run: wait for those whose process is alive on this machine (a job elsewhere is left to its
-    heartbeat), so a trial that finishes is recorded, not failed."""
+    heartbeat), so a trial that ends is recorded as it ended, not failed."""
     while True:
         stored = study._storage.get_trial(trial._trial_id)
         job = stored.user_attrs.get("heartbeat_from", "")
         if stored.state.is_finished() or not job or job == WORKER or not running_here(job):
             return
-        if (_run_folder(stored) / "metrics.json").is_file():
+        if _ended(_run_folder(stored, folder)):
             return
         time.sleep(1)
 
 
-def _tell_from_folder(study: optuna.Study, trial: optuna.Trial, objectives: list[str] | None) -> bool:
-    """A trial whose run finished (metrics.json in its folder) although its launcher lost the batch."""
+def _tell_from_folder(study: optuna.Study, trial: optuna.Trial, objectives: list[str] | None, folder: Path) -> bool:
+    """A trial whose launcher lost the batch, told what its own process recorded: its metrics.json
+    (finished) or its outcome.json (pruned, or failed and why). False: it recorded nothing."""
     stored = study._storage.get_trial(trial._trial_id)
     if stored.state.is_finished():  # another worker failed it meanwhile
         return True
-    if not (_run_folder(stored) / "metrics.json").is_file():
+    run_dir = _run_folder(stored, folder)
+    if (run_dir / "metrics.json").is_file():
+        study.tell(trial, _run_values(run_dir, objectives))
+        return True
+    outcome = read_outcome(run_dir)
+    if outcome is None:
         return False
-    study.tell(trial, _run_values(_run_folder(stored), objectives))
+    trial.set_user_attr("run_dir", str(run_dir))
+    if outcome["state"] == "pruned":
+        trial.set_user_attr("pruned_reason", outcome["reason"])
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        trial.set_user_attr("fail_reason", f"{outcome['error']}: {outcome['reason']}"[:1000])
+        study.tell(trial, state=TrialState.FAIL)
     return True
 
 
@@ -353,7 +377,7 @@ def run_sweep(cfg: DictConfig, launcher, settings: DomaintuneSweeperConf, argume
                     if not answer_repeat(study, trial):
                         batch.append(trial)
                 if batch:
-                    _launch(launcher, study, batch, url, fixed, settings, retry, objectives)
+                    _launch(launcher, study, batch, url, fixed, settings, retry, objectives, folder)
                 report.write(study, folder, cfg, fixed, objectives)
     finally:
         failed_workers = [w.args for w in workers if w.wait() != 0]
