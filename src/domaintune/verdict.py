@@ -19,8 +19,11 @@ def accuracy(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 
 
 def macro_f1(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """Macro-F1 along the last axis over the classes present in each resample's truth (a class a
-    resample left out does not count as F1 0 for both models), as scikit-learn's with those labels."""
+    """Macro-F1 along the last axis: the mean F1 over the classes that occur in the truth or the
+    predictions of each resample (a class only predicted scores 0; one neither has is left out).
+    The one definition of every macro-F1 domaintune prints: torchmetrics' `MulticlassF1Score
+    (average="macro")`, which logs `val/macro_f1` and `test/macro_f1`, and scikit-learn's
+    `f1_score(average="macro")` give the same value."""
     single = np.ndim(truth) == 1
     truth, predicted = np.atleast_2d(truth), np.atleast_2d(predicted)
     resamples, classes = len(truth), int(max(truth.max(), predicted.max())) + 1
@@ -32,8 +35,8 @@ def macro_f1(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     every = np.ones(truth.shape, dtype=bool)
     support, guessed, hits = per_class(truth, every), per_class(predicted, every), per_class(truth, truth == predicted)
     f1 = np.divide(2 * hits, support + guessed, out=np.zeros(support.shape), where=(support + guessed) > 0)
-    present = support > 0
-    result = (f1 * present).sum(-1) / present.sum(-1)
+    occurs = (support + guessed) > 0
+    result = (f1 * occurs).sum(-1) / occurs.sum(-1)
     return result[0] if single else result
 
 
