@@ -102,7 +102,7 @@ defaults:
 
 # choose metric which will be optimized by Optuna
 # make sure this is the correct name of some metric logged in lightning module!
-optimized_metric: "val/acc"
+optimized_metric: "val/acc_best"
 
 # here we define Optuna hyperparameter search
 # it optimizes for value returned from function with @hydra.main decorator
@@ -147,6 +147,8 @@ hydra:
 
 @pytest.mark.slow
 def test_a_hydra_optuna_sweeper_hparams_search_config_runs_unchanged(tmp_path):
+    # lightning-hydra-template's file as it is (override /hydra/sweeper: optuna, its plugin's _target_,
+    # val/acc_best): no flag on the command line, and no trial but the best is tested.
     config_dir = tmp_path / "configs"
     (config_dir / "hparams_search").mkdir(parents=True)
     (config_dir / "hparams_search" / "support_optuna.yaml").write_text(HPARAMS_SEARCH)
@@ -155,7 +157,6 @@ def test_a_hydra_optuna_sweeper_hparams_search_config_runs_unchanged(tmp_path):
         "--config-dir",
         str(config_dir),
         "hparams_search=support_optuna",
-        "hydra/sweeper=domaintune_optuna",
         "hydra.sweeper.custom_search_space=extend_space.head_lr_from_lr",
         "model=tiny",
         "logger=csv",
@@ -176,13 +177,16 @@ def test_a_hydra_optuna_sweeper_hparams_search_config_runs_unchanged(tmp_path):
         config = yaml.safe_load((Path(row["run_dir"]) / "config.yaml").read_text())
         assert config["module"]["head_lr"] == pytest.approx(float(row["params.module.head_lr"]))
     assert "sweep 'support'" in result.stdout  # study_name null: the task's name
+    for row in rows:  # val/acc_best is val/acc's best epoch; no trial touched the test split
+        metrics = json.loads((Path(row["run_dir"]) / "metrics.json").read_text())
+        assert metrics["best"]["metric"] == "val/acc" and metrics["test"] == {}
+    assert json.loads((folder / "best_test.json").read_text())["test"]["test/acc"] >= 0  # the best, once
 
     wrong = cli(
         "train",
         "--config-dir",
         str(config_dir),
         "hparams_search=support_optuna",
-        "hydra/sweeper=domaintune_optuna",
         "model=tiny",
         "hydra.sweeper.direction=minimize",  # mode follows val/acc: max
         env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path / "wrong")},

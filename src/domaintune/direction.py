@@ -17,8 +17,13 @@ def declared(module_class: type, metric: str) -> str | None:
 
 
 def resolve_mode(cfg) -> str:
-    """Set cfg.mode to the direction the run follows and return it."""
+    """Set cfg.mode to the direction the run follows and return it. lightning-hydra-template's
+    `val/<metric>_best` (the best value so far) is read as `val/<metric>`: the best epoch's value
+    is what checkpointing keeps and what a sweep is told already."""
     module_class = registry.check_target("module", cfg.module._target_, "module")
+    base = str(cfg.optimized_metric).removesuffix("_best")
+    if base != cfg.optimized_metric and declared(module_class, base) is not None:
+        cfg.optimized_metric = base
     metric, direction = cfg.optimized_metric, declared(module_class, cfg.optimized_metric)
     if cfg.get("mode") is None:
         if direction is None:

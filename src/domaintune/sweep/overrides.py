@@ -31,9 +31,13 @@ SWEEPER = "hydra_plugins.domaintune_sweeper.sweeper.DomaintuneOptunaSweeper"
 
 
 def own_sweeper(overrides: list[str]) -> list[str]:
-    """`hydra/sweeper=domaintune_optuna` makes ours the sweeper even where a config written for
-    hydra-optuna-sweeper (lightning-hydra-template's `hparams_search/*_optuna.yaml`) names that
-    plugin's class in `hydra.sweeper._target_`: its keys mean the same here."""
-    if "hydra/sweeper=domaintune_optuna" in overrides:
-        return [*overrides, f"hydra.sweeper._target_={SWEEPER}"]
-    return overrides
+    """Ours is the sweeper wherever an Optuna sweeper is chosen: `hydra/sweeper=domaintune_optuna`,
+    `hydra/sweeper=optuna`, or an `hparams_search=<file>` of lightning-hydra-template, whose files
+    select `optuna` and name hydra-optuna-sweeper's class in `hydra.sweeper._target_` (a file's
+    own keys beat its group choices, so only the command line can point that key at ours)."""
+    chosen = any(
+        o.lstrip("+") in ("hydra/sweeper=domaintune_optuna", "hydra/sweeper=optuna")
+        or o.lstrip("+").startswith("hparams_search=")
+        for o in overrides
+    )
+    return [*overrides, f"hydra.sweeper._target_={SWEEPER}"] if chosen else overrides

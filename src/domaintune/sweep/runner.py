@@ -57,7 +57,8 @@ PRUNING = "callbacks.optuna_pruning"
 def _trial_overrides(
     study: optuna.Study, trial: optuna.Trial, url: str, fixed: list[str], settings: DomaintuneSweeperConf
 ) -> list[str]:
-    """The sampled values, the trial's folder (`trial-<number>`, also its W&B run name), and the
+    """The sampled values, the trial's folder (`trial-<number>`, also its W&B run name), no test
+    (trials are chosen on validation; only the best is tested, once, when the sweep ends), and the
     trial's side of the study as a config node of its own: train.py instantiates it with the other
     callbacks and knows nothing of Optuna."""
     overrides = fixed + [f"{key}={override_value(value)}" for key, value in trial.params.items()]
@@ -66,6 +67,7 @@ def _trial_overrides(
         + _resume_retried(study, trial)
         + [
             f"hydra.sweep.subdir={_subdir(trial.number)}",
+            "test=false",
             f"+{PRUNING}._target_=domaintune.sweep.pruning.OptunaPruning",
             f"+{PRUNING}.study={study.study_name}",
             f"+{PRUNING}.storage='{url}'",
@@ -329,8 +331,9 @@ def run_sweep(cfg: DictConfig, launcher, settings: DomaintuneSweeperConf, argume
     name = settings.study_name or cfg.task_name
     folder = Path(str(cfg.hydra.sweep.dir))  # where the trial folders go: <output_dir>/sweeps/<study> by default
     url = hand_over(storage_url(settings.storage, folder))  # trials and records get it without its password
+    mode = resolve_mode(cfg)  # also reads val/<m>_best as val/<m>
     objectives = _objectives(settings.objectives, cfg.optimized_metric)
-    wanted = directions(settings.direction, settings.objectives, resolve_mode(cfg))
+    wanted = directions(settings.direction, settings.objectives, mode)
     if objectives:
         log.info(
             "%d objectives (%s): pruning is off, Optuna prunes single-objective studies only",
