@@ -79,9 +79,16 @@ def tiny_causal_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def small_sweep(tmp_path_factory):
     """A finished 3-trial Optuna sweep of the support task on the tiny model, one trial at a time,
-    each trial a W&B run. Returns (the sweep folder, the command's terminal output)."""
+    each trial a W&B run: the default learning-rate space, peft.r searched, trial 0 the task's
+    defaults. Returns (the sweep folder, the command's terminal output)."""
     outputs = tmp_path_factory.mktemp("small_sweep")
-    result = sweep(outputs, "logger=wandb", "hydra.sweeper.n_trials=3", "hydra.sweeper.params.peft.r=choice(4,8)")
+    result = sweep(
+        outputs,
+        "logger=wandb",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.params.peft.r=choice(8,16)",
+        "hydra.sweeper.params.trainer.max_epochs=2",  # fixed: the task's 6 would lie outside TINY_SWEEP's 1..2
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return outputs / "sweeps" / "support", result
 

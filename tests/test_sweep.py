@@ -43,7 +43,15 @@ def test_sweep_finishes_n_trials_and_writes_its_folder(small_sweep, tmp_path):
     folder, result = small_sweep
     rows = trials(folder)
     assert [r["state"] for r in rows] == ["complete"] * 3
-    assert {r["params.peft.r"] for r in rows} <= {"4", "8"} and all(r["epochs_run"] in ("1", "2") for r in rows)
+    assert {r["params.peft.r"] for r in rows} <= {"8", "16"} and all(r["epochs_run"] in ("1", "2") for r in rows)
+    # trial 0: the task's defaults (LoRA's rate, r 16), inside the default space, a decade either side of it
+    assert (rows[0]["params.module.lr"], rows[0]["params.peft.r"], rows[0]["note"]) == (
+        "0.001",
+        "16",
+        "the task's defaults",
+    )
+    assert "searched: module.lr 0.0001..0.01 (log), peft.r one of 8, 16" in result.stdout
+    assert all(1e-4 <= float(r["params.module.lr"]) <= 1e-2 for r in rows)
     assert all((folder / f"trial-{n}" / "metrics.json").is_file() for n in range(3))
     assert "module:\n  lr:" in (folder / "best.yaml").read_text()
     # trials are chosen on validation and not tested; the best one alone is tested, once, at the end
@@ -58,10 +66,22 @@ def test_sweep_finishes_n_trials_and_writes_its_folder(small_sweep, tmp_path):
         f"tested once: test/acc {tested['test']['test/acc']:.4f}"
     ) in result.stdout
     assert f"# Test verdict: {tested['verdict']['line']}" in (folder / "best.yaml").read_text()
+    # did the search pay? the best trial against the defaults trial, tested once each on the same rows
+    search = tested["search"]["line"]
+    assert f"search vs defaults on the test split: {search}" in result.stdout
+    assert f"# Search vs defaults: {search}" in (folder / "best.yaml").read_text()
+    if tested["trial"] == 0:
+        assert search == "the task's defaults (trial 0) were the best trial"
+    else:
+        assert tested["defaults"]["trial"] == 0 and "95% CI" in search and "the task's defaults" in search
+        assert tested["search"]["rows"] == tested["verdict"]["test_rows"]  # the same test rows as the verdict
+        assert len(list((folder / "trial-0" / "evaluations").glob("*/scored.npz"))) == 1
+    record = read_wandb(folder)  # the sweep's own W&B run says it too
+    assert record["summary"]["search"] == search and record["summary"]["best/trial"] == tested["trial"]
     for plot in ("optimization_history", "intermediate_values", "parallel_coordinate", "param_importances"):
         assert (folder / "plots" / f"{plot}.png").is_file() and (folder / "plots" / f"{plot}.html").is_file()
     assert (
-        "reproduce: domaintune train model=tiny" in result.stdout
+        "reproduce: domaintune train trainer.max_epochs=2 model=tiny" in result.stdout
         and "sweep=optuna" not in result.stdout.split("reproduce:")[1].splitlines()[0]
     )
     compared = cli("compare", str(folder), str(folder / "trial-0"))

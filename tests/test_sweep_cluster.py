@@ -420,3 +420,24 @@ def test_a_point_is_trained_once_and_an_exhausted_space_ends_the_sweep(tmp_path)
         earlier = next(r for r in rows if repeat["note"] == f"repeat of trial {r['number']}")
         assert (repeat["params.module.lr"], repeat["value"]) == (earlier["params.module.lr"], earlier["value"])
     assert len(rows) < 8 and "every point of the search space has been trained" in result.stdout  # asked no more
+
+
+def test_trial_0_trains_the_defaults_once_and_only_when_the_space_holds_them(tmp_path):
+    from omegaconf import OmegaConf
+
+    from domaintune.sweep.study import enqueue_defaults, open_study, storage_url
+
+    tpe, median = {"_target_": "optuna.samplers.TPESampler", "seed": 0}, {"_target_": "optuna.pruners.MedianPruner"}
+    url = storage_url(None, tmp_path)
+    cfg = OmegaConf.create({"module": {"lr": 1e-3}, "trainer": {"max_epochs": 2}})
+    study = open_study("support", url, ["maximize"], tpe, median, SPACE)
+    assert enqueue_defaults(study, cfg, SPACE) is None
+    first = study.ask(SPACE)
+    assert first.params == {"module.lr": 1e-3, "trainer.max_epochs": 2} and first.user_attrs["defaults"] is True
+    assert enqueue_defaults(study, cfg, SPACE) is None and len(study.trials) == 1  # a resumed study: not again
+    cfg.trainer.max_epochs = 6
+    other = open_study("other", url, ["maximize"], tpe, median, SPACE)
+    assert enqueue_defaults(other, cfg, SPACE) == (
+        "no trial of the task's defaults: trainer.max_epochs=6 lies outside its search space"
+    )
+    assert other.trials == []

@@ -40,6 +40,17 @@ def test_one_macro_f1_the_logged_one_scikit_learns_and_the_verdicts_also_batched
     assert verdict.macro_f1(truth[0], predicted[0]) == pytest.approx(expected[0])
 
 
+def test_the_search_sentence_follows_the_interval_of_best_against_defaults():
+    def result(low, high):
+        return {"metric": "acc", "gain": (low + high) / 2, "gain_ci95": [low, high], "rows": 500}
+
+    assert verdict.search_line(result(0.004, 0.020)) == (
+        "the search improved acc by 0.012 (95% CI 0.004 to 0.020, 500 test rows) over the task's defaults"
+    )
+    assert verdict.search_line(result(-0.01, 0.02)).startswith("the search was no better than the task's defaults")
+    assert verdict.search_line(result(-0.03, -0.01)).endswith("; keep the defaults")
+
+
 def test_paired_interval_agrees_with_a_plain_resampling_loop():
     rng = np.random.default_rng(1)
     truth = rng.integers(0, 2, 400)

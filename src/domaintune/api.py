@@ -187,6 +187,10 @@ class TaskModule(pl.LightningModule, abc.ABC):
     def __init__(self, peft_config=None):
         super().__init__()
         self.has_adapter = peft_config is not None
+        # The last test stage's per-row scores of this model by metric (verdict.Scored): what
+        # `evaluate` keeps so that two runs can be compared on the same rows (a sweep's best trial
+        # against its defaults trial). A kind with a verdict fills it.
+        self.scored: dict = {}
         # Checkpoints keep only what trains (adapter/head or the whole model): frozen base weights
         # are loaded from the model anyway, so leave them out and load the rest non-strictly.
         self.strict_loading = not self.has_adapter

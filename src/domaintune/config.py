@@ -89,6 +89,13 @@ def register_resolvers() -> None:
 
     OmegaConf.register_new_resolver("dt.package_dir", package_dir, replace=True)
     OmegaConf.register_new_resolver("dt.multirun", wandb_setting, replace=True)
+    OmegaConf.register_new_resolver("dt.times", times, replace=True)
+
+
+def times(value, factor) -> float:
+    """`${dt.times:${module.lr},10}`: a search bound from a default (six significant digits, so
+    the bound reads 0.0003, not 0.00030000000000000003)."""
+    return float(f"{float(value) * float(factor):.6g}")
 
 
 def group_options(group: str, extra_dirs: list[str] | None = None) -> list[str] | None:

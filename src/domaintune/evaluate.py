@@ -9,6 +9,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from domaintune import verdict
 from domaintune.errors import DataError, UserError
 from domaintune.runs import load_run, test_trainer
 
@@ -54,6 +55,7 @@ def evaluate(run: str, overrides: list[str]) -> tuple[dict, Path]:
     out.mkdir(parents=True)
     (out / "evaluation.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     module.save_test_outputs(out)
+    verdict.save_scored(out, module.scored)
     return result, out
 
 

@@ -39,6 +39,22 @@ def continue_run(cfg, run_dir) -> None:
         node.resume = "allow"
 
 
+def record_sweep(cfg, study_name: str, folder, summary: dict) -> None:
+    """A sweep's outcome as a W&B run of its own when its trials log to W&B: job_type `sweep`,
+    in the study's group beside its trials, files in the sweep folder; its summary holds the best
+    trial, its test, and whether the search beat the base model and the task's defaults."""
+    node = (cfg.get("logger") or {}).get("wandb")
+    if node is None or not summary:
+        return
+    import wandb
+
+    run = wandb.init(
+        project=node.project, group=study_name, job_type="sweep", name="sweep", dir=str(folder), mode=node.mode
+    )
+    run.summary.update(summary)
+    run.finish()
+
+
 def _finish(loggers, exit_code: int, summary: dict) -> None:
     found = wandb_loggers(loggers)
     for lg in found:

@@ -7,6 +7,10 @@ both models agree on every row."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
 RESAMPLES = 2000
@@ -48,6 +52,44 @@ def mean(values: np.ndarray) -> np.ndarray:
 def token_mean(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Loss per token over the rows: per-row sums over per-row token counts, as a test loss is."""
     return sums.sum(axis=-1) / counts.sum(axis=-1)
+
+
+STATISTICS = {"accuracy": accuracy, "macro_f1": macro_f1, "mean": mean, "token_mean": token_mean}
+
+
+@dataclass
+class Scored:
+    """One model's per-row columns of a metric on the test rows (e.g. truth and predictions) and
+    the statistic in STATISTICS that reduces them: all a paired comparison of two models on the
+    same rows needs, the base model's or another run's."""
+
+    statistic: str
+    columns: tuple[np.ndarray, ...]
+    mode: str = "max"
+
+
+def compare_scored(name: str, tuned: Scored, base: Scored) -> dict:
+    return compare(name, STATISTICS[tuned.statistic], tuned.columns, base.columns, mode=tuned.mode)
+
+
+def save_scored(folder: Path, scored: dict[str, Scored]) -> None:
+    """A test stage's per-row scores (`scored.npz` + `scored.json`), for comparing runs later."""
+    if not scored:
+        return
+    arrays = {f"{name}.{i}": column for name, s in scored.items() for i, column in enumerate(s.columns)}
+    np.savez_compressed(folder / "scored.npz", **arrays)
+    spec = {name: {"statistic": s.statistic, "mode": s.mode, "columns": len(s.columns)} for name, s in scored.items()}
+    (folder / "scored.json").write_text(json.dumps(spec, indent=2) + "\n")
+
+
+def load_scored(folder: Path) -> dict[str, Scored]:
+    if not (folder / "scored.json").is_file():
+        return {}
+    arrays = np.load(folder / "scored.npz")
+    return {
+        name: Scored(s["statistic"], tuple(arrays[f"{name}.{i}"] for i in range(s["columns"])), s["mode"])
+        for name, s in json.loads((folder / "scored.json").read_text()).items()
+    }
 
 
 def compare(name: str, statistic, tuned: tuple, base: tuple, mode: str = "max", seed: int = 0) -> dict:
@@ -104,6 +146,19 @@ def line(result: dict, base_is: str) -> str:
         worse = f"fine-tuning made {metric} worse by {-gain:.2f} ({interval})"
         return f"the base model is better: {worse}; {base_is} is the better choice"
     return f"no significant difference in {metric} ({gain:+.2f}; {interval}): {base_is} is as good and cheaper"
+
+
+def search_line(result: dict) -> str:
+    """Did a sweep's search pay? Its best trial against the trial of the task's defaults, tested on
+    the same rows (`result` from compare_scored, the best trial as the fine-tuned side)."""
+    metric, gain = result["metric"], result["gain"]
+    low, high = result["gain_ci95"]
+    interval = f"95% CI {low:.3f} to {high:.3f}, {result['rows']} test rows"
+    if low > 0:
+        return f"the search improved {metric} by {gain:.3f} ({interval}) over the task's defaults"
+    if high < 0:
+        return f"the search did worse than the task's defaults: {metric} {gain:+.3f} ({interval}); keep the defaults"
+    return f"the search was no better than the task's defaults: {metric} {gain:+.3f} ({interval})"
 
 
 def verdict(results: list[dict], base_kind: str, base_is: str) -> dict:

@@ -218,15 +218,8 @@ class CausalLMModule(TaskModule):
         scores = {"test/loss": loss, "test/ppl": torch.exp(loss)}
         base_scores = {"test/loss": float(base_loss), "test/ppl": math.exp(float(base_loss))}
         rows = {key: gather_rows(self, parts) for key, parts in self.test_rows.items()}
-        compared = [
-            verdict.compare(
-                "loss",
-                verdict.token_mean,
-                (rows["tuned_nll"], rows["tokens"]),
-                (rows["base_nll"], rows["tokens"]),
-                mode="min",
-            )
-        ]
+        self.scored = {"loss": verdict.Scored("token_mean", (rows["tuned_nll"], rows["tokens"]), mode="min")}
+        base_scored = {"loss": verdict.Scored("token_mean", (rows["base_nll"], rows["tokens"]), mode="min")}
         prompts, references, tuned, untuned = [], [], [], []
         if self.hparams.test_generate_rows > 0:
             prompts, references, tuned = self._generate("test", self.hparams.test_generate_rows)
@@ -234,14 +227,9 @@ class CausalLMModule(TaskModule):
                 _, _, untuned = self._generate("test", self.hparams.test_generate_rows, base)
             scores.update(self._score(tuned, references, "test/"))
             base_scores.update(self._score(untuned, references, "test/"))
-            compared.append(
-                verdict.compare(
-                    "rougeL",
-                    verdict.mean,
-                    (np.array(rouge_rows(tuned, references)),),
-                    (np.array(rouge_rows(untuned, references)),),
-                )
-            )
+            self.scored["rougeL"] = verdict.Scored("mean", (np.array(rouge_rows(tuned, references)),))
+            base_scored["rougeL"] = verdict.Scored("mean", (np.array(rouge_rows(untuned, references)),))
+        compared = [verdict.compare_scored(name, self.scored[name], base_scored[name]) for name in self.scored]
         self.log_dict(scores, sync_dist=True)
         self.baseline.update({k: round(float(v), 6) for k, v in base_scores.items()})
         self.test_verdict = verdict.verdict(compared, "the same model without fine-tuning", "the base model as it is")

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from domaintune.outputs import write_csv, write_json
 from domaintune.sweep.overrides import override_value
+from domaintune.sweep.study import DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ def rows(study: optuna.Study, objectives: list[str] | None = None) -> list[dict]
                 or (died.user_attrs.get("retry_reason", "") if died is not None else "")
                 or trial.user_attrs.get("pruned_reason")
                 or _retry_note(trial)
-                or (f"repeat of trial {trial.user_attrs['repeat_of']}" if "repeat_of" in trial.user_attrs else ""),
+                or (f"repeat of trial {trial.user_attrs['repeat_of']}" if "repeat_of" in trial.user_attrs else "")
+                or ("the task's defaults" if trial.user_attrs.get(DEFAULTS) else ""),
                 "worker": trial.user_attrs.get("worker", ""),
                 "run_dir": trial.user_attrs.get("run_dir", ""),
             }
@@ -74,17 +76,19 @@ def reproduce_overrides(trial: optuna.trial.FrozenTrial, fixed: list[str]) -> li
     return kept + [f"{k}={override_value(v)}" for k, v in trial.params.items()]
 
 
-def test_best(study: optuna.Study, folder: Path) -> dict | None:
+def test_best(study: optuna.Study, folder: Path, metric: str) -> dict | None:
     """The best trial, and only it, tested once on the test split against the base model (the
     trials themselves run with test=false): `domaintune evaluate` on its run folder, kept in
-    `<sweep>/best_test.json` so a resumed sweep tests again only when the best trial changed."""
+    `<sweep>/best_test.json` so a resumed sweep tests again only when the best trial changed.
+    The trial of the task's defaults is tested once too, on the same rows, and the two are
+    compared: did the search pay?"""
     best = _best(study)
     run_dir = Path(best.user_attrs.get("run_dir", "")) if best is not None else None
     if run_dir is None or not (run_dir / "metrics.json").is_file():
         return None
     path = folder / "best_test.json"
     earlier = json.loads(path.read_text()) if path.is_file() else {}
-    if earlier.get("trial") == best.number:
+    if earlier.get("trial") == best.number and "search" in earlier:
         return earlier
     from domaintune.evaluate import evaluate
 
@@ -96,9 +100,72 @@ def test_best(study: optuna.Study, folder: Path) -> dict | None:
         "verdict": result["verdict"],
         "evaluation": str(out),
     }
+    tested.update(_against_defaults(study, best, out, metric, earlier.get("defaults")))
     partial = path.with_suffix(f".{os.getpid()}.tmp")  # workers may finish at the same time
     write_json(partial, tested).replace(path)
     return tested
+
+
+def tracker_summary(tested: dict | None) -> dict:
+    """best_test.json as flat W&B summary keys of the sweep's own run."""
+    if tested is None:
+        return {}
+    search = tested.get("search", {})
+    return {
+        "best/trial": tested["trial"],
+        "best/validation": tested["validation"],
+        **tested["test"],
+        "verdict": tested["verdict"]["line"],
+        "search": search.get("line"),
+        **({"defaults/trial": tested["defaults"]["trial"]} if "defaults" in tested else {}),
+        **(
+            {
+                "search/gain": search["gain"],
+                "search/ci95_low": search["gain_ci95"][0],
+                "search/ci95_high": search["gain_ci95"][1],
+            }
+            if "gain" in search
+            else {}
+        ),
+    }
+
+
+def _defaults_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The finished trial of the task's defaults (or of its retry), if the sweep has one."""
+    from domaintune.sweep.study import FINISHED
+
+    return next((t for t in study.trials if t.user_attrs.get(DEFAULTS) and t.state in FINISHED), None)
+
+
+def _against_defaults(study, best, best_evaluation: Path, metric: str, earlier: dict | None) -> dict:
+    """`defaults` (that trial, tested once: a resumed sweep reuses its evaluation) and `search`
+    (the paired comparison and its sentence), for best_test.json."""
+    from domaintune import verdict
+    from domaintune.evaluate import evaluate
+
+    defaults = _defaults_trial(study)
+    if defaults is None:
+        return {"search": {"line": "no trial of the task's defaults to compare with (hydra.sweeper.include_defaults)"}}
+    if defaults.number == best.number:
+        return {"search": {"line": f"the task's defaults (trial {defaults.number}) were the best trial"}}
+    if defaults.state != TrialState.COMPLETE:
+        line = f"the task's defaults (trial {defaults.number}) were pruned on validation; not tested"
+        return {"search": {"line": line}}
+    if earlier and earlier.get("trial") == defaults.number:
+        tested = earlier
+    else:
+        result, out = evaluate(defaults.user_attrs["run_dir"], [])
+        tested = {"trial": defaults.number, "validation": defaults.value, "test": result["test"]}
+        tested["evaluation"] = str(out)
+    best_rows, defaults_rows = (verdict.load_scored(Path(p)) for p in (best_evaluation, tested["evaluation"]))
+    name = metric.removeprefix("val/")
+    name = name if name in best_rows else next(iter(best_rows), None)
+    if name is None or name not in defaults_rows:
+        return {"defaults": tested, "search": {"line": "the trials' test stages keep no per-row scores to compare"}}
+    if len(best_rows[name].columns[0]) != len(defaults_rows[name].columns[0]):
+        return {"defaults": tested, "search": {"line": "not compared: the two trials were tested on different rows"}}
+    compared = verdict.compare_scored(name, best_rows[name], defaults_rows[name])
+    return {"defaults": tested, "search": {"line": verdict.search_line(compared), **compared}}
 
 
 def optimism_line(tested: dict, metric: str) -> str:
@@ -162,6 +229,7 @@ def _write_best_experiment(
         lines += [
             "#" + optimism_line(tested, cfg.optimized_metric).removeprefix(" "),
             f"# Test verdict: {tested['verdict']['line']}",
+            f"# Search vs defaults: {tested['search']['line']}",
         ]
     lines.append(f"# Reproduce: domaintune train --config-dir {folder} experiment=best")
     _write_experiment(folder / "experiment" / "best.yaml", lines, reproduce_overrides(best, fixed))
@@ -236,6 +304,20 @@ def _write_plots(study: optuna.Study, folder: Path, objectives: list[str] | None
             log.info("plot %s skipped: %s", name, exc)
 
 
+def searched(space: dict) -> str:
+    """The search space in a line: `module.lr 0.0001..0.01 (log), trainer.max_epochs 1..6`."""
+    from optuna.distributions import CategoricalDistribution
+
+    parts = []
+    for key, d in space.items():
+        if isinstance(d, CategoricalDistribution):
+            parts.append(f"{key} one of {', '.join(map(str, d.choices))}")
+        else:
+            step = f" step {d.step}" if getattr(d, "step", None) not in (None, 1) else ""
+            parts.append(f"{key} {d.low:g}..{d.high:g}{' (log)' if d.log else ''}{step}")
+    return ", ".join(parts)
+
+
 def summary(
     study: optuna.Study,
     folder: Path,
@@ -243,9 +325,12 @@ def summary(
     metric: str,
     tested: dict | None = None,
     objectives: list[str] | None = None,
+    space: dict | None = None,
 ) -> str:
     counts = {state.name.lower(): sum(t.state == state for t in study.trials) for state in TrialState}
     lines = [f"sweep '{study.study_name}': " + ", ".join(f"{n} {k}" for k, n in counts.items() if n)]
+    if space:
+        lines.append(f"  searched: {searched(space)}")
     if objectives:
         front = study.best_trials
         lines.append(f"  Pareto front of {', '.join(objectives)} on validation: {len(front)} trial(s)")
@@ -264,7 +349,11 @@ def summary(
             + "  ".join(f"{k}={v}" for k, v in best.params.items())
         )
         if tested is not None:
-            lines += [optimism_line(tested, metric), f"  verdict on the test split: {tested['verdict']['line']}"]
+            lines += [
+                optimism_line(tested, metric),
+                f"  verdict on the test split: {tested['verdict']['line']}",
+                f"  search vs defaults on the test split: {tested['search']['line']}",
+            ]
         lines.append(f"  reproduce: domaintune train {' '.join(reproduce_overrides(best, fixed))}")
         lines.append(f"        or: domaintune train --config-dir {folder} experiment=best")
     lines.append(

@@ -24,6 +24,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
+from domaintune import tracking
 from domaintune.direction import resolve_mode
 from domaintune.errors import UserError
 from domaintune.outputs import COSTS, objective, read_outcome
@@ -38,6 +39,7 @@ from domaintune.sweep.study import (
     RetryDeadTrial,
     answer_repeat,
     directions,
+    enqueue_defaults,
     exhausted,
     fail_and_retry,
     has_heartbeat,
@@ -345,6 +347,8 @@ def run_sweep(cfg: DictConfig, launcher, settings: DomaintuneSweeperConf, argume
     study = open_study(name, url, wanted, settings.sampler, settings.pruner, space, beat)
     if not study.trials and any(folder.glob("trial-*/metrics.json")):
         raise UserError(f"{folder} holds trials of another study; set hydra.sweeper.study_name to a new name")
+    if settings.include_defaults and not objectives and (outside := enqueue_defaults(study, cfg, space)):
+        log.info(outside)
     for number in requeue_dead_trials(study, retry):
         log.warning(
             "trial %d was left running by a worker that died: marked FAIL, its parameters queued again", number
@@ -386,6 +390,7 @@ def run_sweep(cfg: DictConfig, launcher, settings: DomaintuneSweeperConf, argume
         failed_workers = [w.args for w in workers if w.wait() != 0]
     if failed_workers:
         log.warning("%d worker(s) ended with an error; their trials are in the study", len(failed_workers))
-    tested = None if objectives else report.test_best(study, folder)
+    tested = None if objectives else report.test_best(study, folder, cfg.optimized_metric)
+    tracking.record_sweep(cfg, study.study_name, folder, report.tracker_summary(tested))
     report.write(study, folder, cfg, fixed, objectives, plots=True, tested=tested)
-    print(report.summary(study, folder, fixed, cfg.optimized_metric, tested, objectives), flush=True)
+    print(report.summary(study, folder, fixed, cfg.optimized_metric, tested, objectives, space), flush=True)

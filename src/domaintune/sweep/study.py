@@ -110,6 +110,35 @@ def exhausted(study: optuna.Study, space: dict) -> bool:
     return len({tuple(sorted(t.params.items())) for t in done}) >= size
 
 
+def enqueue_defaults(study: optuna.Study, cfg, space: dict) -> str | None:
+    """Trial 0 of a new study trains the task's defaults (Optuna's `enqueue_trial`): the values
+    each searched key takes without the sweep, so the sweep can say whether its search beat them.
+    Returns why there is no such trial: a default the search space does not hold."""
+    from omegaconf import OmegaConf
+
+    if study.trials:
+        return None
+    params = {}
+    for key, distribution in space.items():
+        value = OmegaConf.select(cfg, key)
+        if value is None or not _holds(distribution, value):
+            return f"no trial of the task's defaults: {key}={value} lies outside its search space"
+        params[key] = value
+    study.enqueue_trial(params, user_attrs={DEFAULTS: True}, skip_if_exists=True)
+    return None
+
+
+DEFAULTS = "defaults"  # user attribute of the trial (and its retries) that trains the task's defaults
+
+
+def _holds(distribution, value) -> bool:
+    from optuna.distributions import CategoricalDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        return value in distribution.choices
+    return isinstance(value, int | float) and distribution.low <= value <= distribution.high
+
+
 def has_heartbeat(study: optuna.Study) -> bool:
     from optuna.storages._heartbeat import is_heartbeat_enabled
 
@@ -162,7 +191,11 @@ class RetryDeadTrial:
                 state=TrialState.WAITING,
                 params=trial.params,
                 distributions=trial.distributions,
-                user_attrs={"retry_of": trial.number, "retry_reason": reason},
+                user_attrs={
+                    "retry_of": trial.number,
+                    "retry_reason": reason,
+                    **{k: v for k, v in trial.user_attrs.items() if k == DEFAULTS},
+                },
                 system_attrs={"failed_trial": history[0], "retry_history": history},
             )
         )

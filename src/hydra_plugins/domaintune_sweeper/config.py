@@ -29,6 +29,7 @@ class DomaintuneSweeperConf:
     pruner: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] | None = None
     custom_search_space: str | None = None
+    include_defaults: bool = True
 
 
 ConfigStore.instance().store(
