@@ -76,6 +76,7 @@ def test_sweep_finishes_n_trials_and_writes_its_folder(small_sweep, tmp_path):
         assert tested["defaults"]["trial"] == 0 and "95% CI" in search and "the task's defaults" in search
         assert tested["search"]["rows"] == tested["verdict"]["test_rows"]  # the same test rows as the verdict
         assert len(list((folder / "trial-0" / "evaluations").glob("*/scored.npz"))) == 1
+    assert [word for word in CONSOLE_NOISE if word in result.stdout + result.stderr] == []  # a quiet sweep
     record = read_wandb(folder)  # the sweep's own W&B run says it too
     assert record["summary"]["search"] == search and record["summary"]["best/trial"] == tested["trial"]
     for plot in ("optimization_history", "intermediate_values", "parallel_coordinate", "param_importances"):

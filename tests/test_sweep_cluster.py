@@ -441,3 +441,24 @@ def test_trial_0_trains_the_defaults_once_and_only_when_the_space_holds_them(tmp
         "no trial of the task's defaults: trainer.max_epochs=6 lies outside its search space"
     )
     assert other.trials == []
+
+
+def test_plots_of_trials_that_tie_draw_without_warnings(tmp_path):
+    import warnings
+
+    from domaintune.sweep.report import _write_plots
+
+    study = optuna.create_study(direction="maximize")
+    for lr, epochs in ((1e-4, 1), (3e-4, 2), (1e-3, 1), (2e-4, 2)):
+        trial = optuna.trial.create_trial(
+            params={"module.lr": lr, "trainer.max_epochs": epochs},
+            distributions=SPACE,
+            value=0.5,  # every trial ties
+            intermediate_values={0: 0.5},
+        )
+        study.add_trial(trial)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _write_plots(study, tmp_path / "plots")
+    assert [str(w.message) for w in caught] == []
+    assert (tmp_path / "plots" / "param_importances.png").is_file()

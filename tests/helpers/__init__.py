@@ -48,7 +48,15 @@ IN_PROCESS = ["hydra/launcher=basic", "hydra.sweeper.n_jobs=1"]
 
 # What a console must not show: an advertisement, library deprecation notices, a W&B setting
 # Lightning passes that W&B says has no effect.
-CONSOLE_NOISE = ("litlogger", "LeafSpec", "will be removed in v6", "anonymous setting has no effect")
+CONSOLE_NOISE = (
+    "litlogger",
+    "LeafSpec",
+    "will be removed in v6",
+    "anonymous setting has no effect",
+    "Target and region quantiles",  # Optuna's PED-ANOVA when trials tie
+    "identical low and high ylims",  # matplotlib, the same
+    "module(s) in eval mode",  # Lightning's model summary
+)
 
 # Made-up words for synthetic rows: templated rows ("message 1", "message 2", ...) are near
 # duplicates, which training removes, so test data that must keep its rows draws words from here.

@@ -264,17 +264,25 @@ def _write_experiment(path: Path, header: list[str], overrides: list[str]) -> No
 def _write_plots(study: optuna.Study, folder: Path, objectives: list[str] | None = None) -> None:
     """Optimization history, parameter importances, intermediate values, parallel coordinates: PNG
     and HTML; with several objectives, the Pareto front."""
+    import warnings
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        # trials that tie (small sweeps): PED-ANOVA's equal importances, matplotlib's flat axis
+        warnings.filterwarnings("ignore", message="Target and region quantiles select the same set of trials")
+        warnings.filterwarnings("ignore", message="Attempting to set identical low and high ylims")
+        _draw(study, folder, objectives)
+
+
+def _draw(study: optuna.Study, folder: Path, objectives: list[str] | None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import warnings
-
     import matplotlib.pyplot as plt
     from optuna import visualization as html
     from optuna.visualization import matplotlib as png
 
-    folder.mkdir(parents=True, exist_ok=True)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if objectives:
         plots = {"pareto_front": {"target_names": objectives}}
     else:
