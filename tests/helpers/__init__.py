@@ -47,7 +47,7 @@ TINY_SWEEP = [
 IN_PROCESS = ["hydra/launcher=basic", "hydra.sweeper.n_jobs=1"]
 
 # What a console must not show: an advertisement, library deprecation notices, a W&B setting
-# Lightning passes that W&B says has no effect.
+# Lightning passes that W&B says has no effect, warnings about trials that tie, a model summary note.
 CONSOLE_NOISE = (
     "litlogger",
     "LeafSpec",
