@@ -261,7 +261,7 @@ def test_by_default_two_trials_run_at_once_in_reused_processes_and_prune_there(t
     first, second, third, fourth = study.trials
     assert second.datetime_start < first.datetime_complete  # a batch of two: both ran at once
     assert third.datetime_start >= max(first.datetime_complete, second.datetime_complete)  # then the next batch
-    for trial in study.trials:  # the job's own process beat the heartbeat, not the sweeper
+    for trial in study.trials:  # the job's own process beat (it records heartbeat_from after its first beat)
         assert trial.user_attrs["heartbeat_from"] != trial.user_attrs["worker"]
     assert len({t.user_attrs["heartbeat_from"] for t in study.trials}) == 2  # joblib kept its two processes
 

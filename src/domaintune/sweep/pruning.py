@@ -22,7 +22,8 @@ class OptunaPruning(pl.Callback):
     launcher, in any process. The trial records its run folder at once: if its process dies, a
     retry of its parameters resumes from that folder's last checkpoint. On a database storage the
     process beats the trial's heartbeat (`heartbeat_interval` s) until the trial is finished, so a
-    process or node that dies stops the beats and the trial is failed and retried."""
+    process or node that dies stops the beats and the trial is failed and retried; after its first
+    beat it records itself as `heartbeat_from`."""
 
     def __init__(
         self,
@@ -42,8 +43,13 @@ class OptunaPruning(pl.Callback):
         self.prunes = len(self.trial.study.directions) == 1  # Optuna prunes single-objective studies only
         storage = self.trial.storage
         if heartbeat_interval and hasattr(storage, "record_heartbeat"):
-            self.trial.set_user_attr("heartbeat_from", worker_id())
-            Heartbeat(storage, trial_id, heartbeat_interval, lambda: storage.get_trial(trial_id).state.is_finished())
+            Heartbeat(
+                storage,
+                trial_id,
+                heartbeat_interval,
+                done=lambda: storage.get_trial(trial_id).state.is_finished(),
+                after_first=lambda: self.trial.set_user_attr("heartbeat_from", worker_id()),
+            )
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)

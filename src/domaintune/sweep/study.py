@@ -153,12 +153,16 @@ class Heartbeat:
     While the sweeper lives, a job that dies is reported by its launcher; when both are gone (the
     machine or node died), the beats stop and any other worker fails the trial and retries it."""
 
-    def __init__(self, storage, trial_id: int, interval: float, done=lambda: False):
+    def __init__(self, storage, trial_id: int, interval: float, done=lambda: False, after_first=lambda: None):
         self._stop = threading.Event()
 
         def beat():
+            first = True
             while not self._stop.is_set() and not done():
                 storage.record_heartbeat(trial_id)
+                if first:
+                    after_first()  # e.g. the job records that it beats: only once it has
+                    first = False
                 self._stop.wait(interval)
 
         threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial_id}").start()
