@@ -135,14 +135,21 @@ def compare(name: str, statistic, tuned: tuple, base: tuple, mode: str = "max", 
     }
 
 
+def _reading(result: dict, digits: int) -> tuple[str, str]:
+    """Where a gain's interval lies (`better`: above zero, `worse`: below, `unclear`) and the
+    interval in words."""
+    low, high = result["gain_ci95"]
+    interval = f"95% CI {low:.{digits}f} to {high:.{digits}f}, {result['rows']} test rows"
+    return ("better" if low > 0 else "worse" if high < 0 else "unclear"), interval
+
+
 def line(result: dict, base_is: str) -> str:
     """The verdict sentence. `base_is`: what the user keeps when fine-tuning did not pay off."""
     metric, gain = result["metric"], result["gain"]
-    low, high = result["gain_ci95"]
-    interval = f"95% CI {low:.2f} to {high:.2f}, {result['rows']} test rows"
-    if low > 0:
+    reading, interval = _reading(result, 2)
+    if reading == "better":
         return f"fine-tuning improved {metric} by {gain:.2f} ({interval})"
-    if high < 0:
+    if reading == "worse":
         worse = f"fine-tuning made {metric} worse by {-gain:.2f} ({interval})"
         return f"the base model is better: {worse}; {base_is} is the better choice"
     return f"no significant difference in {metric} ({gain:+.2f}; {interval}): {base_is} is as good and cheaper"
@@ -152,11 +159,10 @@ def search_line(result: dict) -> str:
     """Did a sweep's search pay? Its best trial against the trial of the task's defaults, tested on
     the same rows (`result` from compare_scored, the best trial as the fine-tuned side)."""
     metric, gain = result["metric"], result["gain"]
-    low, high = result["gain_ci95"]
-    interval = f"95% CI {low:.3f} to {high:.3f}, {result['rows']} test rows"
-    if low > 0:
+    reading, interval = _reading(result, 3)
+    if reading == "better":
         return f"the search improved {metric} by {gain:.3f} ({interval}) over the task's defaults"
-    if high < 0:
+    if reading == "worse":
         return f"the search did worse than the task's defaults: {metric} {gain:+.3f} ({interval}); keep the defaults"
     return f"the search was no better than the task's defaults: {metric} {gain:+.3f} ({interval})"
 
