@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from domaintune import runs
 from domaintune.data.batching import LengthGroupedBatchSampler
+from domaintune.runs import load_run
+from domaintune.runs import test_trainer as evaluation_trainer  # a name pytest does not collect
 from helpers import HELPERS, cli, domaintune, read_wandb
 
 RUN = ["task=legal", "model=tiny", "trainer.max_epochs=4", "callbacks.early_stopping.patience=10"]
@@ -127,9 +128,9 @@ def test_a_sweep_killed_inside_a_trial_resumes_the_study_and_retries_that_trial_
     assert [h["epoch"] for h in metrics["history"]] == [0, 1, 2, 3] and metrics["epochs_run"] == 4
     assert metrics["best"]["epoch"] in (0, 1)  # before the death: the spoiled epochs are worse
     # The saved (and tested) weights, the value told to Optuna and metrics.json's best: one epoch's.
-    retried = runs.load_run(folder / "trial-2")
+    retried = load_run(folder / "trial-2")
     retried.datamodule.setup("fit")
-    scores = runs.test_trainer(retried.cfg).validate(retried.module, datamodule=retried.datamodule, verbose=False)[0]
+    scores = evaluation_trainer(retried.cfg).validate(retried.module, datamodule=retried.datamodule, verbose=False)[0]
     assert scores["val/loss"] == pytest.approx(metrics["best"]["value"], abs=1e-4)
     assert float(trials[2]["value"]) == pytest.approx(metrics["best"]["value"])
     assert (folder / "trial-0" / "metrics.json").read_text() == finished_before  # nothing finished was overwritten
