@@ -45,8 +45,8 @@ class TaskDataModule(pl.LightningDataModule, abc.ABC):
         val_fraction: float,
         test_fraction: float,
         seed: int,
-        num_workers: int = 0,
-        dedupe: bool = True,
+        num_workers: int,
+        dedupe: bool,
     ):
         super().__init__()
         if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):

@@ -35,19 +35,20 @@ class TextClassificationDataModule(TaskDataModule):
     def __init__(
         self,
         tokenizer,
-        path: str | None = None,
-        text_column: str | None = None,
-        label_column: str | None = None,
-        max_length: int = 128,
-        batch_size: int = 32,
-        eval_batch_size: int = 128,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        seed: int = 42,
-        length_window: int = 50,
-        num_workers: int = 0,
-        cache_dir: str | None = None,
-        dedupe: bool = True,
+        *,  # the rest from conf/data/text_classification.yaml, where their defaults are
+        path: str | None,
+        text_column: str | None,
+        label_column: str | None,
+        max_length: int,
+        batch_size: int,
+        eval_batch_size: int,
+        val_fraction: float,
+        test_fraction: float,
+        seed: int,
+        length_window: int,
+        num_workers: int,
+        cache_dir: str | None,
+        dedupe: bool,
     ):
         super().__init__(
             tokenizer, path, batch_size, eval_batch_size, val_fraction, test_fraction, seed, num_workers, dedupe

@@ -154,15 +154,16 @@ class CausalLMModule(TaskModule):
         backbone: Backbone,
         tokenizer,
         peft_config=None,
-        lr: float = 2e-4,
-        weight_decay: float = 0.0,
-        warmup_ratio: float = 0.1,
-        schedule: str = "linear",
-        generate_rows: int = 16,
-        test_generate_rows: int = 100,
-        max_new_tokens: int = 128,
-        exact_match: bool = False,
-        gradient_checkpointing: bool = False,
+        *,  # the rest from conf/module/causal_lm.yaml, where their defaults are
+        lr: float,
+        weight_decay: float,
+        warmup_ratio: float,
+        schedule: str,
+        generate_rows: int,
+        test_generate_rows: int,
+        max_new_tokens: int,
+        exact_match: bool,
+        gradient_checkpointing: bool,
     ):
         super().__init__(peft_config)
         self.save_hyperparameters(ignore=["backbone", "tokenizer", "peft_config"], logger=False)
