@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import yaml
 
 from domaintune.errors import UserError
+from domaintune.runfolder import RunFolder
 
 
 def _run_row(folder: Path, source: str, name: str, state: str = "complete") -> dict:
-    metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
+    metrics = RunFolder(folder).metrics()
     overrides_file = folder / ".hydra" / "overrides.yaml"
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
     shown = [o for o in overrides or [] if not o.startswith(("trial.", "logger.wandb.", "hydra."))]
@@ -46,13 +46,10 @@ def collect(paths: list[str]) -> list[dict]:
                     )
                     row["seconds"] = trial["seconds"] or row["seconds"]
                     rows.append(row)
-        elif (path / "metrics.json").is_file():
+        elif RunFolder(path).finished:
             rows.append(_run_row(path, path.parent.name, path.name))
-        elif path.is_dir() and any(path.glob("**/metrics.json")):
-            rows += [
-                _run_row(p.parent, str(p.parent.parent.relative_to(path.parent)), p.parent.name)
-                for p in sorted(path.glob("**/metrics.json"))
-            ]
+        elif runs := RunFolder.finished_under(path):
+            rows += [_run_row(r.path, str(r.path.parent.relative_to(path.parent)), r.path.name) for r in runs]
         else:
             raise UserError(
                 f"{path}: not a sweep folder (trials.csv), a run folder (metrics.json) or a folder of runs"

@@ -63,7 +63,9 @@ def resume_overrides(args: list[str]) -> list[str]:
         others = " ".join(a for a in args if a is not resume[0])
         raise UserError(f"resume= continues a run with its own config; drop the other settings ({others})")
     saved = folder / ".hydra" / "overrides.yaml"
-    if (folder / "metrics.json").is_file():
+    from domaintune.runfolder import RunFolder
+
+    if RunFolder(folder).finished:
         raise UserError(f"resume={folder}: that run finished; nothing to resume")
     if not saved.is_file():
         raise UserError(f"resume={folder}: not a run folder (no .hydra/overrides.yaml); give the folder of the run")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from domaintune.errors import DataError, UserError
-from domaintune.outputs import read_run
+from domaintune.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ def check_earlier_run(cfg, folder: Path, datamodule) -> Path:
     """The earlier run must be finished, on the same base model and adapter settings, with data
     its kind can continue on (a classifier: the same labels), and its own data unchanged (the
     forgetting check rebuilds its test set from it); continuing runs on one device."""
-    config, metrics = read_run(folder, "init_from")
+    config, metrics = RunFolder(folder).read("init_from")
     if "ddp" in str(cfg.trainer.get("strategy")):
         raise UserError("init_from runs on one device: drop trainer=ddp")
     from omegaconf import OmegaConf
@@ -57,7 +57,7 @@ def regression_check(cfg, module, backbone, folder: Path, train_set) -> dict:
 
     from domaintune.runs import test_trainer
 
-    config, earlier = read_run(folder, "init_from")
+    config, earlier = RunFolder(folder).read("init_from")
     earlier_cfg = OmegaConf.create(config)
     key = "test/" + cfg.optimized_metric.removeprefix("val/")
     if key not in earlier.get("test", {}):

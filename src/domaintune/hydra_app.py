@@ -13,13 +13,11 @@ register_resolvers()
 
 @hydra.main(config_path=CONFIG_PACKAGE, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    from pathlib import Path
-
-    from domaintune.outputs import recording_outcome
+    from domaintune.runfolder import RunFolder
     from domaintune.train import train
 
     try:
-        with recording_outcome(Path(cfg.paths.run_dir)):
+        with RunFolder(cfg.paths.run_dir).recording_outcome():
             return train(cfg)
     except UserError as error:
         if _sweeper_records_failures():

@@ -6,7 +6,6 @@ folder, as a sweep does, that `domaintune compare` reads."""
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from domaintune.outputs import write_csv
+from domaintune.runfolder import RunFolder
 
 
 def _in_multirun() -> bool:
@@ -50,8 +50,7 @@ class MultirunTable(Callback):
             return  # single runs have metrics.json; Optuna sweeps write their own trials.csv
         folder = Path(hydra.sweep.dir)
         run_dir = Path(hydra.runtime.output_dir)
-        metrics_file = run_dir / "metrics.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        metrics = RunFolder(run_dir).metrics()
         failed = job_return.status != JobStatus.COMPLETED
         row = {
             "number": hydra.job.num,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
 from domaintune.errors import UserError
@@ -17,44 +16,6 @@ def best_epoch(history: list[dict], metric: str, mode: str) -> dict | None:
     if not rows:
         return None
     return (max if mode == "max" else min)(rows, key=lambda row: row[metric])
-
-
-def read_run(folder: Path, key: str = "run") -> tuple[dict, dict]:
-    """The config and metrics of a finished run folder; a one-line error naming `key=` otherwise."""
-    if not (folder / "metrics.json").is_file() or not (folder / "config.yaml").is_file():
-        raise UserError(
-            f"{key}={folder}: not a finished run folder (no metrics.json / config.yaml); pass "
-            "outputs/runs/<date>/<run>"
-        )
-    import yaml
-
-    return yaml.safe_load((folder / "config.yaml").read_text()), json.loads((folder / "metrics.json").read_text())
-
-
-OUTCOME = "outcome.json"
-
-
-@contextmanager
-def recording_outcome(run_dir: Path):
-    """A run that ends with an error says so in its own folder before its process exits, as
-    `outcome.json` (`pruned` or `failed`, and why): a sweeper whose launcher lost the job's batch
-    (a batch-mate's process died) reads it, so only a job that left no outcome counts as dead.
-    A finished run (metrics.json) is never written into; Ctrl-C and kills leave no outcome."""
-    (run_dir / OUTCOME).unlink(missing_ok=True)  # a resumed run's earlier ending is not its own
-    try:
-        yield
-    except Exception as error:
-        if run_dir.is_dir() and not (run_dir / "metrics.json").exists() and int(os.environ.get("RANK", 0)) == 0:
-            state = "pruned" if getattr(error, "outcome", None) == "pruned" else "failed"
-            outcome = {"state": state, "error": type(error).__name__, "reason": str(error)[:1000]}
-            write_json(run_dir / f".{OUTCOME}.partial", outcome).replace(run_dir / OUTCOME)  # read whole or not at all
-        raise
-
-
-def read_outcome(run_dir: Path) -> dict | None:
-    """How an unfinished run ended (see recording_outcome), or None: it finished, runs, or died."""
-    path = run_dir / OUTCOME
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def write_json(path: Path, data: dict) -> Path:
@@ -153,9 +114,11 @@ def remove_checkpoints(checkpoints: list[str]) -> None:
 
 
 def write_metrics(run_dir: Path, metrics: dict, metric: str) -> None:
-    """The learning curve, then metrics.json: its presence marks the run folder finished."""
+    """The learning curve, then metrics.json: from then on the run folder is finished."""
+    from domaintune.runfolder import RunFolder
+
     plot_learning_curve(metrics["history"], metric, run_dir / "learning_curve.png")
-    write_json(run_dir / "metrics.json", metrics)
+    RunFolder(run_dir).write_metrics(metrics)
 
 
 def tracker_summary(metrics: dict) -> dict:

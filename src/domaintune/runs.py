@@ -8,7 +8,7 @@ from pathlib import Path
 
 from domaintune import registry
 from domaintune.api import TaskDataModule, TaskModule
-from domaintune.outputs import read_run
+from domaintune.runfolder import RunFolder
 
 
 def build_data(cfg) -> tuple:
@@ -57,7 +57,7 @@ def load_run(folder: Path, key: str = "run") -> FinishedRun:
     """A finished run's module with its saved weights; `key` names the argument in errors."""
     from omegaconf import OmegaConf
 
-    config, metrics = read_run(folder, key)
+    config, metrics = RunFolder(folder).read(key)
     cfg = OmegaConf.create(config)
     try:  # the run's plugin classes must be importable here
         registry.check_target("datamodule", cfg.data._target_, "data")

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from domaintune import console, continual, direction, outputs, registry, runs, schema, tracking
 from domaintune.callbacks import EpochHistory, FiniteLoss, LastCheckpoint, MetricGuard
 from domaintune.errors import UserError
+from domaintune.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 if logging.getLogger().handlers:  # Hydra's console + train.log handlers: don't print Lightning's lines twice
@@ -46,7 +47,7 @@ def train(cfg: DictConfig) -> float | None:
     direction.resolve_mode(cfg)  # mode follows optimized_metric unless set (and then must agree)
     schema.check(cfg)  # types and ranges of the core keys, before any work
     run_dir = Path(cfg.paths.run_dir)
-    if (run_dir / "metrics.json").exists():
+    if RunFolder(run_dir).finished:
         raise UserError(f"{run_dir} already holds a finished run; run folders are never overwritten")
     registry.check_target("datamodule", cfg.data._target_, "data")  # the module's: in resolve_mode above
     _check_ddp_is_not_in_a_multirun(cfg)

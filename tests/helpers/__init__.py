@@ -152,8 +152,10 @@ def error_line(result) -> str:
 
 
 def finished_runs(folder: Path) -> list[Path]:
-    """Every finished run folder under `folder`: metrics.json and config.yaml, as `outputs.read_run` reads them."""
-    return sorted(p.parent for p in Path(folder).glob("**/metrics.json") if (p.parent / "config.yaml").is_file())
+    """Every finished run folder under `folder`, as domaintune tells them (RunFolder)."""
+    from domaintune.runfolder import RunFolder
+
+    return [run.path for run in RunFolder.finished_under(folder)]
 
 
 def the_run(folder: Path) -> Path:
@@ -163,7 +165,9 @@ def the_run(folder: Path) -> Path:
 
 
 def metrics(run: Path) -> dict:
-    return json.loads((Path(run) / "metrics.json").read_text())
+    from domaintune.runfolder import RunFolder
+
+    return RunFolder(run).metrics()
 
 
 def trials(sweep_folder: Path) -> list[dict]:

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from domaintune.outputs import write_csv, write_json
+from domaintune.runfolder import RunFolder
 from domaintune.sweep.overrides import override_value
 from domaintune.sweep.study import DEFAULTS
 
@@ -19,8 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def _run_metrics(trial: optuna.trial.FrozenTrial) -> dict:
-    path = Path(trial.user_attrs.get("run_dir", "")) / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return RunFolder(trial.user_attrs.get("run_dir", "") or "/nonexistent").metrics()
 
 
 def rows(study: optuna.Study, objectives: list[str] | None = None) -> list[dict]:
@@ -84,7 +84,7 @@ def test_best(study: optuna.Study, folder: Path, metric: str) -> dict | None:
     compared: did the search pay?"""
     best = _best(study)
     run_dir = Path(best.user_attrs.get("run_dir", "")) if best is not None else None
-    if run_dir is None or not (run_dir / "metrics.json").is_file():
+    if run_dir is None or not RunFolder(run_dir).finished:
         return None
     path = folder / "best_test.json"
     earlier = json.loads(path.read_text()) if path.is_file() else {}

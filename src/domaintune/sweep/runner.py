@@ -27,7 +27,8 @@ from optuna.trial import TrialState
 from domaintune import tracking
 from domaintune.direction import resolve_mode
 from domaintune.errors import UserError
-from domaintune.outputs import COSTS, objective, read_outcome
+from domaintune.outputs import COSTS, objective
+from domaintune.runfolder import RunFolder
 from domaintune.sweep import report
 from domaintune.sweep.overrides import override_value
 from domaintune.sweep.search_space import parse
@@ -99,9 +100,7 @@ def _resume_retried(study: optuna.Study, trial: optuna.Trial) -> list[str]:
 def _run_values(folder: Path, objectives: list[str] | None) -> list[float] | float:
     """A finished run's value for the study, from its metrics.json: its best validation value, or
     with several objectives each one (also in its W&B summary)."""
-    from domaintune.outputs import read_run
-
-    _, metrics = read_run(folder)
+    _, metrics = RunFolder(folder).read()
     return [objective(metrics, name) for name in objectives] if objectives else metrics["best"]["value"]
 
 
@@ -247,10 +246,6 @@ def _launch(launcher, study, batch, url, fixed, settings, retry, objectives, fol
         _tell(study, trial, result, objectives)
 
 
-def _ended(run_dir: Path) -> bool:
-    return (run_dir / "metrics.json").is_file() or read_outcome(run_dir) is not None
-
-
 def _wait_for_job(study: optuna.Study, trial: optuna.Trial, folder: Path) -> None:
     """A launcher that raises for one dead job gives up the batch while its other jobs may still
     run: wait for those whose process is alive on this machine (a job elsewhere is left to its
@@ -260,7 +255,7 @@ def _wait_for_job(study: optuna.Study, trial: optuna.Trial, folder: Path) -> Non
         job = stored.user_attrs.get("heartbeat_from", "")
         if stored.state.is_finished() or not job or job == WORKER or not running_here(job):
             return
-        if _ended(_run_folder(stored, folder)):
+        if RunFolder(_run_folder(stored, folder)).ended:
             return
         time.sleep(1)
 
@@ -272,10 +267,10 @@ def _tell_from_folder(study: optuna.Study, trial: optuna.Trial, objectives: list
     if stored.state.is_finished():  # another worker failed it meanwhile
         return True
     run_dir = _run_folder(stored, folder)
-    if (run_dir / "metrics.json").is_file():
+    if RunFolder(run_dir).finished:
         study.tell(trial, _run_values(run_dir, objectives))
         return True
-    outcome = read_outcome(run_dir)
+    outcome = RunFolder(run_dir).outcome()
     if outcome is None:
         return False
     trial.set_user_attr("run_dir", str(run_dir))
@@ -345,7 +340,7 @@ def run_sweep(cfg: DictConfig, launcher, settings: DomaintuneSweeperConf, argume
     retry = RetryDeadTrial(settings.max_retry)
     beat = {"heartbeat_interval": settings.heartbeat_interval, "grace_period": settings.grace_period, "retry": retry}
     study = open_study(name, url, wanted, settings.sampler, settings.pruner, space, beat)
-    if not study.trials and any(folder.glob("trial-*/metrics.json")):
+    if not study.trials and any(RunFolder(p).finished for p in folder.glob(f"{_subdir('*')}")):
         raise UserError(f"{folder} holds trials of another study; set hydra.sweeper.study_name to a new name")
     if settings.include_defaults and not objectives and (outside := enqueue_defaults(study, cfg, space)):
         log.info(outside)
