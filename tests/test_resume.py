@@ -88,6 +88,7 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path):
         result = cli("train", *args, env=env)
         assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
         assert "Traceback" not in result.stderr
+    (run / "config.yaml").write_text("{}")  # what a finished run holds (RunFolder.finished)
     (run / "metrics.json").write_text("{}")
     finished = cli("train", f"resume={run}", env=env)
     assert finished.returncode == 2 and "that run finished; nothing to resume" in finished.stderr

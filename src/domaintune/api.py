@@ -180,6 +180,9 @@ class TaskModule(pl.LightningModule, abc.ABC):
     what it does better (Hugging Face folders, a verdict against its base model, predict, export)."""
 
     pipeline_tag: ClassVar[str | None] = None  # the Hugging Face task of an exported model
+    # What a finished run of this kind answers besides train and evaluate: "predict" (labels for
+    # texts), "generate" (answers to prompts). Commands ask this, never the class or its tag.
+    serves: ClassVar[frozenset[str]] = frozenset()
     # Which way each logged metric improves, by its name without the split ("loss" for val/loss and
     # test/loss): `mode` follows the optimized metric's entry (domaintune.direction).
     metric_directions: ClassVar[dict[str, str]] = {"loss": "min"}

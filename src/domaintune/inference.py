@@ -6,14 +6,13 @@ import shutil
 from pathlib import Path
 
 from domaintune.errors import UserError
-from domaintune.runs import load_run
+from domaintune.runs import load_run, refuse_unless_served
 
 
 def answer(run: str, prompts: list[str], max_new_tokens: int = 128) -> list:
     """The run's module answers raw prompts, rendered the way its data was."""
     finished = load_run(Path(run))
-    if finished.module.pipeline_tag != "text-generation":
-        raise UserError(f"run={run} is not a causal-LM run; label texts with `domaintune predict run={run} text=...`")
+    refuse_unless_served(finished, "generate")
     return finished.module.predict(prompts, finished.datamodule, max_new_tokens=max_new_tokens)
 
 

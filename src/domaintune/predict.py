@@ -17,7 +17,7 @@ import pandas as pd
 from domaintune import verdict
 from domaintune.errors import UserError
 from domaintune.outputs import write_json
-from domaintune.runs import load_run
+from domaintune.runs import load_run, refuse_unless_served
 
 CHUNK_ROWS = 50_000  # rows read, predicted and written at a time: memory stays flat for any file size
 
@@ -28,10 +28,7 @@ def predict(
     if (path is None) == (text is None):
         raise UserError('give data.path=<file> or text="..." (one of them)')
     finished = load_run(Path(run))
-    if finished.module.pipeline_tag == "text-generation":
-        raise UserError(
-            f"run={run} is a causal-LM run; answer prompts with `domaintune generate run={run} prompt=...`"
-        )
+    refuse_unless_served(finished, "predict")
     target = Path(out) if out else finished.folder / "predictions" / f"{datetime.now():%Y-%m-%d_%H-%M-%S_%f}"
     if target.exists():
         raise UserError(f"out={target} already exists; nothing was overwritten; pass out=<new folder>")

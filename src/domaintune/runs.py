@@ -73,6 +73,25 @@ def load_run(folder: Path, key: str = "run") -> FinishedRun:
     return FinishedRun(folder, cfg, metrics, datamodule, module.eval())
 
 
+USES = {
+    "predict": 'label texts with `domaintune predict run={run} text="..."`',
+    "generate": 'answer prompts with `domaintune generate run={run} prompt="..."`',
+}
+
+
+def refuse_unless_served(finished: FinishedRun, command: str) -> None:
+    """A command on a run whose kind does not declare it (`TaskModule.serves`): one line naming
+    what the run's kind serves instead."""
+    from domaintune.errors import UserError
+
+    served = finished.module.serves
+    if command in served:
+        return
+    kind = type(finished.module).__name__
+    instead = "; ".join(USES[c].format(run=finished.folder) for c in sorted(served) if c in USES)
+    raise UserError(f"run={finished.folder}: a {kind} run does not {command}" + (f"; {instead}" if instead else ""))
+
+
 def test_trainer(cfg, **overrides):
     """A Trainer that only tests, on one device, in the run's precision, with no logger."""
     import lightning.pytorch as pl

@@ -148,6 +148,7 @@ class CausalLMModule(TaskModule):
 
     metric_directions: ClassVar[dict[str, str]] = {"loss": "min", "ppl": "min", "rougeL": "max"}
     pipeline_tag = "text-generation"
+    serves = frozenset({"generate"})
 
     def __init__(
         self,

@@ -167,6 +167,7 @@ class SequenceClassificationModule(TaskModule):
 
     metric_directions: ClassVar[dict[str, str]] = {"loss": "min", "acc": "max", "macro_f1": "max"}
     pipeline_tag = "text-classification"
+    serves = frozenset({"predict"})
 
     def __init__(
         self,
