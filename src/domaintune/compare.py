@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import yaml
 
+from domaintune import trials_table
 from domaintune.errors import UserError
 from domaintune.runfolder import RunFolder
 
@@ -35,17 +35,16 @@ def collect(paths: list[str]) -> list[dict]:
     rows = []
     for raw in paths:
         path = Path(raw)
-        if (path / "trials.csv").is_file():
-            with open(path / "trials.csv") as handle:
-                for trial in csv.DictReader(handle):
-                    row = _run_row(Path(trial["run_dir"]), path.name, f"trial-{trial['number']}", trial["state"])
-                    if trial.get("value"):  # several objectives have value.<objective> columns instead
-                        row["value"] = float(trial["value"])
-                    row["settings"] = " ".join(
-                        f"{k.removeprefix('params.')}={v}" for k, v in trial.items() if k.startswith("params.")
-                    )
-                    row["seconds"] = trial["seconds"] or row["seconds"]
-                    rows.append(row)
+        if trials_table.holds_table(path):
+            for trial in trials_table.read(path):
+                row = _run_row(Path(trial["run_dir"]), path.name, f"trial-{trial['number']}", trial["state"])
+                if trial.get("value"):  # several objectives have value.<objective> columns instead
+                    row["value"] = float(trial["value"])
+                row["settings"] = " ".join(
+                    f"{k.removeprefix('params.')}={v}" for k, v in trial.items() if k.startswith("params.")
+                )
+                row["seconds"] = trial["seconds"] or row["seconds"]
+                rows.append(row)
         elif RunFolder(path).finished:
             rows.append(_run_row(path, path.parent.name, path.name))
         elif runs := RunFolder.finished_under(path):

@@ -5,7 +5,6 @@ folder, as a sweep does, that `domaintune compare` reads."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from domaintune.outputs import write_csv
+from domaintune import trials_table
 from domaintune.runfolder import RunFolder
 
 
@@ -63,13 +62,4 @@ class MultirunTable(Callback):
             "worker": "",
             "run_dir": str(run_dir),
         }
-        table = folder / "trials.csv"
-        rows = [r for r in _read(table) if r["number"] != str(row["number"])] + [row]
-        write_csv(table, sorted(rows, key=lambda r: int(r["number"])))
-
-
-def _read(table: Path) -> list[dict]:
-    if not table.is_file():
-        return []
-    with open(table, newline="") as handle:
-        return list(csv.DictReader(handle))
+        trials_table.write(folder, [r for r in trials_table.read(folder) if r["number"] != str(row["number"])] + [row])

@@ -8,8 +8,6 @@ import json
 import os
 from pathlib import Path
 
-from domaintune.errors import UserError
-
 
 def best_epoch(history: list[dict], metric: str, mode: str) -> dict | None:
     rows = [row for row in history if metric in row]
@@ -77,22 +75,6 @@ def cost(history: list[dict], module) -> dict:
         epoch_s: round(sum(seconds) / len(seconds), 3) if seconds else None,
         params: sum(p.numel() for p in module.parameters() if p.requires_grad),
     }
-
-
-def objective(metrics: dict, name: str) -> float:
-    """A run's value of `name` as a sweep objective: the best validation value of the optimized
-    metric; another metric of the history at that (the kept) epoch; or a cost figure."""
-    if name == metrics["best"]["metric"]:
-        return metrics["best"]["value"]
-    if name in metrics.get("cost", {}):
-        return metrics["cost"][name]
-    kept = next((row for row in metrics["history"] if row["epoch"] == metrics["best"]["epoch"]), {})
-    if name in kept and name != "epoch":
-        return kept[name]
-    known = [metrics["best"]["metric"], *metrics.get("cost", {}), *(k for k in kept if k not in ("epoch", "seconds"))]
-    raise UserError(
-        f"hydra.sweeper.objectives: a run has no metric '{name}'; use one of {', '.join(dict.fromkeys(known))}"
-    )
 
 
 def save_artifacts(run_dir: Path, cfg, datamodule, module, checkpoints: list[str]) -> None:

@@ -6,7 +6,6 @@ processes import by name (`killer`, `extend_space`): tests put it on their PYTHO
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import logging
@@ -172,8 +171,9 @@ def metrics(run: Path) -> dict:
 
 def trials(sweep_folder: Path) -> list[dict]:
     """A sweep's trials.csv, a dict a row."""
-    with open(Path(sweep_folder) / "trials.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
+    from domaintune import trials_table
+
+    return trials_table.read(sweep_folder)
 
 
 def read_wandb(run_dir: Path) -> list[dict] | dict:

@@ -11,7 +11,8 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
-from domaintune.outputs import write_csv, write_json
+from domaintune import trials_table
+from domaintune.outputs import write_json
 from domaintune.runfolder import RunFolder
 from domaintune.sweep.overrides import override_value
 from domaintune.sweep.study import DEFAULTS
@@ -187,7 +188,7 @@ def write(
     tested: dict | None = None,
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    write_csv(folder / "trials.csv", rows(study, objectives))  # workers write at the same time
+    trials_table.write(folder, rows(study, objectives))  # workers write at the same time
     if objectives:
         _write_pareto_experiments(folder, study, cfg, fixed, objectives)
     elif (best := _best(study)) is not None:

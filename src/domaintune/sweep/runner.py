@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 from domaintune import tracking
 from domaintune.direction import resolve_mode
 from domaintune.errors import UserError
-from domaintune.outputs import COSTS, objective
+from domaintune.outputs import COSTS
 from domaintune.runfolder import RunFolder
 from domaintune.sweep import report
 from domaintune.sweep.overrides import override_value
@@ -101,7 +101,23 @@ def _run_values(folder: Path, objectives: list[str] | None) -> list[float] | flo
     """A finished run's value for the study, from its metrics.json: its best validation value, or
     with several objectives each one (also in its W&B summary)."""
     _, metrics = RunFolder(folder).read()
-    return [objective(metrics, name) for name in objectives] if objectives else metrics["best"]["value"]
+    return [_objective(metrics, name) for name in objectives] if objectives else metrics["best"]["value"]
+
+
+def _objective(metrics: dict, name: str) -> float:
+    """A run's value of `name` as a sweep objective: the best validation value of the optimized
+    metric; another metric of the history at that (the kept) epoch; or a cost figure."""
+    if name == metrics["best"]["metric"]:
+        return metrics["best"]["value"]
+    if name in metrics.get("cost", {}):
+        return metrics["cost"][name]
+    kept = next((row for row in metrics["history"] if row["epoch"] == metrics["best"]["epoch"]), {})
+    if name in kept and name != "epoch":
+        return kept[name]
+    known = [metrics["best"]["metric"], *metrics.get("cost", {}), *(k for k in kept if k not in ("epoch", "seconds"))]
+    raise UserError(
+        f"hydra.sweeper.objectives: a run has no metric '{name}'; use one of {', '.join(dict.fromkeys(known))}"
+    )
 
 
 def _run_folder(stored: optuna.trial.FrozenTrial, folder: Path) -> Path:
