@@ -247,6 +247,11 @@ class TaskModule(pl.LightningModule, abc.ABC):
         """Answers for raw texts, in input order (`domaintune predict`, `domaintune generate`)."""
         raise UserError(f"{type(self).__name__} cannot predict yet")
 
+    def score_predictions(self, truth: list[str], predicted: list[str]) -> dict:
+        """`domaintune predict` on a file with answers: scores of the predicted answers against
+        them (by default none)."""
+        return {}
+
     def export(self, folder: Path, datamodule: TaskDataModule, **options) -> dict:
         """Standard model files others load without domaintune (`domaintune export`); returns what
         the model card needs: `library_name` and a `usage` snippet (markdown)."""

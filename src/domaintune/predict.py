@@ -11,10 +11,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from domaintune import verdict
 from domaintune.errors import UserError
 from domaintune.outputs import write_json
 from domaintune.runs import load_run, refuse_unless_served
@@ -53,9 +51,7 @@ def predict(
 
 def _predict_chunks(finished, chunks, table: Path) -> dict:
     """Predict chunk by chunk, appending to `table` in input order; the labelled rows' answers are
-    kept as label indices for the scores."""
-    labels = finished.module.labels
-    index = {label: i for i, label in enumerate(labels)}
+    kept for the module to score (`score_predictions`)."""
     rows, seconds, first, truth, predicted = 0, 0.0, None, [], []
     for chunk in chunks:
         started = time.perf_counter()
@@ -69,24 +65,13 @@ def _predict_chunks(finished, chunks, table: Path) -> dict:
         if "label" in part:
             part["correct"] = part.label == part.predicted
             known = part[part.label != ""]
-            truth.append(np.array([index.get(label, len(labels)) for label in known.label], dtype=np.int32))
-            predicted.append(np.array([index[label] for label in known.predicted], dtype=np.int32))
+            truth += known.label.tolist()
+            predicted += known.predicted.tolist()
         part.to_csv(table, mode="a", header=rows == 0, index=False)
         rows, first = rows + len(part), first or found[0]
     summary = {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / max(seconds, 1e-9), 1)}
     if rows == 1:
         summary["prediction"] = first
-    if truth:
-        summary["metrics"] = _scores(np.concatenate(truth), np.concatenate(predicted), len(labels))
+    if truth and (scores := finished.module.score_predictions(truth, predicted)):
+        summary["metrics"] = scores
     return summary
-
-
-def _scores(truth: np.ndarray, predicted: np.ndarray, classes: int) -> dict:
-    """Accuracy and macro-F1 over the rows with a label; labels the run never saw (index `classes`)
-    count as wrong."""
-    return {
-        "labelled_rows": len(truth),
-        "unknown_labels": int((truth == classes).sum()),
-        "acc": round(float(verdict.accuracy(truth, predicted)), 6),
-        "macro_f1": round(float(verdict.macro_f1(truth, predicted)), 6),
-    }

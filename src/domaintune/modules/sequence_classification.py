@@ -516,6 +516,18 @@ class SequenceClassificationModule(TaskModule):
                 found[row] = {"label": ranked[0][0], "probability": ranked[0][1], "top": ranked}
         return found
 
+    def score_predictions(self, truth: list[str], predicted: list[str]) -> dict:
+        """Accuracy and macro-F1 over the labelled rows; a label the run never saw counts as wrong."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        truth_ids = np.array([index.get(label, len(self.labels)) for label in truth], dtype=np.int32)
+        predicted_ids = np.array([index[label] for label in predicted], dtype=np.int32)
+        return {
+            "labelled_rows": len(truth_ids),
+            "unknown_labels": int((truth_ids == len(self.labels)).sum()),
+            "acc": round(float(verdict.accuracy(truth_ids, predicted_ids)), 6),
+            "macro_f1": round(float(verdict.macro_f1(truth_ids, predicted_ids)), 6),
+        }
+
     def save_test_outputs(self, folder: Path) -> None:
         """The confusion matrix of the last test stage, as a PNG."""
         if "confusion_matrix" in self.test_report:
