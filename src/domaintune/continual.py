@@ -4,6 +4,7 @@ forget what it knew, on the earlier run's own test set."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,17 @@ from domaintune.runfolder import RunFolder
 log = logging.getLogger(__name__)
 
 
-def check_earlier_run(cfg, folder: Path, datamodule) -> Path:
+@dataclass
+class EarlierRun:
+    """The run `init_from` continues, checked: its folder, metrics, and its own data with the test
+    split set up (the forgetting check tests on it)."""
+
+    folder: Path
+    metrics: dict
+    datamodule: object
+
+
+def check_earlier_run(cfg, folder: Path, datamodule) -> EarlierRun:
     """The earlier run must be finished, on the same base model and adapter settings, with data
     its kind can continue on (a classifier: the same labels), and its own data unchanged (the
     forgetting check rebuilds its test set from it); continuing runs on one device."""
@@ -45,25 +56,19 @@ def check_earlier_run(cfg, folder: Path, datamodule) -> Path:
             f"(fingerprint {earlier_data.fingerprint}, the run's {metrics['data']['fingerprint']}), so its test set "
             "cannot be rebuilt to check forgetting; restore that data, or train without init_from"
         )
-    return folder
+    return EarlierRun(folder, metrics, earlier_data)
 
 
-def regression_check(cfg, module, backbone, folder: Path, train_set) -> dict:
+def regression_check(cfg, module, earlier_run: EarlierRun, train_set) -> dict:
     """Test the updated model on the earlier run's test set and compare with that run's own score.
     Earlier test rows that the new `train_set` holds (the same token ids) are counted: the model
     has seen them, so the check is optimistic by that much."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
     from domaintune.runs import test_trainer
 
-    config, earlier = RunFolder(folder).read("init_from")
-    earlier_cfg = OmegaConf.create(config)
+    earlier, datamodule = earlier_run.metrics, earlier_run.datamodule
     key = "test/" + cfg.optimized_metric.removeprefix("val/")
     if key not in earlier.get("test", {}):
         return {"skipped": f"the earlier run has no {key}"}
-    datamodule = instantiate(earlier_cfg.data, _partial_=True)(tokenizer=backbone.load_tokenizer())
-    datamodule.setup("test")
     now = test_trainer(cfg, enable_progress_bar=False).test(module, datamodule=datamodule, verbose=False)[0][key]
     before = earlier["test"][key]
     drop = round(float((before - now) if cfg.mode == "max" else (now - before)), 6)  # float noise is not forgetting

@@ -64,8 +64,10 @@ def train(cfg: DictConfig) -> float | None:
             backbone.dtype,
         )
     module = runs.build_module(cfg, backbone, datamodule.module_inputs())
+    earlier = None
     if cfg.get("init_from"):  # keep a model current: continue from an earlier run on new data
-        module.load_weights(continual.check_earlier_run(cfg, Path(cfg.init_from), datamodule))
+        earlier = continual.check_earlier_run(cfg, Path(cfg.init_from), datamodule)
+        module.load_weights(earlier.folder)
 
     # Trainer: checkpointing and early stopping (and a sweep's pruning) come from cfg.callbacks.
     resume_from = runs.checkpoint_to_resume(cfg)
@@ -102,10 +104,8 @@ def train(cfg: DictConfig) -> float | None:
         # The run folder: config, weights, metrics.json (with the verdict), learning curve.
         metrics = outputs.run_metrics(cfg, trainer, history, datamodule, module, test_results, time.time() - started)
         outputs.save_artifacts(run_dir, cfg, datamodule, module, [checkpoint, str(last) if last else ""])
-        if cfg.get("init_from"):  # forgetting: the earlier run's test set, before and after
-            metrics["regression"] = continual.regression_check(
-                cfg, module, backbone, Path(cfg.init_from), datamodule.datasets["train"]
-            )
+        if earlier is not None:  # forgetting: the earlier run's test set, before and after
+            metrics["regression"] = continual.regression_check(cfg, module, earlier, datamodule.datasets["train"])
         if resume_from is not None:
             metrics["resumed_from"] = str(resume_from)
         outputs.write_metrics(run_dir, metrics, cfg.optimized_metric)
