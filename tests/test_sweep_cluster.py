@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from helpers import BIN, HELPERS, IN_PROCESS, ROOT, TINY_SWEEP, cli, domaintune, read_wandb, sweep, trials
 
@@ -441,6 +441,11 @@ def test_trial_0_trains_the_defaults_once_and_only_when_the_space_holds_them(tmp
         "no trial of the task's defaults: trainer.max_epochs=6 lies outside its search space"
     )
     assert other.trials == []
+    # a config group's default is its choice (peft=lora), not the node it composes
+    groups = {"peft": CategoricalDistribution(["lora", "ia3"])}
+    chosen = OmegaConf.create({"peft": {"r": 16}, "hydra": {"runtime": {"choices": {"peft": "lora"}}}})
+    third = open_study("third", url, ["maximize"], tpe, median, groups)
+    assert enqueue_defaults(third, chosen, groups) is None and third.ask(groups).params == {"peft": "lora"}
 
 
 def test_plots_of_trials_that_tie_draw_without_warnings(tmp_path):
@@ -462,3 +467,13 @@ def test_plots_of_trials_that_tie_draw_without_warnings(tmp_path):
         _write_plots(study, tmp_path / "plots")
     assert [str(w.message) for w in caught] == []
     assert (tmp_path / "plots" / "param_importances.png").is_file()
+
+
+def test_our_sweeper_is_chosen_wherever_an_optuna_sweeper_is():
+    from domaintune.sweep.overrides import SWEEPER, own_sweeper
+
+    pinned = f"hydra.sweeper._target_={SWEEPER}"
+    for chosen in ("hparams_search=mnist_optuna", "hydra/sweeper=optuna", "hydra/sweeper=domaintune_optuna"):
+        assert own_sweeper(["task=legal", chosen]) == ["task=legal", chosen, pinned]
+    for other in ("hparams_search=null", "hydra/sweeper=basic", "module.lr=1e-4,3e-4"):
+        assert own_sweeper([other]) == [other]  # a plain multirun keeps Hydra's basic sweeper

@@ -37,7 +37,7 @@ def own_sweeper(overrides: list[str]) -> list[str]:
     own keys beat its group choices, so only the command line can point that key at ours)."""
     chosen = any(
         o.lstrip("+") in ("hydra/sweeper=domaintune_optuna", "hydra/sweeper=optuna")
-        or o.lstrip("+").startswith("hparams_search=")
+        or (o.lstrip("+").startswith("hparams_search=") and o.partition("=")[2] not in ("", "null"))
         for o in overrides
     )
     return [*overrides, f"hydra.sweeper._target_={SWEEPER}"] if chosen else overrides

@@ -118,9 +118,10 @@ def enqueue_defaults(study: optuna.Study, cfg, space: dict) -> str | None:
 
     if study.trials:
         return None
+    chosen = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {}
     params = {}
     for key, distribution in space.items():
-        value = OmegaConf.select(cfg, key)
+        value = chosen[key] if key in chosen else OmegaConf.select(cfg, key)  # a group (peft=...): its choice
         if value is None or not _holds(distribution, value):
             return f"no trial of the task's defaults: {key}={value} lies outside its search space"
         params[key] = value
