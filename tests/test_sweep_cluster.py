@@ -170,7 +170,9 @@ def test_a_hydra_optuna_sweeper_hparams_search_config_runs_unchanged(tmp_path):
     with open(folder / "trials.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["state"] for r in rows] == ["complete"] * 3
-    assert {"params.module.lr", "params.data.batch_size", "params.module.dropout"} <= set(rows[0])
+    searched = {"params.module.lr", "params.data.batch_size", "params.module.dropout", "params.module.head_lr"}
+    assert {k for k in rows[0] if k.startswith("params.")} == searched  # the file's space, none of ours added
+    assert all(r["note"] == "" for r in rows)  # custom_search_space: no trial of the defaults
     assert all(0.0001 <= float(r["params.module.lr"]) <= 0.1 for r in rows)
     for row in rows:  # custom_search_space suggested the head's rate from the encoder's
         assert 5 <= float(row["params.module.head_lr"]) / float(row["params.module.lr"]) <= 20
@@ -446,6 +448,11 @@ def test_trial_0_trains_the_defaults_once_and_only_when_the_space_holds_them(tmp
     chosen = OmegaConf.create({"peft": {"r": 16}, "hydra": {"runtime": {"choices": {"peft": "lora"}}}})
     third = open_study("third", url, ["maximize"], tpe, median, groups)
     assert enqueue_defaults(third, chosen, groups) is None and third.ask(groups).params == {"peft": "lora"}
+    steps = {"data.batch_size": IntDistribution(16, 48, step=16)}  # range(16, 64, 16): 20 is not one of its points
+    off_grid = OmegaConf.create({"data": {"batch_size": 20}})
+    assert "data.batch_size=20 lies outside" in enqueue_defaults(
+        open_study("fourth", url, ["maximize"], tpe, median, steps), off_grid, steps
+    )
 
 
 def test_plots_of_trials_that_tie_draw_without_warnings(tmp_path):
@@ -477,3 +484,38 @@ def test_our_sweeper_is_chosen_wherever_an_optuna_sweeper_is():
         assert own_sweeper(["task=legal", chosen]) == ["task=legal", chosen, pinned]
     for other in ("hparams_search=null", "hydra/sweeper=basic", "module.lr=1e-4,3e-4"):
         assert own_sweeper([other]) == [other]  # a plain multirun keeps Hydra's basic sweeper
+
+
+def test_the_best_and_the_defaults_trial_are_compared_only_on_the_same_test_rows(tmp_path):
+    import numpy as np
+
+    from domaintune import verdict
+    from domaintune.sweep.report import _against_defaults
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.5, params={}, distributions={}, user_attrs={"defaults": True}))
+    study.add_trial(optuna.trial.create_trial(value=0.7, params={}, distributions={}))
+    _, best = study.trials
+    truth = np.array([0, 1] * 50)
+
+    def evaluation(name: str, predicted, rows: str):
+        (tmp_path / name).mkdir(exist_ok=True)
+        verdict.save_scored(tmp_path / name, {"acc": verdict.Scored("accuracy", (truth, predicted))}, rows)
+        return tmp_path / name
+
+    evaluation("best", truth, rows="a1")
+    cached = {"trial": 0, "evaluation": str(evaluation("defaults", 1 - truth, rows="a1"))}  # tested earlier
+    same = _against_defaults(study, best, tmp_path / "best", "val/acc", cached)["search"]
+    assert same["line"].startswith("the search improved acc by 1.000") and (same["best"], same["defaults"]) == (1, 0)
+    evaluation("defaults", 1 - truth, rows="b2")  # another split of the same size (e.g. another seed)
+    other = _against_defaults(study, best, tmp_path / "best", "val/acc", cached)["search"]
+    assert other == {"line": "not compared: the two trials were tested on different rows"}
+
+
+def test_the_best_checkpoint_resumes_from_checkpoints_of_lightnings_own_class(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from domaintune.callbacks import BestCheckpoint
+
+    settings = {"dirpath": str(tmp_path), "monitor": "val/acc", "mode": "max", "filename": "best"}
+    assert BestCheckpoint(**settings).state_key == ModelCheckpoint(**settings).state_key

@@ -78,6 +78,11 @@ class BestCheckpoint(ModelCheckpoint):
     into the new folder with its score, so weights, best value and the tested checkpoint stay one
     epoch's."""
 
+    @property
+    def state_key(self) -> str:
+        """ModelCheckpoint's key, so last.ckpt files written by either class resume with the other."""
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
     def load_state_dict(self, state_dict: dict) -> None:
         earlier = Path(state_dict.get("best_model_path") or "")
         if state_dict.get("dirpath", self.dirpath) == self.dirpath or not earlier.is_file() or not self.dirpath:

@@ -72,14 +72,21 @@ def compare_scored(name: str, tuned: Scored, base: Scored) -> dict:
     return compare(name, STATISTICS[tuned.statistic], tuned.columns, base.columns, mode=tuned.mode)
 
 
-def save_scored(folder: Path, scored: dict[str, Scored]) -> None:
-    """A test stage's per-row scores (`scored.npz` + `scored.json`), for comparing runs later."""
+def save_scored(folder: Path, scored: dict[str, Scored], rows: str) -> None:
+    """A test stage's per-row scores (`scored.npz` + `scored.json`), for comparing runs later;
+    `rows` identifies the test rows they were scored on (two runs compare only on the same)."""
     if not scored:
         return
     arrays = {f"{name}.{i}": column for name, s in scored.items() for i, column in enumerate(s.columns)}
     np.savez_compressed(folder / "scored.npz", **arrays)
     spec = {name: {"statistic": s.statistic, "mode": s.mode, "columns": len(s.columns)} for name, s in scored.items()}
-    (folder / "scored.json").write_text(json.dumps(spec, indent=2) + "\n")
+    (folder / "scored.json").write_text(json.dumps({"rows": rows, "metrics": spec}, indent=2) + "\n")
+
+
+def scored_rows(folder: Path) -> str | None:
+    """What identifies the test rows a saved test stage scored (see save_scored)."""
+    path = folder / "scored.json"
+    return json.loads(path.read_text())["rows"] if path.is_file() else None
 
 
 def load_scored(folder: Path) -> dict[str, Scored]:
@@ -88,7 +95,7 @@ def load_scored(folder: Path) -> dict[str, Scored]:
     arrays = np.load(folder / "scored.npz")
     return {
         name: Scored(s["statistic"], tuple(arrays[f"{name}.{i}"] for i in range(s["columns"])), s["mode"])
-        for name, s in json.loads((folder / "scored.json").read_text()).items()
+        for name, s in json.loads((folder / "scored.json").read_text())["metrics"].items()
     }
 
 

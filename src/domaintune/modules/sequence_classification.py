@@ -148,7 +148,8 @@ def fit_probe(
 
 
 def classification_scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Accuracy, macro-F1 (over the classes present) and plain cross-entropy of `logits`."""
+    """Accuracy, macro-F1 (verdict.macro_f1: over the classes in the truth or the predictions) and
+    plain cross-entropy of `logits`."""
     truth, predicted = labels.numpy(), logits.argmax(-1).numpy()
     return {
         "acc": round(float(verdict.accuracy(truth, predicted)), 6),

@@ -84,24 +84,26 @@ def test_best(study: optuna.Study, folder: Path, metric: str) -> dict | None:
     The trial of the task's defaults is tested once too, on the same rows, and the two are
     compared: did the search pay?"""
     best = _best(study)
-    run_dir = Path(best.user_attrs.get("run_dir", "")) if best is not None else None
-    if run_dir is None or not RunFolder(run_dir).finished:
+    run_dir = best.user_attrs.get("run_dir") if best is not None else None
+    if not run_dir or not RunFolder(run_dir).finished:
         return None
     path = folder / "best_test.json"
     earlier = json.loads(path.read_text()) if path.is_file() else {}
-    if earlier.get("trial") == best.number and "search" in earlier:
-        return earlier
-    from domaintune.evaluate import evaluate
+    if earlier.get("trial") == best.number:
+        tested = {k: v for k, v in earlier.items() if k not in ("defaults", "search")}
+    else:
+        from domaintune.evaluate import evaluate
 
-    result, out = evaluate(str(run_dir), [])
-    tested = {
-        "trial": best.number,
-        "validation": best.value,
-        "test": result["test"],
-        "verdict": result["verdict"],
-        "evaluation": str(out),
-    }
-    tested.update(_against_defaults(study, best, out, metric, earlier.get("defaults")))
+        result, out = evaluate(run_dir, [])
+        tested = {
+            "trial": best.number,
+            "validation": best.value,
+            "test": result["test"],
+            "verdict": result["verdict"],
+            "evaluation": str(out),
+        }
+    # again on a resumed sweep: the defaults trial may have finished since (its test is reused)
+    tested.update(_against_defaults(study, best, Path(tested["evaluation"]), metric, earlier.get("defaults")))
     partial = path.with_suffix(f".{os.getpid()}.tmp")  # workers may finish at the same time
     write_json(partial, tested).replace(path)
     return tested
@@ -142,11 +144,12 @@ def _against_defaults(study, best, best_evaluation: Path, metric: str, earlier: 
     """`defaults` (that trial, tested once: a resumed sweep reuses its evaluation) and `search`
     (the paired comparison and its sentence), for best_test.json."""
     from domaintune import verdict
+    from domaintune.errors import UserError
     from domaintune.evaluate import evaluate
 
     defaults = _defaults_trial(study)
     if defaults is None:
-        return {"search": {"line": "no trial of the task's defaults to compare with (hydra.sweeper.include_defaults)"}}
+        return {"search": {"line": "no finished trial of the task's defaults to compare with"}}
     if defaults.number == best.number:
         return {"search": {"line": f"the task's defaults (trial {defaults.number}) were the best trial"}}
     if defaults.state != TrialState.COMPLETE:
@@ -155,7 +158,10 @@ def _against_defaults(study, best, best_evaluation: Path, metric: str, earlier: 
     if earlier and earlier.get("trial") == defaults.number:
         tested = earlier
     else:
-        result, out = evaluate(defaults.user_attrs["run_dir"], [])
+        try:  # the best trial's test stands whatever happens to this one
+            result, out = evaluate(defaults.user_attrs.get("run_dir", "/nonexistent"), [])
+        except UserError as error:
+            return {"search": {"line": f"not compared: the defaults trial could not be tested ({error})"}}
         tested = {"trial": defaults.number, "validation": defaults.value, "test": result["test"]}
         tested["evaluation"] = str(out)
     best_rows, defaults_rows = (verdict.load_scored(Path(p)) for p in (best_evaluation, tested["evaluation"]))
@@ -163,9 +169,10 @@ def _against_defaults(study, best, best_evaluation: Path, metric: str, earlier: 
     name = name if name in best_rows else next(iter(best_rows), None)
     if name is None or name not in defaults_rows:
         return {"defaults": tested, "search": {"line": "the trials' test stages keep no per-row scores to compare"}}
-    if len(best_rows[name].columns[0]) != len(defaults_rows[name].columns[0]):
+    if verdict.scored_rows(Path(tested["evaluation"])) != verdict.scored_rows(best_evaluation):
         return {"defaults": tested, "search": {"line": "not compared: the two trials were tested on different rows"}}
     compared = verdict.compare_scored(name, best_rows[name], defaults_rows[name])
+    compared["best"], compared["defaults"] = compared.pop("fine_tuned"), compared.pop("base")
     return {"defaults": tested, "search": {"line": verdict.search_line(compared), **compared}}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PRUNING = "callbacks.optuna_pruning"
+HELPER = "DOMAINTUNE_SWEEP_HELPER"  # set in the workers a sweep starts itself (n_jobs under the basic launcher)
 
 
 def _trial_overrides(
@@ -207,7 +209,8 @@ def _watching(study: optuna.Study, retry: RetryDeadTrial, interval: float):
 def _start_workers(count: int) -> list[subprocess.Popen]:
     """`n_jobs` under the in-process launcher: the same command, as single workers on the same study
     (each trial seeds its own sampler, so their proposal streams differ)."""
-    return [subprocess.Popen([sys.executable, *sys.argv, "hydra.sweeper.n_jobs=1"]) for _ in range(count)]
+    env = {**os.environ, HELPER: "1"}
+    return [subprocess.Popen([sys.executable, *sys.argv, "hydra.sweeper.n_jobs=1"], env=env) for _ in range(count)]
 
 
 def _in_process(launcher) -> bool:
@@ -358,8 +361,11 @@ def run_sweep(cfg: DictConfig, launcher, settings: DomaintuneSweeperConf, argume
     study = open_study(name, url, wanted, settings.sampler, settings.pruner, space, beat)
     if not study.trials and any(RunFolder(p).finished for p in folder.glob(f"{_subdir('*')}")):
         raise UserError(f"{folder} holds trials of another study; set hydra.sweeper.study_name to a new name")
-    if settings.include_defaults and not objectives and (outside := enqueue_defaults(study, cfg, space)):
-        log.info(outside)
+    if settings.include_defaults and not objectives:
+        if extend is not None:
+            log.info("no trial of the task's defaults: custom_search_space suggests parameters it cannot fix")
+        elif outside := enqueue_defaults(study, cfg, space):
+            log.info(outside)
     for number in requeue_dead_trials(study, retry):
         log.warning(
             "trial %d was left running by a worker that died: marked FAIL, its parameters queued again", number
@@ -401,6 +407,9 @@ def run_sweep(cfg: DictConfig, launcher, settings: DomaintuneSweeperConf, argume
         failed_workers = [w.args for w in workers if w.wait() != 0]
     if failed_workers:
         log.warning("%d worker(s) ended with an error; their trials are in the study", len(failed_workers))
+    if os.environ.get(HELPER):  # the command's own worker tests and records the sweep, once
+        report.write(study, folder, cfg, fixed, objectives)
+        return
     tested = None if objectives else report.test_best(study, folder, cfg.optimized_metric)
     tracking.record_sweep(cfg, study.study_name, folder, report.tracker_summary(tested))
     report.write(study, folder, cfg, fixed, objectives, plots=True, tested=tested)

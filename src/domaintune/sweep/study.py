@@ -137,7 +137,12 @@ def _holds(distribution, value) -> bool:
 
     if isinstance(distribution, CategoricalDistribution):
         return value in distribution.choices
-    return isinstance(value, int | float) and distribution.low <= value <= distribution.high
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if not distribution.low <= value <= distribution.high:
+        return False
+    step = getattr(distribution, "step", None)  # a range(): only its grid points
+    return not step or abs((value - distribution.low) / step - round((value - distribution.low) / step)) < 1e-9
 
 
 def has_heartbeat(study: optuna.Study) -> bool:
