@@ -55,19 +55,22 @@ def evaluate(run: str, overrides: list[str]) -> tuple[dict, Path]:
     out.mkdir(parents=True)
     (out / "evaluation.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     module.save_test_outputs(out)
-    verdict.save_scored(out, module.scored, _rows_identity(datamodule.datasets["test"]))
+    if module.scored:  # a kind with a verdict keeps its per-row scores
+        verdict.save_scored(out, module.scored, _rows_identity(datamodule.datasets["test"]))
     return result, out
 
 
 def _rows_identity(dataset) -> str:
-    """A digest of the test rows' token ids: two evaluations compare row by row only when equal."""
+    """A digest of the test rows (their token ids, or each row as printed for a dataset without
+    them): two evaluations compare row by row only when equal."""
     import hashlib
 
     import numpy as np
 
     digest = hashlib.sha256()
-    for row in dataset.ids:
-        digest.update(np.asarray(row).tobytes() + b"|")
+    rows = dataset.ids if hasattr(dataset, "ids") else (repr(dataset[i]) for i in range(len(dataset)))
+    for row in rows:
+        digest.update((row.encode() if isinstance(row, str) else np.asarray(row).tobytes()) + b"|")
     return digest.hexdigest()[:16]
 
 
