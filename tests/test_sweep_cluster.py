@@ -519,3 +519,19 @@ def test_the_best_checkpoint_resumes_from_checkpoints_of_lightnings_own_class(tm
 
     settings = {"dirpath": str(tmp_path), "monitor": "val/acc", "mode": "max", "filename": "best"}
     assert BestCheckpoint(**settings).state_key == ModelCheckpoint(**settings).state_key
+
+
+def test_a_lost_batch_mate_that_failed_on_bad_input_stops_the_sweep_in_one_line(tmp_path):
+    from domaintune.errors import DataError, UserError
+    from domaintune.runfolder import RunFolder
+    from domaintune.sweep.runner import _tell_from_folder
+
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask(SPACE)
+    run = tmp_path / "trial-0"
+    run.mkdir()
+    with pytest.raises(DataError), RunFolder(run).recording_outcome():  # what the trial's own process records
+        raise DataError("data.csv row 7: no label; fill it or drop the row")
+    with pytest.raises(UserError, match="data.csv row 7: no label"):
+        _tell_from_folder(study, trial, None, tmp_path)
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL

@@ -60,7 +60,8 @@ class RunFolder:
         _write_json(self.path / METRICS, metrics)
 
     def outcome(self) -> dict | None:
-        """How an unfinished run ended (`state`: pruned or failed, `error`, `reason`), or None: it
+        """How an unfinished run ended (`state`: pruned or failed, `error`, `reason`, `bad_input`: a
+        one-line error of the data or config), or None: it
         finished, still runs, or its process died."""
         path = self.path / OUTCOME
         return json.loads(path.read_text()) if path.is_file() else None
@@ -76,9 +77,8 @@ class RunFolder:
         except Exception as error:
             if self.path.is_dir() and not self.finished and int(os.environ.get("RANK", 0)) == 0:
                 state = "pruned" if getattr(error, "outcome", None) == "pruned" else "failed"
-                _write_json(
-                    self.path / OUTCOME, {"state": state, "error": type(error).__name__, "reason": str(error)[:1000]}
-                )
+                outcome = {"state": state, "error": type(error).__name__, "reason": str(error)[:1000]}
+                _write_json(self.path / OUTCOME, {**outcome, "bad_input": isinstance(error, UserError)})
             raise
 
     @staticmethod

@@ -299,6 +299,8 @@ def _tell_from_folder(study: optuna.Study, trial: optuna.Trial, objectives: list
     else:
         trial.set_user_attr("fail_reason", f"{outcome['error']}: {outcome['reason']}"[:1000])
         study.tell(trial, state=TrialState.FAIL)
+        if outcome.get("bad_input"):  # as in _tell: bad input fails every trial alike
+            raise UserError(outcome["reason"])
     return True
 
 
