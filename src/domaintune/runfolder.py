@@ -61,8 +61,8 @@ class RunFolder:
 
     def outcome(self) -> dict | None:
         """How an unfinished run ended (`state`: pruned or failed, `error`, `reason`, `bad_input`: a
-        one-line error of the data or config), or None: it
-        finished, still runs, or its process died."""
+        one-line error of the data or config), or None: it finished, still runs, or its process
+        died."""
         path = self.path / OUTCOME
         return json.loads(path.read_text()) if path.is_file() else None
 
