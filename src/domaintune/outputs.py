@@ -17,8 +17,11 @@ def best_epoch(history: list[dict], metric: str, mode: str) -> dict | None:
 
 
 def write_json(path: Path, data: dict) -> Path:
-    path.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    return path
+    """JSON written whole, then renamed over `path`: a reader (another worker, a sweeper) sees the
+    whole file or none."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    return partial.replace(path)
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:

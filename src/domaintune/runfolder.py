@@ -11,15 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from domaintune.errors import UserError
+from domaintune.outputs import write_json
 
 METRICS, CONFIG, OUTCOME = "metrics.json", "config.yaml", "outcome.json"
-
-
-def _write_json(path: Path, data: dict) -> None:
-    """Written to a temporary name, then renamed: a reader sees the whole file or none."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    partial.replace(path)
 
 
 class RunFolder:
@@ -57,7 +51,7 @@ class RunFolder:
 
     def write_metrics(self, metrics: dict) -> None:
         """The last write of a run: from here on the folder is finished."""
-        _write_json(self.path / METRICS, metrics)
+        write_json(self.path / METRICS, metrics)
 
     def outcome(self) -> dict | None:
         """How an unfinished run ended (`state`: pruned or failed, `error`, `reason`, `bad_input`: a
@@ -78,7 +72,7 @@ class RunFolder:
             if self.path.is_dir() and not self.finished and int(os.environ.get("RANK", 0)) == 0:
                 state = "pruned" if getattr(error, "outcome", None) == "pruned" else "failed"
                 outcome = {"state": state, "error": type(error).__name__, "reason": str(error)[:1000]}
-                _write_json(self.path / OUTCOME, {**outcome, "bad_input": isinstance(error, UserError)})
+                write_json(self.path / OUTCOME, {**outcome, "bad_input": isinstance(error, UserError)})
             raise
 
     @staticmethod

@@ -104,8 +104,7 @@ def test_best(study: optuna.Study, folder: Path, metric: str) -> dict | None:
         }
     # again on a resumed sweep: the defaults trial may have finished since (its test is reused)
     tested.update(_against_defaults(study, best, Path(tested["evaluation"]), metric, earlier.get("defaults")))
-    partial = path.with_suffix(f".{os.getpid()}.tmp")  # workers may finish at the same time
-    write_json(partial, tested).replace(path)
+    write_json(path, tested)  # whole or not at all: workers may finish at the same time
     return tested
 
 
