@@ -151,14 +151,26 @@ def _tell(study: optuna.Study, trial: optuna.Trial, result: JobReturn, objective
     else:
         error = result._return_value  # JobReturn.return_value would re-raise it
     if isinstance(error, optuna.TrialPruned):
-        trial.set_user_attr("pruned_reason", str(error))
+        _tell_ended(study, trial, "pruned", str(error))
+    else:
+        _tell_ended(
+            study, trial, "failed", f"{type(error).__name__}: {error}", error if isinstance(error, UserError) else None
+        )
+
+
+def _tell_ended(study: optuna.Study, trial: optuna.Trial, state: str, reason: str, bad_input=None) -> None:
+    """A trial that ended without a value, pruned or failed, and why (from its job's return or from
+    its folder's outcome.json). Bad input fails every trial alike: `bad_input`, the one-line error,
+    stops the sweep."""
+    if state == "pruned":
+        trial.set_user_attr("pruned_reason", reason)
         study.tell(trial, state=TrialState.PRUNED)
         return
-    trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}"[:1000])
+    trial.set_user_attr("fail_reason", reason[:1000])
     study.tell(trial, state=TrialState.FAIL)
-    log.warning("trial %d failed: %s: %s", trial.number, type(error).__name__, error)
-    if isinstance(error, UserError):
-        raise error  # bad input fails every trial alike: stop with its one-line message
+    log.warning("trial %d failed: %s", trial.number, reason)
+    if bad_input is not None:
+        raise bad_input
 
 
 def _check_failure_rate(trials: list, max_rate: float) -> None:
@@ -294,13 +306,10 @@ def _tell_from_folder(study: optuna.Study, trial: optuna.Trial, objectives: list
         return False
     trial.set_user_attr("run_dir", str(run_dir))
     if outcome["state"] == "pruned":
-        trial.set_user_attr("pruned_reason", outcome["reason"])
-        study.tell(trial, state=TrialState.PRUNED)
+        _tell_ended(study, trial, "pruned", outcome["reason"])
     else:
-        trial.set_user_attr("fail_reason", f"{outcome['error']}: {outcome['reason']}"[:1000])
-        study.tell(trial, state=TrialState.FAIL)
-        if outcome.get("bad_input"):  # as in _tell: bad input fails every trial alike
-            raise UserError(outcome["reason"])
+        stop = UserError(outcome["reason"]) if outcome.get("bad_input") else None
+        _tell_ended(study, trial, "failed", f"{outcome['error']}: {outcome['reason']}", stop)
     return True
 
 
