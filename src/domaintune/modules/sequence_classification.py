@@ -304,16 +304,15 @@ class SequenceClassificationModule(TaskModule):
         rows = {key: gather_rows(self, parts) for key, parts in self.test_rows.items()}
         truth = rows["truth"].astype(int)
         tuned, base = rows["tuned"].astype(int), rows["base"].astype(int)
-        self.scored = {
-            "acc": verdict.Scored("accuracy", (truth, tuned)),
-            "macro_f1": verdict.Scored("macro_f1", (truth, tuned)),
-            "loss": verdict.Scored("mean", (rows["tuned_loss"],), mode="min"),
-        }
-        base_scored = {
-            "acc": verdict.Scored("accuracy", (truth, base)),
-            "macro_f1": verdict.Scored("macro_f1", (truth, base)),
-            "loss": verdict.Scored("mean", (rows["base_loss"],), mode="min"),
-        }
+
+        def scored(predicted: np.ndarray, losses: np.ndarray) -> dict[str, verdict.Scored]:
+            return {
+                "acc": verdict.Scored("accuracy", (truth, predicted)),
+                "macro_f1": verdict.Scored("macro_f1", (truth, predicted)),
+                "loss": verdict.Scored("mean", (losses,), mode="min"),
+            }
+
+        self.scored, base_scored = scored(tuned, rows["tuned_loss"]), scored(base, rows["base_loss"])
         compared = {name: verdict.compare_scored(name, self.scored[name], base_scored[name]) for name in self.scored}
         first = self.hparams.probe_metric.removeprefix("val/")
         order = [first] + [k for k in compared if k != first] if first in compared else list(compared)
