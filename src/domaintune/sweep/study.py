@@ -84,20 +84,25 @@ def answer_repeat(study: optuna.Study, trial: optuna.Trial) -> bool:
     return True
 
 
+def _points(distribution) -> list | None:
+    """Every value a distribution can take (`choice`, `range`, an int interval), or None when it
+    is continuous (a float interval, a log scale)."""
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return list(distribution.choices)
+    if getattr(distribution, "step", None) and not getattr(distribution, "log", False):
+        n = round((distribution.high - distribution.low) / distribution.step)
+        return [distribution.low + i * distribution.step for i in range(n + 1)]
+    return None
+
+
 def space_size(space: dict) -> int | None:
     """How many points a search space holds, or None when it is not finite."""
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
     size = 1
     for distribution in space.values():
-        if isinstance(distribution, CategoricalDistribution):
-            size *= len(distribution.choices)
-        elif isinstance(distribution, IntDistribution) and not distribution.log:
-            size *= (distribution.high - distribution.low) // distribution.step + 1
-        elif isinstance(distribution, FloatDistribution) and distribution.step is not None:
-            size *= round((distribution.high - distribution.low) / distribution.step) + 1
-        else:
+        points = _points(distribution)
+        if points is None:
             return None
+        size *= len(points)
     return size
 
 
@@ -301,14 +306,9 @@ def build_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
 
 
 def _grid(space: dict) -> dict[str, list]:
-    grid = {}
-    for key, dist in space.items():
-        if isinstance(dist, optuna.distributions.CategoricalDistribution):
-            grid[key] = list(dist.choices)
-        elif getattr(dist, "step", None) and not getattr(dist, "log", False):
-            n = round((dist.high - dist.low) / dist.step)
-            grid[key] = [dist.low + i * dist.step for i in range(n + 1)]
-        else:
+    grid = {key: _points(dist) for key, dist in space.items()}
+    for key, points in grid.items():
+        if points is None:
             raise UserError(f"sampler grid needs choice() or range() for '{key}', not a continuous interval")
     return grid
 
