@@ -98,14 +98,6 @@ def remove_checkpoints(checkpoints: list[str]) -> None:
             Path(checkpoint).parent.rmdir()
 
 
-def write_metrics(run_dir: Path, metrics: dict, metric: str) -> None:
-    """The learning curve, then metrics.json: from then on the run folder is finished."""
-    from domaintune.runfolder import RunFolder
-
-    plot_learning_curve(metrics["history"], metric, run_dir / "learning_curve.png")
-    RunFolder(run_dir).write_metrics(metrics)
-
-
 def tracker_summary(metrics: dict) -> dict:
     """The run's outcome as flat W&B summary keys: best epoch, baseline, verdict, data removed."""
     return {

@@ -108,7 +108,8 @@ def train(cfg: DictConfig) -> float | None:
             metrics["regression"] = continual.regression_check(cfg, module, earlier, datamodule.datasets["train"])
         if resume_from is not None:
             metrics["resumed_from"] = str(resume_from)
-        outputs.write_metrics(run_dir, metrics, cfg.optimized_metric)
+        outputs.plot_learning_curve(metrics["history"], cfg.optimized_metric, run_dir / "learning_curve.png")
+        RunFolder(run_dir).write_metrics(metrics)  # last: from here on the run folder is finished
         tracker_summary.update(outputs.tracker_summary(metrics))
     print(outputs.summary_text(metrics), flush=True)
     return metrics["best"]["value"]
