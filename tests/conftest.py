@@ -15,7 +15,7 @@ import pytest
 from hydra.core.global_hydra import GlobalHydra
 
 from domaintune.config import compose_job, register_resolvers
-from helpers import TINY_CAUSAL, cli, sweep, the_run
+from helpers import TINY, TINY_CAUSAL, cli, sweep, the_run
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -67,6 +67,18 @@ def tiny_run(tmp_path_factory):
         "trainer.max_epochs=3",
         "trainer.limit_train_batches=3",
         "callbacks.early_stopping.patience=5",
+    )
+
+
+@pytest.fixture(scope="session")
+def multi_label_run(tmp_path_factory):
+    """A finished tiny multi-label run on the support tickets (example data, one to three intents)."""
+    return _train(
+        tmp_path_factory.mktemp("multi_label_run"),
+        "task=support_tickets",
+        *TINY,
+        "trainer.max_epochs=2",
+        "data.max_length=32",
     )
 
 

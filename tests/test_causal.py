@@ -214,7 +214,7 @@ def test_train_generate_and_export_a_support_reply_model(tiny_causal_run, copy_r
         "Can I return my lamp?",
     ]
     labelled = cli("predict", f"run={run}", "text=hello")  # the kind serves generate, not predict
-    assert labelled.returncode == 2 and "a CausalLMModule run does not predict; answer prompts with" in labelled.stderr
+    assert labelled.returncode == 2 and "a causal_lm run does not predict; answer prompts with" in labelled.stderr
 
     run = copy_run(run)  # export writes into the run folder
     exported = cli("export", f"run={run}")

@@ -50,7 +50,10 @@ def test_plugins_lists_name_kind_and_source():
         (["data.test_fraction=1.5"], "data.test_fraction=1.5: input should be less than 1"),
         (["mode=maximize"], "mode='maximize': input should be 'min' or 'max'"),
         (["optimized_metric=val/loss", "mode=max"], "mode=max contradicts optimized_metric=val/loss, which is better"),
-        (["optimized_metric=val/nope"], "declares no direction for it (declared: val/acc, val/loss, val/macro_f1)"),
+        (
+            ["optimized_metric=val/nope"],
+            "no kind of this module declares a direction for it (classification: val/acc, val/loss, val/macro_f1; ",
+        ),
         (["module.lrr=1e-4"], "unknown config key 'module.lrr'; did you mean module.lr?"),
         (["trainer.max_epoch=3"], "unknown config key 'trainer.max_epoch'; did you mean trainer.max_epochs?"),
     ],

@@ -7,10 +7,13 @@ import pytest
 
 from domaintune.data import batching, tokenized
 from domaintune.data.batching import LengthGroupedBatchSampler
+from domaintune.data.labels import LabelReader
 from domaintune.data.readers import read_chunks, read_table
 from domaintune.data.splits import load_splits, stratified_split
 from domaintune.errors import DataError
 from helpers import phrase
+
+READ = LabelReader(None, None, None, None)  # columns guessed, one label per row
 
 ROWS = [{"text": phrase(i), "label": "a" if i % 2 else "b"} for i in range(40)]
 HELD_OUT = [{"text": phrase(100 + i), "label": "a" if i % 2 else "b"} for i in range(20)]
@@ -103,26 +106,26 @@ def test_bad_files_give_one_line_errors_naming_the_file(tmp_path, name, content,
 
 def test_columns_are_guessed_and_mapped(tmp_path):
     write(tmp_path / "d.csv", "csv", [{"utterance": r["text"], "intent": r["label"]} for r in ROWS])
-    splits, _ = load_splits(tmp_path / "d.csv", None, None, 0.1, 0.1, 0)
+    splits, _ = load_splits(tmp_path / "d.csv", READ, 0.1, 0.1, 0)
     assert set(splits["train"].columns) == {"text", "label"}
     with pytest.raises(DataError, match=r"no column 'body' \(data.text_column\)"):
-        load_splits(tmp_path / "d.csv", "body", None, 0.1, 0.1, 0)
+        load_splits(tmp_path / "d.csv", LabelReader("body", None, None, None), 0.1, 0.1, 0)
     write(tmp_path / "odd.csv", "csv", [{"words": r["text"], "intent": r["label"]} for r in ROWS])
     with pytest.raises(DataError, match=r"odd.csv: cannot tell which column holds the text.*data.text_column"):
-        load_splits(tmp_path / "odd.csv", None, None, 0.1, 0.1, 0)
+        load_splits(tmp_path / "odd.csv", READ, 0.1, 0.1, 0)
 
 
 def test_one_class_is_rejected(tmp_path):
     write(tmp_path / "d.csv", "csv", [{"text": f"t{i}", "label": "only"} for i in range(10)])
     with pytest.raises(DataError, match="one class"):
-        load_splits(tmp_path / "d.csv", None, None, 0.1, 0.1, 0)
+        load_splits(tmp_path / "d.csv", READ, 0.1, 0.1, 0)
 
 
 def test_single_file_is_split_stratified_and_seeded(tmp_path):
     rows = [{"text": f"text {i}", "label": f"l{i % 4}"} for i in range(200)]
     write(tmp_path / "d.jsonl", "jsonl", rows)
-    first, _ = load_splits(tmp_path / "d.jsonl", None, None, 0.1, 0.2, 7)
-    again, _ = load_splits(tmp_path / "d.jsonl", None, None, 0.1, 0.2, 7)
+    first, _ = load_splits(tmp_path / "d.jsonl", READ, 0.1, 0.2, 7)
+    again, _ = load_splits(tmp_path / "d.jsonl", READ, 0.1, 0.2, 7)
     assert {k: len(v) for k, v in first.items()} == {"train": 140, "val": 20, "test": 40}
     for split in first:
         assert first[split].equals(again[split])
@@ -141,14 +144,14 @@ def test_folder_of_split_files_named_as_people_name_them(tmp_path):
     write(tmp_path / "train.csv", "csv")
     write(tmp_path / "dev.jsonl", "jsonl", HELD_OUT[:10])
     write(tmp_path / "test.tsv", "tsv", HELD_OUT[10:20])
-    splits, _ = load_splits(tmp_path, None, None, 0.1, 0.1, 0)
+    splits, _ = load_splits(tmp_path, READ, 0.1, 0.1, 0)
     assert [len(splits[s]) for s in ("train", "val", "test")] == [40, 10, 10]
 
 
 def test_folder_with_train_and_test_carves_val_from_train(tmp_path):
     write(tmp_path / "train.csv", "csv")
     write(tmp_path / "test.csv", "csv", HELD_OUT[:10])
-    splits, _ = load_splits(tmp_path, None, None, 0.25, 0.1, 0)
+    splits, _ = load_splits(tmp_path, READ, 0.25, 0.1, 0)
     assert len(splits["val"]) == 10 and len(splits["train"]) == 30 and len(splits["test"]) == 10
 
 
@@ -158,7 +161,7 @@ def test_folder_of_one_text_file_per_label(tmp_path):
     )
     (tmp_path / "news.txt").write_text("\n".join(f"Parliament passes bill {i}" for i in range(30)))
     (tmp_path / "dataset_README.txt").write_text("About this data set\n")  # documentation, not a label
-    splits, _ = load_splits(tmp_path, None, None, 0.1, 0.1, 0)
+    splits, _ = load_splits(tmp_path, READ, 0.1, 0.1, 0)
     assert set(splits["train"].label) == {"clickbait", "news"}
     assert sum(len(s) for s in splits.values()) == 60
 
@@ -166,18 +169,18 @@ def test_folder_of_one_text_file_per_label(tmp_path):
 def test_folder_without_train_or_data(tmp_path):
     write(tmp_path / "test.csv", "csv")
     with pytest.raises(DataError, match="no train file"):
-        load_splits(tmp_path, None, None, 0.1, 0.1, 0)
+        load_splits(tmp_path, READ, 0.1, 0.1, 0)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError, match="no data files found"):
-        load_splits(empty, None, None, 0.1, 0.1, 0)
+        load_splits(empty, READ, 0.1, 0.1, 0)
 
 
 def test_unseen_label_in_test_is_named(tmp_path):
     write(tmp_path / "train.csv", "csv")
     write(tmp_path / "test.csv", "csv", [{"text": "x", "label": "zzz"}])
     with pytest.raises(DataError, match=r"test has labels that never occur in train: \['zzz'\]"):
-        load_splits(tmp_path, None, None, 0.1, 0.1, 0)
+        load_splits(tmp_path, READ, 0.1, 0.1, 0)
 
 
 class CountingTokenizer:
@@ -256,12 +259,3 @@ def test_csv_separators_are_sniffed(tmp_path, separator):
     pd.DataFrame(rows).to_csv(path, sep=separator, index=False)
     frame = read_table(path)
     assert list(frame.columns) == ["text", "label"] and frame.to_dict("records") == rows
-
-
-def test_a_list_valued_label_is_a_one_line_error_naming_the_row(tmp_path):
-    path = tmp_path / "multi.jsonl"
-    path.write_text(
-        json.dumps({"text": "one", "label": "a"}) + "\n" + json.dumps({"text": "two", "label": ["a", "b"]}) + "\n"
-    )
-    with pytest.raises(DataError, match=r"multi.jsonl: row 2: the 'label' value is a list \(multi-label data\)"):
-        load_splits(path, None, None, 0.1, 0.1, 0)

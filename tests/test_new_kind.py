@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from helpers import WORDS, domaintune
+from helpers import WORDS, check_kind, domaintune
 
 REGRESSION = '''"""Regression: a text in, a number out, judged against predicting the train mean."""
 
@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from domaintune import verdict
 from domaintune.api import TaskDataModule, TaskModule
 from domaintune.data.cleaning import CleaningReport
+from domaintune.kinds import Kind, register_kind
 from domaintune.data.splits import clean_and_carve
 
 
@@ -121,6 +122,10 @@ class ScoreRegression(TaskModule):
 
     def report(self):
         return {"verdict": self.test_verdict} if self.test_verdict else {}
+
+
+register_kind(Kind(name="score_regression", module=ScoreRegression, datamodule=ScoreData,
+                   metrics={"loss": "min", "mse": "min"}, opponent="the train mean for every row"))
 '''
 
 TASK = """# @package _global_
@@ -129,7 +134,6 @@ defaults:                  # a kind of its own: none of the built-in data and mo
   - override /module: null
 task_name: scores
 optimized_metric: val/mse
-mode: min
 data:
   _target_: plugins.scores.ScoreData
   path: null
@@ -193,6 +197,8 @@ def test_a_third_module_kind_trains_and_evaluates_through_the_same_commands(tmp_
     # the saved weights, loaded back by the contract's default, give the run's own test figures
     assert evaluation["test"]["test/mse"] == metrics["test"]["test/mse"]
     assert evaluation["verdict"]["metrics"]["mse"] == metrics["verdict"]["metrics"]["mse"]
+
+    assert check_kind(run, lambda *args: domaintune(*args, cwd=tmp_path, env=env)) == "score_regression"
 
     new = domaintune("evaluate", f"run={run}", "data.path=new.csv", cwd=tmp_path, env=env)
     assert new.returncode == 0, new.stderr[-3000:]

@@ -6,6 +6,7 @@ from hydra.utils import instantiate
 from safetensors.torch import load_file
 
 from domaintune.errors import UserError
+from domaintune.runs import build_module
 from domaintune.train import train
 from helpers import TINY, cli, phrase, read_wandb, the_run
 
@@ -59,7 +60,7 @@ def test_saved_weights_are_the_best_checkpoint_not_the_last_epoch(make_cfg, test
     backbone = instantiate(cfg.model)
     datamodule = instantiate(cfg.data, _partial_=True)(tokenizer=backbone.load_tokenizer())
     datamodule.setup()
-    module = instantiate(cfg.module, _partial_=True)(backbone=backbone, peft_config=None, **datamodule.module_inputs())
+    module = build_module(cfg, backbone, datamodule.module_inputs())
     from transformers import AutoModel
 
     module.encoder = AutoModel.from_pretrained(run / "encoder")

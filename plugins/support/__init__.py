@@ -2,5 +2,10 @@
 
 from .datamodule import SupportDataModule
 from .replies import SupportRepliesDataModule
+from .tickets import SupportTicketsDataModule
 
-DATAMODULES = {"support": SupportDataModule, "support_replies": SupportRepliesDataModule}
+DATAMODULES = {
+    "support": SupportDataModule,
+    "support_replies": SupportRepliesDataModule,
+    "support_tickets": SupportTicketsDataModule,
+}

@@ -3,8 +3,9 @@
 A datamodule kind subclasses `TaskDataModule`, a module kind `TaskModule` (as a peft tuner
 subclasses `BaseTuner`): `train`, `evaluate`, `prepare`, `init_from`, `generate` and `export`
 call only what these classes declare, never a file test or a private method. Adding a kind is
-its own file or folder, one registration line (an entry point or a plugin folder's dict) and a
-task config; the base classes carry what every kind shares (split fractions, the per-process
+its own file or folder, its registration (`domaintune.kinds.register_kind`, which declares
+its metrics, commands, opponent and export format), a plugin name (an entry point or a plugin
+folder's dict) and a task config; the base classes carry what every kind shares (split fractions, the per-process
 data cache, dataloaders, checkpoint hooks, optimizer and schedule, weights in safetensors).
 """
 
@@ -64,11 +65,6 @@ class TaskDataModule(pl.LightningDataModule, abc.ABC):
         self.fingerprint = ""
         self.cleaning: dict[str, int] = {}
 
-    @classmethod
-    def columns(cls) -> tuple[str, ...]:
-        """The columns `prepare` writes and `train` reads back."""
-        return cls.text_columns + (("label",) if cls.labelled else ())
-
     # -- what a kind implements ------------------------------------------------------------------
     @abc.abstractmethod
     def cache_key(self) -> tuple:
@@ -99,7 +95,7 @@ class TaskDataModule(pl.LightningDataModule, abc.ABC):
     @classmethod
     @abc.abstractmethod
     def read_raw(cls, path: Path, data: Mapping, report) -> dict[str, pd.DataFrame]:
-        """The splits the data brings (or one `train` frame) with `columns()`, for `prepare`;
+        """The splits the data brings (or one `train` frame) with `text_columns` and the target, for `prepare`;
         rows dropped for an empty field are counted in `report.empty`."""
 
     def loader_generator(self) -> torch.Generator:
@@ -122,6 +118,11 @@ class TaskDataModule(pl.LightningDataModule, abc.ABC):
     def report(self) -> dict:
         """What metrics.json's `data` adds for this kind (e.g. rows cut for max_length)."""
         return {}
+
+    def module_variant(self) -> str | None:
+        """After `setup`: the node of the module config this data needs built instead of the
+        configured module (`multi_label` when rows hold label sets), or None."""
+        return None
 
     def save_artifacts(self, folder: Path) -> None:
         """Files a finished run needs to be loaded again (e.g. its label map)."""
@@ -177,15 +178,9 @@ class TaskModule(pl.LightningModule, abc.ABC):
     datamodule's `module_inputs` gives; the steps log `val/*` and `test/*` metrics, one of which is
     the run's `optimized_metric`. The rest of the contract has working defaults: trainable weights
     saved and loaded as safetensors, AdamW with a warm-up schedule, no baseline. A kind overrides
-    what it does better (Hugging Face folders, a verdict against its base model, predict, export)."""
-
-    pipeline_tag: ClassVar[str | None] = None  # the Hugging Face task of an exported model
-    # What a finished run of this kind answers besides train and evaluate: "predict" (labels for
-    # texts), "generate" (answers to prompts). Commands ask this, never the class or its tag.
-    serves: ClassVar[frozenset[str]] = frozenset()
-    # Which way each logged metric improves, by its name without the split ("loss" for val/loss and
-    # test/loss): `mode` follows the optimized metric's entry (domaintune.direction).
-    metric_directions: ClassVar[dict[str, str]] = {"loss": "min"}
+    what it does better (Hugging Face folders, a verdict against its base model, predict, export).
+    What the commands need to know of a kind (its metrics' directions, what it serves, its
+    opponent, its export format) is declared once, in its registration (`domaintune.kinds`)."""
 
     def __init__(self, peft_config=None):
         super().__init__()

@@ -199,14 +199,12 @@ def predict(args: argparse.Namespace) -> None:
     settings = _settings(args.settings, {"run", "data.path", "text", "out"}, {"run"})
     summary, out = predict_run(settings["run"], settings.get("data.path"), settings.get("text"), settings.get("out"))
     if "prediction" in summary:
-        found = summary["prediction"]
-        print(f"{found['label']} ({found['probability']:.4f}); top 3: {found['top']}")
+        print("  ".join(f"{column}: {value}" for column, value in summary["prediction"].items()))
     print(f"predicted {summary['rows']} rows ({summary['rows_per_second']:.0f} rows/s): {out / 'predictions.csv'}")
     if "metrics" in summary:
         scores = summary["metrics"]
-        print(
-            f"  on {scores['labelled_rows']} labelled rows: acc {scores['acc']:.4f}  macro_f1 {scores['macro_f1']:.4f}"
-        )
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float))
+        print(f"  on {scores['labelled_rows']} labelled rows: {shown}")
 
 
 def export(args: argparse.Namespace) -> None:

@@ -1,5 +1,5 @@
-"""Which way the optimized metric improves. A kind declares its metrics' directions
-(`TaskModule.metric_directions`); `mode` follows the optimized metric's when a run leaves it
+"""Which way the optimized metric improves. A kind declares its metrics' directions in its
+registration (`domaintune.kinds`); `mode` follows the optimized metric's when a run leaves it
 null, and a mode that contradicts it is one line. Checkpointing, early stopping, pruning and a
 sweep's direction all read the `mode` this settles."""
 
@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from omegaconf import open_dict
 
-from domaintune import registry
+from domaintune import kinds, registry
 from domaintune.errors import UserError
 
 
 def declared(module_class: type, metric: str) -> str | None:
-    """The direction `module_class` declares for `metric` (val/acc, test/loss, ...), or None."""
-    return module_class.metric_directions.get(metric.split("/", 1)[-1])
+    """The direction `module_class`'s kind declares for `metric` (val/acc, test/loss, ...), or None."""
+    return kinds.of_module(module_class).metrics.get(metric.split("/", 1)[-1])
 
 
 def resolve_mode(cfg) -> str:
@@ -21,16 +21,28 @@ def resolve_mode(cfg) -> str:
     `val/<metric>_best` (the best value so far) is read as `val/<metric>`: the best epoch's value
     is what checkpointing keeps and what a sweep is told already."""
     module_class = registry.check_target("module", cfg.module._target_, "module")
+    # the module the data may need instead (`multi_label`) declares its own metrics
+    classes = [module_class] + [
+        registry.check_target("module", cfg.module[name]._target_, f"module.{name}")
+        for name in registry.module_variants(cfg.module)
+    ]
+
+    def direction_of(metric: str) -> str | None:
+        return next((found for c in classes if (found := declared(c, metric)) is not None), None)
+
     base = str(cfg.optimized_metric).removesuffix("_best")
-    if base != cfg.optimized_metric and declared(module_class, base) is not None:
+    if base != cfg.optimized_metric and direction_of(base) is not None:
         cfg.optimized_metric = base
-    metric, direction = cfg.optimized_metric, declared(module_class, cfg.optimized_metric)
+    metric, direction = cfg.optimized_metric, direction_of(cfg.optimized_metric)
     if cfg.get("mode") is None:
         if direction is None:
-            known = ", ".join(f"val/{name}" for name in sorted(module_class.metric_directions))
+            known = "; ".join(
+                f"{kind.name}: " + ", ".join(f"val/{name}" for name in sorted(kind.metrics))
+                for kind in (kinds.of_module(c) for c in classes)
+            )
             raise UserError(
-                f"optimized_metric={metric}: {module_class.__name__} declares no direction for it (declared: "
-                f"{known}); choose one of those, or set mode=min or mode=max"
+                f"optimized_metric={metric}: no kind of this module declares a direction for it ({known}); choose "
+                "one of those, or set mode=min or mode=max"
             )
         with open_dict(cfg):
             cfg.mode = direction

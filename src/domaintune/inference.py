@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from domaintune import kinds
 from domaintune.errors import UserError
 from domaintune.runs import load_run, refuse_unless_served
 
@@ -25,6 +26,7 @@ def export(run: str, out: str | None = None, **options) -> Path:
             f"out={target} already exists and is not empty; nothing was overwritten; pass out=<new folder>"
         )
     finished = load_run(folder)
+    refuse_unless_served(finished, "export")
     partial = target.with_name(f"{target.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -33,7 +35,8 @@ def export(run: str, out: str | None = None, **options) -> Path:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    (partial / "README.md").write_text(model_card(finished.cfg, finished.metrics, finished.module.pipeline_tag, card))
+    kind = kinds.of_module(type(finished.module))
+    (partial / "README.md").write_text(model_card(finished.cfg, finished.metrics, kind.export, card))
     if target.exists():
         target.rmdir()
     partial.rename(target)

@@ -1,7 +1,8 @@
-"""`domaintune predict`: a finished classification run labels new texts. Every input row gets the
-predicted label, its probability and the top 3, in input order, in a new
-`<run>/predictions/<time>/predictions.csv` (or `out=`); when the file has a label column, the
-accuracy and macro-F1 of those rows go beside it in `metrics.json`."""
+"""`domaintune predict`: a finished classification run labels new texts. Every input row gets its
+answer (the predicted label, its probability and the top 3; or, multi-label, the labels above
+their thresholds and every label's probability), in input order, in a new
+`<run>/predictions/<time>/predictions.csv` (or `out=`); when the file has labels, the scores of
+those rows go beside it in `metrics.json`."""
 
 from __future__ import annotations
 
@@ -57,16 +58,15 @@ def _predict_chunks(finished, chunks, table: Path) -> dict:
         started = time.perf_counter()
         found = finished.module.predict(chunk.text.tolist(), finished.datamodule)
         seconds += time.perf_counter() - started
-        part = chunk.assign(
-            predicted=[f["label"] for f in found],
-            probability=[f["probability"] for f in found],
-            top3=[json.dumps(f["top"], ensure_ascii=False) for f in found],
-        )
-        if "label" in part:
-            part["correct"] = part.label == part.predicted
-            known = part[part.label != ""]
-            truth += known.label.tolist()
-            predicted += known.predicted.tolist()
+        answers = [f["predicted"] for f in found]
+        part = chunk.assign(**{column: [_cell(f[column]) for f in found] for column in found[0]})
+        target = next((c for c in ("label", "labels") if c in chunk), None)
+        if target:
+            given = [_given(value) for value in chunk[target]]
+            part[target] = [_cell(value) for value in chunk[target]]
+            part["correct"] = [_same(t, a) if t is not None else "" for t, a in zip(given, answers)]
+            truth += [t for t in given if t is not None]
+            predicted += [a for t, a in zip(given, answers) if t is not None]
         part.to_csv(table, mode="a", header=rows == 0, index=False)
         rows, first = rows + len(part), first or found[0]
     summary = {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / max(seconds, 1e-9), 1)}
@@ -75,3 +75,21 @@ def _predict_chunks(finished, chunks, table: Path) -> dict:
     if truth and (scores := finished.module.score_predictions(truth, predicted)):
         summary["metrics"] = scores
     return summary
+
+
+def _cell(value) -> str | float:
+    """A CSV cell: lists and mappings (top labels, label sets, probabilities) as JSON."""
+    return (
+        json.dumps(list(value) if isinstance(value, tuple) else value, ensure_ascii=False)
+        if isinstance(value, (list, tuple, dict))
+        else value
+    )
+
+
+def _given(value):
+    """A row's true answer, or None where the file leaves it empty."""
+    return None if value is None or (isinstance(value, str) and not value) else value
+
+
+def _same(truth, answer) -> bool:
+    return sorted(truth) == sorted(answer) if isinstance(truth, (list, tuple)) else truth == answer

@@ -12,10 +12,12 @@ from pathlib import Path
 import pandas as pd
 
 from domaintune.data.cleaning import CleaningReport, normalize_columns
+from domaintune.data.labels import LABELS, label_sets
 from domaintune.data.splits import check_labels, clean_and_carve
 from domaintune.errors import DataError, UserError
 
 IMBALANCE_SHARE = 0.5  # a majority class above this share of train rows gets a warning and a remedy
+RARE_ROWS = 20  # a label with fewer train rows is listed as rare: its F1 on a test split is mostly noise
 
 
 def prepare(cfg, out: Path) -> dict:
@@ -29,7 +31,7 @@ def prepare(cfg, out: Path) -> dict:
     report = CleaningReport()
     raw = kind.read_raw(path, data, report)
     normalized = {
-        s: normalize_columns(f, s, kind.columns(), report, keep_lines=not kind.labelled) for s, f in raw.items()
+        s: normalize_columns(f, s, kind.text_columns, report, keep_lines=not kind.labelled) for s, f in raw.items()
     }
     splits, _ = clean_and_carve(
         normalized, kind.text_columns[0], data.val_fraction, data.test_fraction, data.seed, report=report
@@ -74,13 +76,39 @@ def _write(splits, brought, path, data, report, lengths, labelled: bool, folder:
         "truncated_share": sum(n > data.max_length for n in lengths) / max(len(lengths), 1),
     }
     if labelled:
-        summary["labels"] = {s: f.label.value_counts().to_dict() for s, f in splits.items()}
-        majority = max(summary["labels"]["train"].values()) / summary["rows"]["train"]
-        summary["imbalance"] = {"majority_share": round(majority, 4), "warn": majority > IMBALANCE_SHARE}
+        summary["labels"] = {s: _label_counts(f).to_dict() for s, f in splits.items()}
+        if LABELS in splits["train"]:
+            summary["multi_label"] = label_set_report(splits["train"][LABELS])
+        else:
+            majority = max(summary["labels"]["train"].values()) / summary["rows"]["train"]
+            summary["imbalance"] = {"majority_share": round(majority, 4), "warn": majority > IMBALANCE_SHARE}
     _plots(splits if labelled else {}, lengths, int(data.max_length), folder)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (folder / "report.md").write_text(report_markdown(summary, out))
     return summary
+
+
+def _label_counts(frame: pd.DataFrame) -> pd.Series:
+    """Rows per label (a row with a label set counts for each of its labels), most frequent first."""
+    return label_sets(frame).explode().dropna().value_counts()
+
+
+def label_set_report(sets: pd.Series) -> dict:
+    """What multi-label train rows look like: labels per row, how many rows have several or none,
+    the label pairs that occur together most, and the labels too rare to learn or judge well."""
+    from collections import Counter
+    from itertools import combinations
+
+    sizes = sets.map(len)
+    pairs = Counter(pair for labels in sets for pair in combinations(sorted(labels), 2))
+    counts = sets.explode().dropna().value_counts()
+    return {
+        "labels_per_row": round(float(sizes.mean()), 3),
+        "rows_with_two_or_more": round(float((sizes >= 2).mean()), 4),
+        "rows_with_none": round(float((sizes == 0).mean()), 4),
+        "co_occurrence": [[a, b, n] for (a, b), n in pairs.most_common(10)],
+        "rare_labels": {label: int(n) for label, n in counts.items() if n < RARE_ROWS},
+    }
 
 
 def _default_path(kind) -> Path:
@@ -104,7 +132,7 @@ def _plots(splits: dict[str, pd.DataFrame], lengths: list[int], max_length: int,
     import matplotlib.pyplot as plt
 
     if splits:  # classification: rows per label and split
-        counts = pd.DataFrame({s: f.label.value_counts() for s, f in splits.items()}).fillna(0)
+        counts = pd.DataFrame({s: _label_counts(f) for s, f in splits.items()}).fillna(0)
         counts = counts.sort_values("train", ascending=False)
         figure, axis = plt.subplots(figsize=(max(6, 0.25 * len(counts)), 4))
         counts.plot.bar(ax=axis, width=0.8)
@@ -147,6 +175,21 @@ def report_markdown(summary: dict, out: Path) -> str:
             f"**{cleaning['conflicting_labels']} texts appear with more than one label**: the model cannot learn "
             "both.",
         ]
+    sets = summary.get("multi_label")
+    if sets:
+        lines += [
+            "",
+            "## Label sets",
+            "",
+            f"Multi-label: {sets['labels_per_row']:.2f} labels per train row; "
+            f"{sets['rows_with_two_or_more']:.1%} of rows have two or more, {sets['rows_with_none']:.1%} none.",
+        ]
+        if sets["co_occurrence"]:
+            lines += ["", "Most frequent pairs: " + ", ".join(f"{a} + {b} ({n})" for a, b, n in sets["co_occurrence"])]
+        if sets["rare_labels"]:
+            rare = ", ".join(f"{label} ({n})" for label, n in sets["rare_labels"].items())
+            lines += ["", f"**Rare labels** (fewer than {RARE_ROWS} train rows): {rare}; their F1 is noisy."]
+        lines += ["", "![labels](labels.png)"]
     imbalance = summary.get("imbalance")
     if imbalance:
         lines += ["", "## Balance", "", f"The largest class holds {imbalance['majority_share']:.0%} of train."]

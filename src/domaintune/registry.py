@@ -171,3 +171,9 @@ def check_target(kind: str, target: str, key: str) -> type:
     if not (isinstance(obj, type) and issubclass(obj, _base_class(kind))):
         raise PluginError(f"{key}._target_ '{target}' is not a {_base_class(kind).__name__} subclass (domaintune.api)")
     return obj
+
+
+def module_variants(module) -> list[str]:
+    """The names of a module config's nodes that describe another module for other data (a node
+    with its own `_target_`, such as `multi_label`): not arguments of the configured module."""
+    return [name for name, node in module.items() if hasattr(node, "get") and node.get("_target_")]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from domaintune import registry
+from domaintune import kinds, registry
 from domaintune.api import TaskDataModule, TaskModule
 from domaintune.runfolder import RunFolder
 
@@ -21,11 +21,48 @@ def build_data(cfg) -> tuple:
 
 
 def build_module(cfg, backbone, inputs: dict) -> TaskModule:
-    """The module, with objects (backbone, peft config) and what the data says as call arguments."""
+    """The module, with objects (backbone, peft config) and what the data says as call arguments;
+    the module config's variant nodes (`multi_label`) are not arguments."""
     from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
     peft_config = instantiate(cfg.peft) if cfg.get("peft") else None
-    return instantiate(cfg.module, _partial_=True)(backbone=backbone, peft_config=peft_config, **inputs)
+    variants = registry.module_variants(cfg.module)
+    node = {k: v for k, v in OmegaConf.to_container(cfg.module, resolve=True).items() if k not in variants}
+    return instantiate(node, _partial_=True)(backbone=backbone, peft_config=peft_config, **inputs)
+
+
+def use_variant(cfg, variant: str | None) -> None:
+    """Data that needs another module than the configured one (`TaskDataModule.module_variant`:
+    rows with label sets need the `multi_label` node) gets it: that node's keys replace the
+    module's, and its `optimized_metric` replaces one the new module does not log (a task's
+    val/acc), with a log line. The run's config.yaml then records what it trained."""
+    import logging
+
+    from omegaconf import OmegaConf, open_dict
+
+    from domaintune import direction
+    from domaintune.errors import UserError
+
+    if variant is None:
+        return
+    if variant not in registry.module_variants(cfg.module):
+        raise UserError(f"the data needs module.{variant}, which the module config ({cfg.module._target_}) lacks")
+    with open_dict(cfg):
+        node = OmegaConf.to_container(cfg.module[variant], resolve=False)
+        metric = node.pop("optimized_metric", None)
+        variants = registry.module_variants(cfg.module)
+        base = {k: v for k, v in OmegaConf.to_container(cfg.module, resolve=False).items() if k not in variants}
+        cfg.module = {**base, **node}
+        module_class = registry.check_target("module", cfg.module._target_, "module")
+        if direction.declared(module_class, cfg.optimized_metric) is None and metric is not None:
+            logging.getLogger(__name__).warning(
+                "optimized_metric=%s is not logged for this data; optimizing %s (set optimized_metric= to choose)",
+                cfg.optimized_metric,
+                metric,
+            )
+            cfg.optimized_metric, cfg.mode = metric, None
+        direction.resolve_mode(cfg)
 
 
 def checkpoint_to_resume(cfg) -> Path | None:
@@ -73,23 +110,18 @@ def load_run(folder: Path, key: str = "run") -> FinishedRun:
     return FinishedRun(folder, cfg, metrics, datamodule, module.eval())
 
 
-USES = {
-    "predict": 'label texts with `domaintune predict run={run} text="..."`',
-    "generate": 'answer prompts with `domaintune generate run={run} prompt="..."`',
-}
-
-
 def refuse_unless_served(finished: FinishedRun, command: str) -> None:
-    """A command on a run whose kind does not declare it (`TaskModule.serves`): one line naming
+    """A command on a run whose kind does not declare it (`domaintune.kinds`): one line naming
     what the run's kind serves instead."""
     from domaintune.errors import UserError
 
-    served = finished.module.serves
-    if command in served:
+    kind = kinds.of_module(type(finished.module))
+    if command in kind.commands():
         return
-    kind = type(finished.module).__name__
-    instead = "; ".join(USES[c].format(run=finished.folder) for c in sorted(served) if c in USES)
-    raise UserError(f"run={finished.folder}: a {kind} run does not {command}" + (f"; {instead}" if instead else ""))
+    instead = "; ".join(kinds.USES[c].format(run=finished.folder) for c in sorted(kind.commands()) if c in kinds.USES)
+    raise UserError(
+        f"run={finished.folder}: a {kind.name} run does not {command}" + (f"; {instead}" if instead else "")
+    )
 
 
 def test_trainer(cfg, **overrides):

@@ -56,6 +56,7 @@ def train(cfg: DictConfig) -> float | None:
     # Data and model: the datamodule tells the module what it needs from the data (labels, tokenizer).
     backbone, datamodule = runs.build_data(cfg)
     datamodule.setup("fit")
+    runs.use_variant(cfg, datamodule.module_variant())  # e.g. rows with label sets: the multi-label module
     if not cfg.get("peft") and backbone.dtype != "float32":
         log.warning(
             "model.dtype=%s with full fine-tuning: the optimizer updates %s weights, which lose small updates; "

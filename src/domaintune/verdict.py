@@ -54,7 +54,63 @@ def token_mean(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return sums.sum(axis=-1) / counts.sum(axis=-1)
 
 
-STATISTICS = {"accuracy": accuracy, "macro_f1": macro_f1, "mean": mean, "token_mean": token_mean}
+def _sets(columns: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-label columns, one per label, truth's then the predictions' (each along the rows, the
+    last axis): two boolean arrays (..., labels, rows)."""
+    half = len(columns) // 2
+    return np.stack(columns[:half], axis=-2).astype(bool), np.stack(columns[half:], axis=-2).astype(bool)
+
+
+def _ratio(top: np.ndarray, bottom: np.ndarray, empty: float = 0.0) -> np.ndarray:
+    return np.divide(top, bottom, out=np.full(np.shape(top), empty, dtype=float), where=bottom > 0)
+
+
+def micro_f1(*columns: np.ndarray) -> np.ndarray:
+    """Multi-label micro-F1: F1 of every (row, label) decision pooled; columns as `_sets` reads them."""
+    truth, predicted = _sets(columns)
+    hits = (truth & predicted).sum((-2, -1))
+    return _ratio(2 * hits, truth.sum((-2, -1)) + predicted.sum((-2, -1)))
+
+
+def label_macro_f1(*columns: np.ndarray) -> np.ndarray:
+    """Multi-label macro-F1: the mean F1 over the labels that occur in the truth or the
+    predictions, as the single-label `macro_f1` counts classes."""
+    truth, predicted = _sets(columns)
+    support = truth.sum(-1) + predicted.sum(-1)
+    f1 = _ratio(2 * (truth & predicted).sum(-1), support)
+    return _ratio((f1 * (support > 0)).sum(-1), (support > 0).sum(-1))
+
+
+def samples_f1(*columns: np.ndarray) -> np.ndarray:
+    """Multi-label samples-F1: each row's F1 of its label set, averaged; a row with no labels that
+    is predicted none scores 1 (the answer is exactly right)."""
+    truth, predicted = _sets(columns)
+    return _ratio(2 * (truth & predicted).sum(-2), truth.sum(-2) + predicted.sum(-2), empty=1.0).mean(-1)
+
+
+def subset_accuracy(*columns: np.ndarray) -> np.ndarray:
+    """Multi-label subset accuracy: the share of rows whose predicted label set is exactly right."""
+    truth, predicted = _sets(columns)
+    return (truth == predicted).all(-2).mean(-1)
+
+
+def hamming_loss(*columns: np.ndarray) -> np.ndarray:
+    """Multi-label Hamming loss: the share of (row, label) decisions that are wrong."""
+    truth, predicted = _sets(columns)
+    return (truth != predicted).mean((-2, -1))
+
+
+STATISTICS = {
+    "accuracy": accuracy,
+    "macro_f1": macro_f1,
+    "mean": mean,
+    "token_mean": token_mean,
+    "micro_f1": micro_f1,
+    "label_macro_f1": label_macro_f1,
+    "samples_f1": samples_f1,
+    "subset_accuracy": subset_accuracy,
+    "hamming_loss": hamming_loss,
+}
 
 
 @dataclass
@@ -121,7 +177,7 @@ def compare(name: str, statistic, tuned: tuple, base: tuple, mode: str = "max", 
             paired=True,
             vectorized=True,
             n_resamples=RESAMPLES,
-            batch=max(1, 4_000_000 // rows),
+            batch=max(1, 4_000_000 // (rows * len(tuned))),
             method="percentile",
             confidence_level=0.95,
             rng=np.random.default_rng(seed),

@@ -190,3 +190,36 @@ def read_wandb(run_dir: Path) -> list[dict] | dict:
         records.append({"folder": folder.name, **json.loads(out.stdout)})
     assert records, f"no W&B run under {run_dir}"
     return records[0] if len(records) == 1 else records
+
+
+def check_kind(run: Path, command) -> str:
+    """The contract every registered kind keeps (peft's common tester in spirit): a finished run
+    logs only metrics its kind declares, its verdict names the kind's opponent, `evaluate` works,
+    and each of predict, generate and export works if the kind declares it and is refused in one
+    line if not. `command(*args)` runs the CLI (in-process or in a project folder). Returns the
+    kind's name."""
+    import yaml
+
+    from domaintune import kinds, registry
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    kind = kinds.of_module(registry.check_target("module", config["module"]["_target_"], "module"))
+    found = metrics(run)
+    logged = {key.split("/", 1)[1] for key in [*found["test"], found["best"]["metric"]]}
+    assert logged <= set(kind.metrics), f"{kind.name} logs undeclared metrics {logged - set(kind.metrics)}"
+    assert found["verdict"]["base"] == kind.opponent
+    evaluated = command("evaluate", f"run={run}")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    tries = {
+        "predict": ("predict", f"run={run}", "text=Where is my parcel?", f"out={run / 'contract_predict'}"),
+        "generate": ("generate", f"run={run}", "prompt=Where is my parcel?"),
+        "export": ("export", f"run={run}", "onnx=false", f"out={run / 'contract_export'}"),
+    }
+    for name, args in tries.items():
+        result = command(*args)
+        if name in kind.commands():
+            assert result.returncode == 0, f"{kind.name} declares {name}: {result.stderr[-2000:]}"
+        else:
+            assert result.returncode == 2 and f"a {kind.name} run does not {name}" in result.stderr, result.stderr
+            assert "Traceback" not in result.stderr
+    return kind.name

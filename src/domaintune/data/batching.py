@@ -11,7 +11,7 @@ from torch.utils.data import Dataset, Sampler
 
 
 class TokenizedDataset(Dataset):
-    def __init__(self, ids: list, labels: list[int]):
+    def __init__(self, ids: list, labels: list):
         self.ids, self.labels = ids, labels
 
     def __len__(self) -> int:
@@ -85,7 +85,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
 
 def pad_collate(pad_id: int):
-    """Collate (ids, label) pairs into a batch padded to its own longest row."""
+    """Collate (ids, target) pairs into a batch padded to its own longest row."""
 
     def collate(rows: list[tuple]) -> dict[str, torch.Tensor]:
         longest = max(len(ids) for ids, _ in rows)
@@ -94,7 +94,7 @@ def pad_collate(pad_id: int):
         for i, (ids, _) in enumerate(rows):
             input_ids[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
             attention_mask[i, : len(ids)] = 1
-        labels = torch.tensor([label for _, label in rows], dtype=torch.long)
+        labels = torch.tensor([label for _, label in rows])  # class ids (int64), or 0/1 floats per label
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
     return collate

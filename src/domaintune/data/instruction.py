@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader
 
 from domaintune.api import TaskDataModule
 from domaintune.data.batching import LengthGroupedBatchSampler, TokenizedDataset
-from domaintune.data.readers import read_table
-from domaintune.data.splits import clean_and_carve, find_column, split_files
+from domaintune.data.readers import find_column, read_table
+from domaintune.data.splits import clean_and_carve, split_files
 from domaintune.errors import DataError
 
 log = logging.getLogger(__name__)

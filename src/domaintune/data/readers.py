@@ -66,8 +66,9 @@ def _checked_format(path: Path) -> str:
     return fmt
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """The file's rows as a DataFrame; a `txt` file gives one `text` row per non-blank line."""
+def read_table(path: Path, names: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """The file's rows as a DataFrame; a `txt` file gives one `text` row per non-blank line.
+    `names` (`data.column_names`): a CSV or TSV file has no header row, these are its columns."""
     fmt = _checked_format(path)
     raw = path.read_bytes()
     if path.suffix.lower() == ".gz":
@@ -84,10 +85,8 @@ def read_table(path: Path) -> pd.DataFrame:
             raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
     _, text = _decode(path, raw)
     try:
-        if fmt == "csv":
-            return pd.read_csv(io.StringIO(text), sep=csv_separator(text), dtype=str, keep_default_na=False)
-        if fmt == "tsv":
-            return pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+        if fmt in ("csv", "tsv"):
+            return _checked_names(path, pd.read_csv(io.StringIO(text), **delimited(fmt, text, names)), names)
         if fmt == "txt":
             return pd.DataFrame({"text": [line for line in text.splitlines() if line.strip()]})
         if fmt == "jsonl":
@@ -97,6 +96,37 @@ def read_table(path: Path) -> pd.DataFrame:
         raise DataError(
             f"{path}: {str(exc).strip()}; fix the row or quote fields that contain the separator"
         ) from None
+
+
+def delimited(fmt: str, head: str, names: tuple[str, ...] | None) -> dict:
+    """pandas.read_csv's settings for a CSV or TSV file that starts with `head`."""
+    options = {"dtype": str, "keep_default_na": False}
+    if names is not None:
+        options.update(header=None, names=list(names))
+    if fmt == "csv":
+        return {**options, "sep": csv_separator(head)}
+    return {**options, "sep": "\t", "quoting": tsv_quoting(head)}
+
+
+def _checked_names(path: Path, frame: pd.DataFrame, names: tuple[str, ...] | None) -> pd.DataFrame:
+    """A header-less file whose rows have more fields than `data.column_names` names is one line."""
+    if names is None:
+        return frame
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas makes the surplus leading fields an index
+        raise DataError(f"{path}: rows have more fields than data.column_names={list(names)}; name every column")
+    if len(names) > 1 and len(frame) and frame[names[-1]].fillna("").eq("").all():
+        raise DataError(f"{path}: rows have fewer fields than data.column_names={list(names)}; name only those")
+    return frame
+
+
+def tsv_quoting(head: str) -> int:
+    """How a TSV file quotes: as CSV writers do (a field that starts with `"` ends with one, inner
+    quotes doubled; Python's csv and pandas write TSV so) when every such field in `head` is
+    quoted so, else not at all: a stray quote in plain TSV text must not swallow the lines after it."""
+    quoted = [f for line in head.splitlines()[:-1] for f in line.split("\t") if f.startswith('"')]
+    if quoted and all(len(f) >= 2 and f.endswith('"') and f[1:-1].replace('""', "").count('"') == 0 for f in quoted):
+        return csv.QUOTE_MINIMAL
+    return csv.QUOTE_NONE
 
 
 def csv_separator(text: str) -> str:
@@ -140,13 +170,14 @@ def _json_records(path: Path, text: str) -> list[dict]:
     return records
 
 
-def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+def read_chunks(path: Path, rows: int, names: tuple[str, ...] | None = None) -> Iterator[pd.DataFrame]:
     """The file's rows, `rows` at a time, in order: a file larger than memory is never read whole.
-    A JSON document and a gzipped Parquet file cannot be streamed and are read whole."""
+    A JSON document and a gzipped Parquet file cannot be streamed and are read whole. `names`:
+    as read_table's."""
     fmt = _checked_format(path)
     gzipped = path.suffix.lower() == ".gz"
     if fmt == "json" or (fmt == "parquet" and gzipped):
-        yield read_table(path)
+        yield read_table(path, names)
         return
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -168,8 +199,8 @@ def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
     try:
         with opener(path, "rt", encoding=encoding, newline="" if fmt in ("csv", "tsv") else None) as handle:
             if fmt in ("csv", "tsv"):
-                options = {"sep": csv_separator(head)} if fmt == "csv" else {"sep": "\t", "quoting": csv.QUOTE_NONE}
-                yield from pd.read_csv(handle, dtype=str, keep_default_na=False, chunksize=rows, **options)
+                for chunk in pd.read_csv(handle, chunksize=rows, **delimited(fmt, head, names)):
+                    yield _checked_names(path, chunk, names)
                 return
             lines, first = [], 1
             for number, line in enumerate(handle, start=1):
@@ -193,3 +224,21 @@ def _lines_frame(path: Path, fmt: str, lines: list[str], first: int) -> pd.DataF
     if fmt == "jsonl":
         return pd.DataFrame(_json_lines(path, lines, first))
     return pd.DataFrame({"text": [line for line in lines if line.strip()]})
+
+
+def find_column(
+    frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, ...], role: str, source: Path, hint: str = ""
+) -> str:
+    """The column named by `data.<role>_column`, else the first of `candidates` (any case)."""
+    if wanted is not None:
+        if wanted not in frame.columns:
+            raise DataError(f"{source}: no column '{wanted}' (data.{role}_column); columns are {list(frame.columns)}")
+        return wanted
+    by_lower = {str(c).lower(): c for c in frame.columns}
+    for name in candidates:
+        if name in by_lower:
+            return by_lower[name]
+    raise DataError(
+        f"{source}: cannot tell which column holds the {role}; columns are {list(frame.columns)}; "
+        f"set data.{role}_column=<name>{hint}"
+    )

@@ -1,9 +1,8 @@
 """Turn `data.path` (one file, a folder of split files, or a folder of one file per label)
-into train/val/test frames with `text` and `label` columns."""
+into train/val/test frames with `text` and a target column (`label`, or `labels` for label sets)."""
 
 from __future__ import annotations
 
-import logging
 import random
 import re
 from pathlib import Path
@@ -11,33 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from domaintune.data.cleaning import CleaningReport, deduplicate, normalize
+from domaintune.data.cleaning import CleaningReport, deduplicate
+from domaintune.data.labels import LABEL, LABELS, LabelReader, as_sets, describe_sets, label_sets, target_of
 from domaintune.data.readers import data_format, read_table
 from domaintune.errors import DataError
 
-log = logging.getLogger(__name__)
-
 SPLIT_NAMES = {"train": ("train",), "val": ("val", "valid", "validation", "dev"), "test": ("test",)}
-TEXT_COLUMNS = (
-    "text",
-    "sentence",
-    "content",
-    "utterance",
-    "query",
-    "question",
-    "review",
-    "headline",
-    "title",
-    "body",
-    "document",
-    "clause",
-    "message",
-    "input",
-    "prompt",
-)
-LABEL_COLUMNS = ("label", "labels", "category", "intent", "class", "target", "topic", "sentiment", "answer", "y")
-
-
 DOCUMENTATION = {"readme", "license", "licence", "citation", "changelog"}
 
 
@@ -68,62 +46,12 @@ def find_split_files(folder: Path) -> dict[str, Path]:
     return found
 
 
-def find_column(
-    frame: pd.DataFrame, wanted: str | None, candidates: tuple[str, ...], role: str, source: Path, hint: str = ""
-) -> str:
-    """The column named by `data.<role>_column`, else the first of `candidates` (any case)."""
-    if wanted is not None:
-        if wanted not in frame.columns:
-            raise DataError(f"{source}: no column '{wanted}' (data.{role}_column); columns are {list(frame.columns)}")
-        return wanted
-    by_lower = {str(c).lower(): c for c in frame.columns}
-    for name in candidates:
-        if name in by_lower:
-            return by_lower[name]
-    raise DataError(
-        f"{source}: cannot tell which column holds the {role}; columns are {list(frame.columns)}; "
-        f"set data.{role}_column=<name>{hint}"
-    )
-
-
-def clean_texts(values: pd.Series) -> pd.Series:
-    """Texts normalized as training sees them; a missing one becomes empty."""
-    return values.map(lambda v: normalize(v) if pd.notna(v) else "")
-
-
-def clean_labels(values: pd.Series) -> pd.Series:
-    """Labels as stripped strings; a missing one becomes empty."""
-    return values.map(lambda v: str(v).strip() if pd.notna(v) else "")
-
-
-def canonical(frame: pd.DataFrame, source: Path, text_column: str | None, label_column: str | None) -> pd.DataFrame:
-    """Keep `text` and `label` as clean strings; drop rows with no text or no label, saying how many."""
-    text = find_column(frame, text_column, TEXT_COLUMNS, "text", source)
-    label = find_column(frame, label_column, LABEL_COLUMNS, "label", source)
-    listed = frame[label].map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray)))
-    if listed.any():
-        row = int(listed.to_numpy().argmax()) + 1
-        raise DataError(
-            f"{source}: row {row}: the '{label}' value is a {type(frame[label].iloc[row - 1]).__name__} "
-            "(multi-label data); multi-label classification is not supported yet: give one label per row"
-        )
-    out = pd.DataFrame(
-        {
-            "text": clean_texts(frame[text]),
-            "label": clean_labels(frame[label]),
-        }
-    )
-    keep = (out.text != "") & (out.label != "")
-    if not keep.all():
-        log.warning("%s: dropped %d of %d rows with an empty text or label", source, (~keep).sum(), len(out))
-    out = out[keep].reset_index(drop=True)
-    if out.empty:
-        raise DataError(f"{source}: no row has both a text ('{text}') and a label ('{label}')")
-    return out
-
-
 def stratified_split(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split off `fraction` of every label (at least one row of labels that have two or more)."""
+    """Split off `fraction` of every label (at least one row of labels that have two or more);
+    label sets by iterative stratification (Sechidis et al. 2011), which keeps rare labels in
+    the held-out part too."""
+    if LABELS in frame:
+        return _multilabel_split(frame, fraction, seed)
     rng = random.Random(seed)
     rest, held = [], []
     for _, rows in frame.groupby("label", sort=True):
@@ -134,6 +62,22 @@ def stratified_split(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[p
         held += index[:take]
         rest += index[take:]
     return frame.loc[sorted(rest)].reset_index(drop=True), frame.loc[sorted(held)].reset_index(drop=True)
+
+
+def _multilabel_split(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    count = max(1, round(len(frame) * fraction)) if fraction > 0 and len(frame) > 1 else 0
+    if count == 0:
+        return frame.reset_index(drop=True), frame.iloc[:0].reset_index(drop=True)
+    labels = sorted({label for labels in frame[LABELS] for label in labels})
+    index = {label: i for i, label in enumerate(labels)}
+    onehot = np.zeros((len(frame), max(len(labels), 1)), dtype=int)
+    for row, labels_of_row in enumerate(frame[LABELS]):
+        onehot[row, [index[label] for label in labels_of_row]] = 1
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=count, random_state=seed)
+    rest, held = next(splitter.split(np.zeros(len(frame)), onehot))
+    return frame.iloc[sorted(rest)].reset_index(drop=True), frame.iloc[sorted(held)].reset_index(drop=True)
 
 
 def random_split(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -149,7 +93,7 @@ def carve(
 ) -> dict[str, pd.DataFrame]:
     """The splits the data lacks, carved out of train: test, then validation; stratified by label
     when the rows have one (every class with two or more rows keeps a held-out row), seeded."""
-    split = stratified_split if "label" in splits["train"] else random_split
+    split = stratified_split if target_of(splits["train"]) else random_split
     splits, carved_test = dict(splits), "test" not in splits
     if carved_test:
         splits["train"], splits["test"] = split(splits["train"], test_fraction, seed)
@@ -170,11 +114,11 @@ def clean_and_carve(
     report: CleaningReport | None = None,
 ) -> tuple[dict[str, pd.DataFrame], CleaningReport]:
     """What training, instruction data and `prepare` all do to the splits a data set brings:
-    duplicates and leakage between them out (compared on `key`; a `label` column must agree for a
-    duplicate), then the missing splits carved out of the clean train rows."""
+    duplicates and leakage between them out (compared on `key`; the target, a label or a label
+    set, must agree for a duplicate), then the missing splits carved out of the clean train rows."""
     report = report or CleaningReport()
     if dedupe:
-        splits = deduplicate(splits, key, report, agree="label" if "label" in splits["train"] else None)
+        splits = deduplicate(splits, key, report, agree=target_of(splits["train"]))
     return carve(splits, val_fraction, test_fraction, seed), report
 
 
@@ -205,28 +149,27 @@ def split_files(path: Path, layout: str = "train/val/test files, or one data fil
     return files
 
 
-def read_labelled(
-    path: Path, text_column: str | None, label_column: str | None
-) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
-    """The splits the data brings (or one `train` frame) with `text` and `label` columns, and per
-    split the count of rows dropped for an empty text or label."""
+def read_labelled(path: Path, reader: LabelReader) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+    """The splits the data brings (or one `train` frame) with `text` and a target (`label`, or
+    `labels` when rows hold label sets), and per split the count of rows dropped for an empty
+    text or label."""
     if path.is_dir() and not find_split_files(path):
         merged = _label_files(path)
         if merged is not None:
-            train = canonical(merged, path, "text", "label")
-            return {"train": train}, {"train": len(merged) - len(train)}
+            train, dropped = LabelReader("text", "label", None, None).read(merged, path)
+            return {"train": train}, {"train": dropped}
     splits, empty = {}, {}
     for split, file in split_files(path, "train/val/test files, or one .txt file per label").items():
-        raw = read_table(file)
-        splits[split] = canonical(raw, file, text_column, label_column)
-        empty[split] = len(raw) - len(splits[split])
+        splits[split], empty[split] = reader.read(read_table(file, reader.column_names), file)
+    splits = as_sets(splits)
+    if LABELS in splits["train"]:
+        describe_sets(path, pd.concat([frame[LABELS] for frame in splits.values()]))
     return splits, empty
 
 
 def load_splits(
     path: Path,
-    text_column: str | None,
-    label_column: str | None,
+    reader: LabelReader,
     val_fraction: float,
     test_fraction: float,
     seed: int,
@@ -234,7 +177,7 @@ def load_splits(
 ) -> tuple[dict[str, pd.DataFrame], CleaningReport]:
     """Train/val/test frames, cleaned (`dedupe`) and with the missing splits carved out of train;
     the report says what was removed."""
-    splits, empty = read_labelled(path, text_column, label_column)
+    splits, empty = read_labelled(path, reader)
     splits, report = clean_and_carve(
         splits, "text", val_fraction, test_fraction, seed, dedupe, CleaningReport(empty=empty)
     )
@@ -243,12 +186,14 @@ def load_splits(
 
 
 def check_labels(path: Path, splits: dict[str, pd.DataFrame]) -> None:
-    train_labels = set(splits["train"].label)
-    if len(train_labels) == 1:
+    train_labels = {label for labels in label_sets(splits["train"]) for label in labels}
+    if len(train_labels) == 1 and LABEL in splits["train"]:
         raise DataError(
             f"{path}: the label column has one class ({next(iter(train_labels))!r}) in train; "
             "a classifier needs at least two"
         )
+    if not train_labels:
+        raise DataError(f"{path}: no train row has a label; a classifier needs labelled rows")
     for split, frame in splits.items():
         if frame.empty:
             raise DataError(
@@ -256,7 +201,7 @@ def check_labels(path: Path, splits: dict[str, pd.DataFrame]) -> None:
                 "or change data.val_fraction / data.test_fraction"
             )
     for split in ("val", "test"):
-        unseen = sorted(set(splits[split].label) - train_labels)
+        unseen = sorted({label for labels in label_sets(splits[split]) for label in labels} - train_labels)
         if unseen:
             raise DataError(
                 f"{path}: {split} has labels that never occur in train: {unseen[:5]}; add train rows for them or "

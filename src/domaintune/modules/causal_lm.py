@@ -10,7 +10,6 @@ import math
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -18,6 +17,8 @@ from torchmetrics import MeanMetric
 
 from domaintune import tracking, verdict
 from domaintune.api import TaskModule
+from domaintune.data.instruction import InstructionDataModule
+from domaintune.kinds import Kind, register_kind
 from domaintune.models import Backbone
 from domaintune.modules.shared import gather_rows
 
@@ -141,14 +142,13 @@ def rouge_rows(answers: list[str], references: list[str]) -> list[float]:
     return [float(rouge_score(a, r, rouge_keys="rougeL")["rougeL_fmeasure"]) for a, r in zip(answers, references)]
 
 
+BASE_KIND = "the same model without fine-tuning"
+
+
 class CausalLMModule(TaskModule):
     """Loss on response tokens only (`response_nll`). Every validation epoch logs
     `val/loss`, `val/ppl` and, on a fixed subset of validation prompts, `val/rougeL` (and
     `val/exact_match` when the task asks for it); any of them can be the sweep metric."""
-
-    metric_directions: ClassVar[dict[str, str]] = {"loss": "min", "ppl": "min", "rougeL": "max"}
-    pipeline_tag = "text-generation"
-    serves = frozenset({"generate"})
 
     def __init__(
         self,
@@ -234,7 +234,7 @@ class CausalLMModule(TaskModule):
         compared = [verdict.compare_scored(name, self.scored[name], base_scored[name]) for name in self.scored]
         self.log_dict(scores, sync_dist=True)
         self.baseline.update({k: round(float(v), 6) for k, v in base_scores.items()})
-        self.test_verdict = verdict.verdict(compared, "the same model without fine-tuning", "the base model as it is")
+        self.test_verdict = verdict.verdict(compared, BASE_KIND, "the base model as it is")
         self.samples = [
             {"prompt": p, "reference": r, "fine_tuned": t, "base": b}
             for p, r, t, b in zip(prompts, references, tuned, untuned)
@@ -378,3 +378,16 @@ class CausalLMModule(TaskModule):
             'print(generate([{"role": "user", "content": "..."}], max_new_tokens=128))\n```\n'
         )
         return {"library_name": "transformers", "usage": usage}
+
+
+register_kind(
+    Kind(
+        name="causal_lm",
+        module=CausalLMModule,
+        datamodule=InstructionDataModule,
+        metrics={"loss": "min", "ppl": "min", "rougeL": "max", "exact_match": "max"},
+        opponent=BASE_KIND,
+        serves=frozenset({"generate"}),
+        export="text-generation",
+    )
+)

@@ -14,7 +14,7 @@ from torch import nn
 # sentence-transformers' Pooling modes for ours; BERT's pooler output has none
 SENTENCE_POOLING = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token"}
 
-USAGE = """```python
+SOFTMAX_USAGE = """```python
 import json
 from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer
@@ -43,6 +43,40 @@ probabilities = session.run(["probabilities"], {{k: batch[k] for k in ("input_id
 ```
 """
 
+SIGMOID_USAGE = """```python
+import json
+import torch
+from safetensors.torch import load_file
+from sentence_transformers import SentenceTransformer
+
+folder = "path/to/this/folder"
+encoder = SentenceTransformer(folder)  # the merged encoder with our pooling and max_length
+head = load_file(f"{{folder}}/classifier.safetensors")
+settings = json.load(open(f"{{folder}}/classifier.json"))
+labels, thresholds = settings["labels"], torch.tensor(settings["thresholds"])  # chosen on validation
+vectors = encoder.encode(["I was charged twice and nobody answers"], convert_to_tensor=True)
+probabilities = (vectors.cpu() @ head["weight"].T + head["bias"]).sigmoid()  # one per label
+print([[labels[j] for j in row.nonzero().flatten()] for row in probabilities >= thresholds])
+```
+
+Or `model.onnx` in onnxruntime (token ids in, one probability per label out; compare each with
+its threshold in `classifier.json`):
+
+```python
+import onnxruntime
+from transformers import AutoTokenizer
+
+folder = "path/to/this/folder"
+tokenizer = AutoTokenizer.from_pretrained(folder)
+session = onnxruntime.InferenceSession(f"{{folder}}/model.onnx")
+texts = ["I was charged twice and nobody answers"]
+batch = tokenizer(texts, padding=True, truncation=True, max_length={max_length}, return_tensors="np")
+probabilities = session.run(["probabilities"], {{k: batch[k] for k in ("input_ids", "attention_mask")}})[0]
+```
+"""
+
+USAGE = {"softmax": SOFTMAX_USAGE, "sigmoid": SIGMOID_USAGE}  # by the classifier's activation
+
 
 def write_sentence_transformers(folder: Path, hidden_size: int, pooling: str, max_length: int) -> bool:
     """The files that make `folder` (already holding the encoder and tokenizer) a
@@ -65,7 +99,7 @@ def write_sentence_transformers(folder: Path, hidden_size: int, pooling: str, ma
     return True
 
 
-def write_head(folder: Path, linear: nn.Linear, labels: list[str], pooling: str, max_length: int) -> None:
+def write_head(folder: Path, linear: nn.Linear, labels: list[str], pooling: str, max_length: int, **settings) -> None:
     from safetensors.torch import save_file
 
     save_file(
@@ -73,22 +107,24 @@ def write_head(folder: Path, linear: nn.Linear, labels: list[str], pooling: str,
         folder / "classifier.safetensors",
     )
     (folder / "classifier.json").write_text(
-        json.dumps({"labels": labels, "pooling": pooling, "max_length": max_length}, indent=2)
+        json.dumps({"labels": labels, "pooling": pooling, "max_length": max_length, **settings}, indent=2)
     )
 
 
 class Probabilities(nn.Module):
-    """The classifier as ONNX sees it: token ids and mask in, class probabilities out."""
+    """The classifier as ONNX sees it: token ids and mask in, probabilities out (softmax over
+    classes, or a sigmoid per label for multi-label)."""
 
-    def __init__(self, classifier: nn.Module):
+    def __init__(self, classifier: nn.Module, activation: str):
         super().__init__()
-        self.classifier = classifier
+        self.classifier, self.activation = classifier, activation
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.classifier(input_ids, attention_mask).softmax(-1)
+        logits = self.classifier(input_ids, attention_mask)
+        return logits.sigmoid() if self.activation == "sigmoid" else logits.softmax(-1)
 
 
-def write_onnx(path: Path, classifier: nn.Module, vocab_size: int) -> None:
+def write_onnx(path: Path, classifier: nn.Module, vocab_size: int, activation: str) -> None:
     """`model.onnx`, one file, with batch and sequence length dynamic."""
     try:
         import onnx  # noqa: F401  (torch's exporter needs it and onnxscript)
@@ -99,7 +135,7 @@ def write_onnx(path: Path, classifier: nn.Module, vocab_size: int) -> None:
         raise UserError(
             "model.onnx needs the export extra: pip install 'domaintune[export]' (or pass onnx=false)"
         ) from None
-    model = Probabilities(classifier).eval()
+    model = Probabilities(classifier, activation).eval()
     ids = torch.randint(0, vocab_size, (2, 16))
     mask = torch.ones_like(ids)
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")

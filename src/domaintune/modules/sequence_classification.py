@@ -21,6 +21,8 @@ from torchmetrics.classification import (
 
 from domaintune import verdict
 from domaintune.api import TaskModule
+from domaintune.data.text_classification import TextClassificationDataModule
+from domaintune.kinds import Kind, register_kind
 from domaintune.models import Backbone
 from domaintune.modules.shared import gather_rows
 
@@ -60,7 +62,8 @@ def _class_weights(kind: str | None, counts: list[int] | None, num_labels: int) 
 
 class Probe:
     """A logistic regression on frozen sentence vectors, with its feature scaling (standardized,
-    or L2-normalized as sentence-transformers serve them), and how it scored on validation."""
+    or L2-normalized as sentence-transformers serve them), and how it scored on validation. A
+    multi-label probe (one-vs-rest) also has its decision thresholds, chosen on validation."""
 
     def __init__(
         self,
@@ -72,9 +75,12 @@ class Probe:
         C: float,
         scores: dict[str, float],
         grid: list[dict],
+        kind: str = BASE_KIND,
     ):
         self.features, self.center, self.scale, self.weight, self.bias = features, center, scale, weight, bias
-        self.C, self.scores, self.grid = C, scores, grid
+        self.C, self.scores, self.grid, self.kind = C, scores, grid, kind
+        self.cut = None  # multi-label: each label's decision threshold (an array)
+        self.thresholds: dict | None = None  # the same as the report shows it: {"way": ..., label: threshold}
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float().cpu()
@@ -89,10 +95,11 @@ class Probe:
 
     def report(self) -> dict:
         return {
-            "kind": BASE_KIND,
+            "kind": self.kind,
             "C": self.C,
             "features": self.features,
             **{f"val/{k}": v for k, v in self.scores.items()},
+            **({"thresholds": self.thresholds} if self.thresholds else {}),
             "grid": self.grid,
         }
 
@@ -166,9 +173,8 @@ class SequenceClassificationModule(TaskModule):
     reported as the run's baseline so every run says whether fine-tuning paid off.
     """
 
-    metric_directions: ClassVar[dict[str, str]] = {"loss": "min", "acc": "max", "macro_f1": "max"}
-    pipeline_tag = "text-classification"
-    serves = frozenset({"predict"})
+    activation = "softmax"  # what turns the head's logits into the probabilities predict and model.onnx give
+    PROBE_SETTINGS: ClassVar[tuple[str, ...]] = ("pooling", "num_labels", "probe_metric")  # what the probe depends on
 
     def __init__(
         self,
@@ -235,6 +241,10 @@ class SequenceClassificationModule(TaskModule):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(input_ids, attention_mask))
 
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """The plain loss every */loss logs (and the probe's, the base model's, is scored by)."""
+        return nn.functional.cross_entropy(logits.float(), labels, reduction=reduction)
+
     def objective(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """What training minimizes: cross-entropy with label smoothing, each row weighted by its
         true class's weight. Not CrossEntropyLoss(weight=...): with label smoothing it also weighs
@@ -250,9 +260,7 @@ class SequenceClassificationModule(TaskModule):
         logits = self(batch["input_ids"], batch["attention_mask"])
         objective, rows = self.objective(logits, batch["labels"]), len(batch["labels"])
         self.log("train/objective", objective, on_step=True, on_epoch=True, prog_bar=True, batch_size=rows)
-        self.log(
-            "train/loss", nn.functional.cross_entropy(logits.detach(), batch["labels"]), on_epoch=True, batch_size=rows
-        )
+        self.log("train/loss", self.loss(logits.detach(), batch["labels"]), on_epoch=True, batch_size=rows)
         return objective
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -260,7 +268,7 @@ class SequenceClassificationModule(TaskModule):
         self.val_metrics.update(logits, batch["labels"])
         self.log(
             "val/loss",
-            nn.functional.cross_entropy(logits, batch["labels"]),
+            self.loss(logits, batch["labels"]),
             on_epoch=True,
             prog_bar=True,
             batch_size=len(batch["labels"]),
@@ -282,7 +290,7 @@ class SequenceClassificationModule(TaskModule):
         self.per_class.update(logits, labels)
         self.log(
             "test/loss",
-            nn.functional.cross_entropy(logits, labels),
+            self.loss(logits, labels),
             on_epoch=True,
             batch_size=len(labels),
             sync_dist=True,
@@ -292,8 +300,8 @@ class SequenceClassificationModule(TaskModule):
             "truth": labels,
             "tuned": logits.argmax(-1),
             "base": base_logits.argmax(-1),
-            "tuned_loss": nn.functional.cross_entropy(logits.float(), labels, reduction="none"),
-            "base_loss": nn.functional.cross_entropy(base_logits, labels.cpu(), reduction="none"),
+            "tuned_loss": self.loss(logits, labels, reduction="none"),
+            "base_loss": self.loss(base_logits, labels.cpu(), reduction="none"),
         }
         for key, values in rows.items():
             self.test_rows[key].append(values.detach().cpu())
@@ -401,12 +409,11 @@ class SequenceClassificationModule(TaskModule):
         depends only on the base model and the data, so trials of a sweep fit it once."""
         datamodule = self.trainer.datamodule
         key = (
+            type(self).__qualname__,
             self.backbone.key,
             datamodule.fingerprint,
             getattr(datamodule, "max_length", None),
-            self.hparams.pooling,
-            self.hparams.num_labels,
-            self.hparams.probe_metric,
+            *(self.hparams.get(name) for name in self.PROBE_SETTINGS),
         )
         if key not in _PROBES:
             # under DDP every process sees its shard: all take rank 0's probe, so the copies agree
@@ -464,6 +471,10 @@ class SequenceClassificationModule(TaskModule):
         if self.has_adapter:
             self.encoder, self.has_adapter = self.encoder.merge_and_unload(), False
 
+    def head_settings(self) -> dict:
+        """What classifier.json holds besides the labels, pooling and max_length."""
+        return {}
+
     @torch.no_grad()
     def export(self, folder: Path, datamodule, onnx: bool = True) -> dict:
         """In float32: the merged encoder and tokenizer as a Hugging Face folder that is also a
@@ -482,17 +493,17 @@ class SequenceClassificationModule(TaskModule):
         self.backbone.load_tokenizer().save_pretrained(folder)
         pooling, max_length = self.hparams.pooling, datamodule.max_length
         sentence = export.write_sentence_transformers(folder, self.encoder.config.hidden_size, pooling, max_length)
-        export.write_head(folder, self.head[-1], self.labels, pooling, max_length)
+        export.write_head(folder, self.head[-1], self.labels, pooling, max_length, **self.head_settings())
         if onnx:
-            export.write_onnx(folder / "model.onnx", self, self.encoder.config.vocab_size)
-        usage = export.USAGE.format(max_length=max_length)
+            export.write_onnx(folder / "model.onnx", self, self.encoder.config.vocab_size, self.activation)
+        usage = export.USAGE[self.activation].format(max_length=max_length)
         if not sentence:
             usage = f"pooling={pooling} has no sentence-transformers equivalent: use `model.onnx`.\n\n" + usage
         return {"library_name": "sentence-transformers" if sentence else "transformers", "usage": usage}
 
     @torch.no_grad()
-    def predict(self, texts: list[str], datamodule, top: int = 3) -> list[dict]:
-        """Per text, in input order: the predicted label, its probability and the `top` labels."""
+    def predict(self, texts: list[str], datamodule) -> list[dict]:
+        """Per text, in input order, its answer as the columns of predictions.csv."""
         from tqdm.auto import tqdm
 
         self.merge()
@@ -507,14 +518,19 @@ class SequenceClassificationModule(TaskModule):
         )
         for rows, batch in batches:
             batch = self.transfer_batch_to_device(batch, self.device, 0)
-            probabilities = self(batch["input_ids"], batch["attention_mask"]).softmax(-1).cpu()
-            values, indices = probabilities.topk(min(top, len(self.labels)), dim=-1)
+            probabilities = self.probabilities(self(batch["input_ids"], batch["attention_mask"])).cpu()
             for r, row in enumerate(rows):
-                ranked = [
-                    (self.labels[j], round(float(p), 6)) for j, p in zip(indices[r].tolist(), values[r].tolist())
-                ]
-                found[row] = {"label": ranked[0][0], "probability": ranked[0][1], "top": ranked}
+                found[row] = self.answer(probabilities[r])
         return found
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().softmax(-1)
+
+    def answer(self, probabilities: torch.Tensor, top: int = 3) -> dict:
+        """One row's answer: the predicted label, its probability and the `top` labels."""
+        values, indices = probabilities.topk(min(top, len(self.labels)))
+        ranked = [(self.labels[j], round(float(p), 6)) for j, p in zip(indices.tolist(), values.tolist())]
+        return {"predicted": ranked[0][0], "probability": ranked[0][1], "top3": ranked}
 
     def score_predictions(self, truth: list[str], predicted: list[str]) -> dict:
         """Accuracy and macro-F1 over the labelled rows; a label the run never saw counts as wrong."""
@@ -534,6 +550,19 @@ class SequenceClassificationModule(TaskModule):
             plot_confusion(
                 np.array(self.test_report["confusion_matrix"]), self.labels, folder / "confusion_matrix.png"
             )
+
+
+register_kind(
+    Kind(
+        name="classification",
+        module=SequenceClassificationModule,
+        datamodule=TextClassificationDataModule,
+        metrics={"loss": "min", "acc": "max", "macro_f1": "max"},
+        opponent=BASE_KIND,
+        serves=frozenset({"predict"}),
+        export="text-classification",
+    )
+)
 
 
 def plot_confusion(matrix: np.ndarray, labels: list[str], path: Path) -> None:
