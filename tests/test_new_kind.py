@@ -32,10 +32,6 @@ from domaintune.data.splits import clean_and_carve
 class ScoreData(TaskDataModule):
     labelled = False
 
-    @classmethod
-    def columns(cls):
-        return ("text", "target")
-
     def __init__(self, tokenizer, path=None, max_length=16, batch_size=16, eval_batch_size=64, val_fraction=0.2,
                  test_fraction=0.2, seed=0, dedupe=True):
         super().__init__(tokenizer, path, batch_size, eval_batch_size, val_fraction, test_fraction, seed, 0, dedupe)
@@ -44,14 +40,13 @@ class ScoreData(TaskDataModule):
     def cache_key(self):
         return (self.max_length,)
 
-    @classmethod
-    def read_raw(cls, path, data, report):
+    def read_raw(self, report):
         report.empty["train"] = 0
-        return {"train": pd.read_csv(path)}
+        return {"train": pd.read_csv(self.path)}
 
     def load(self):
         report = CleaningReport()
-        splits, _ = clean_and_carve(self.read_raw(self.path, {}, report), "text", self.val_fraction,
+        splits, _ = clean_and_carve(self.read_raw(report), "text", self.val_fraction,
                                     self.test_fraction, self.seed, self.dedupe, report)
         digest = hashlib.sha256(pd.concat(splits).to_csv().encode()).hexdigest()[:16]
         return {"datasets": {s: self._rows(f) for s, f in splits.items()}, "fingerprint": digest,

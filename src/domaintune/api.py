@@ -31,7 +31,8 @@ class TaskDataModule(pl.LightningDataModule, abc.ABC):
     """Reads `path` (or the kind's `default_path`), cleans and splits it, tokenizes and batches.
 
     A kind implements `load` (read -> clean -> carve -> tokenize), `loader`, `module_inputs`,
-    `inputs_from_run`, `use_as_test` and `read_raw`, and says which columns its rows have."""
+    `inputs_from_run`, `use_as_test` and `read_raw` (all through one reader of its files), and
+    says which columns its rows have."""
 
     default_path: ClassVar[Path | None] = None  # a domain plugin's example data
     text_columns: ClassVar[tuple[str, ...]] = ("text",)  # the first one judges duplicates and leakage
@@ -92,11 +93,11 @@ class TaskDataModule(pl.LightningDataModule, abc.ABC):
         """Every row of `path` becomes the test split, read with `data`'s column settings; train
         and validation stay (`evaluate data.path=...`)."""
 
-    @classmethod
     @abc.abstractmethod
-    def read_raw(cls, path: Path, data: Mapping, report) -> dict[str, pd.DataFrame]:
-        """The splits the data brings (or one `train` frame) with `text_columns` and the target, for `prepare`;
-        rows dropped for an empty field are counted in `report.empty`."""
+    def read_raw(self, report) -> dict[str, pd.DataFrame]:
+        """The splits `path` brings (or one `train` frame) with `text_columns` and the target, read
+        as `load` reads them, for `prepare`; rows dropped for an empty field are counted in
+        `report.empty`."""
 
     def loader_generator(self) -> torch.Generator:
         """The DataLoader's own generator (its workers' seeds come from it): loaders never draw

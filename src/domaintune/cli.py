@@ -151,9 +151,10 @@ def prepare(args: argparse.Namespace) -> None:
             "judge by macro-F1 and train with module.class_weights=balanced"
         )
     print(f"  {summary['truncated_share']:.1%} of train rows exceed max_length={summary['max_length']}")
-    kept = " ".join(
-        o for o in overrides if not o.startswith("data.path=") and not o.endswith("_column=") and "_column=" not in o
-    )
+    # prepared splits are written as `text` and `label`/`labels` (or prompt/response): the settings
+    # that said how the source file was written do not apply to them
+    source = ("data.path", "data.column_names", "data.label_separator", "data.label_names")
+    kept = " ".join(o for o in overrides if not (o.split("=")[0] in source or o.split("=")[0].endswith("_column")))
     print(f"  report: {out / 'report.md'}; train on it: domaintune train {kept} data.path={out}")
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from domaintune.data.cleaning import CleaningReport, normalize_columns
 from domaintune.data.labels import LABELS, label_sets
 from domaintune.data.splits import check_labels, clean_and_carve
-from domaintune.errors import DataError, UserError
+from domaintune.errors import DataError
 
 IMBALANCE_SHARE = 0.5  # a majority class above this share of train rows gets a warning and a remedy
 RARE_ROWS = 20  # a label with fewer train rows is listed as rare: its F1 on a test split is mostly noise
@@ -22,22 +22,23 @@ RARE_ROWS = 20  # a label with fewer train rows is listed as rare: its F1 on a t
 
 def prepare(cfg, out: Path) -> dict:
     """Normalize -> remove duplicates and leakage -> split what is missing -> check labels -> report.
-    Returns the summary."""
-    from hydra.utils import get_class
+    Returns the summary. The run's datamodule reads the data, as training would."""
+    from domaintune.runs import build_data
 
     data = cfg.data
-    kind = get_class(data._target_)  # the datamodule kind says what its rows hold
-    path = Path(data.path) if data.path else _default_path(kind)
+    _, datamodule = build_data(cfg)  # the datamodule says what its rows hold, and reads them
+    path = datamodule.path
     report = CleaningReport()
-    raw = kind.read_raw(path, data, report)
+    raw = datamodule.read_raw(report)
     normalized = {
-        s: normalize_columns(f, s, kind.text_columns, report, keep_lines=not kind.labelled) for s, f in raw.items()
+        s: normalize_columns(f, s, datamodule.text_columns, report, keep_lines=not datamodule.labelled)
+        for s, f in raw.items()
     }
     splits, _ = clean_and_carve(
-        normalized, kind.text_columns[0], data.val_fraction, data.test_fraction, data.seed, report=report
+        normalized, datamodule.text_columns[0], data.val_fraction, data.test_fraction, data.seed, report=report
     )
     brought = set(raw)
-    if kind.labelled:
+    if datamodule.labelled:
         check_labels(path, splits)
     for name, frame in splits.items():
         if frame.empty:
@@ -46,13 +47,14 @@ def prepare(cfg, out: Path) -> dict:
                 "data.test_fraction"
             )
 
-    texts = splits["train"][list(kind.text_columns)].astype(str).agg("\n".join, axis=1)
-    lengths = _token_lengths(cfg, texts.tolist())  # before anything is written: a tokenizer that fails leaves nothing
+    texts = splits["train"][list(datamodule.text_columns)].astype(str).agg("\n".join, axis=1)
+    # before anything is written: a tokenizer that fails leaves nothing
+    lengths = [len(ids) for ids in datamodule.tokenizer(texts.tolist(), add_special_tokens=True)["input_ids"]]
     partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        summary = _write(splits, brought, path, data, report, lengths, kind.labelled, partial, out)
+        summary = _write(splits, brought, path, data, report, lengths, datamodule.labelled, partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -109,20 +111,6 @@ def label_set_report(sets: pd.Series) -> dict:
         "co_occurrence": [[a, b, n] for (a, b), n in pairs.most_common(10)],
         "rare_labels": {label: int(n) for label, n in counts.items() if n < RARE_ROWS},
     }
-
-
-def _default_path(kind) -> Path:
-    default = kind.default_path
-    if default is None:
-        raise UserError("data.path is not set; point it at a data file or folder")
-    return Path(default)
-
-
-def _token_lengths(cfg, texts: list[str]) -> list[int]:
-    from hydra.utils import instantiate
-
-    tokenizer = instantiate(cfg.model).load_tokenizer()
-    return [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
 
 
 def _plots(splits: dict[str, pd.DataFrame], lengths: list[int], max_length: int, out: Path) -> None:

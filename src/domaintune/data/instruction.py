@@ -9,6 +9,7 @@ import logging
 import random
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -80,8 +81,10 @@ class InstructionDataModule(TaskDataModule):
         self.length_report: dict[str, int] = {}
 
     # -- reading and rendering ---------------------------------------------------------------
-    def _conversations(self, frame: pd.DataFrame, source: Path) -> list[tuple[list[dict], str]]:
-        """(prompt messages, response) per row, rows with an empty prompt or response dropped."""
+    def _conversations(self, frame: pd.DataFrame, source: Path) -> tuple[list[tuple[list[dict], str, Any]], int]:
+        """(prompt messages, response, the row as the file gives it: its prompt, or its chat turns)
+        per row, and the count of rows dropped for an empty prompt or response: the one parser of
+        instruction files, for train, prepare and evaluate."""
         prompt_col, response_col, messages_col = self.column_names
         if messages_col or (not prompt_col and "messages" in frame.columns):
             column = messages_col or "messages"
@@ -109,16 +112,20 @@ class InstructionDataModule(TaskDataModule):
                     (
                         (system if not turns or turns[0]["role"] != "system" else []) + turns,
                         str(messages[-1]["content"]),
+                        messages,
                     )
                 )
-            return rows
+            return rows, 0
         prompt = find_column(frame, prompt_col, PROMPT_COLUMNS, "prompt", source, CHAT_HINT)
         response = find_column(frame, response_col, RESPONSE_COLUMNS, "response", source, CHAT_HINT)
         rows = []
         for p, r in zip(frame[prompt], frame[response]):
             if pd.isna(p) or pd.isna(r) or not str(p).strip() or not str(r).strip():
                 continue
-            rows.append((prompt_messages(str(p).strip(), self.system_prompt, self.prompt_template), str(r).strip()))
+            prompt_given = str(p).strip()
+            rows.append(
+                (prompt_messages(prompt_given, self.system_prompt, self.prompt_template), str(r).strip(), prompt_given)
+            )
         if len(rows) < len(frame):
             log.warning(
                 "%s: dropped %d of %d rows with an empty prompt or response",
@@ -126,7 +133,7 @@ class InstructionDataModule(TaskDataModule):
                 len(frame) - len(rows),
                 len(frame),
             )
-        return rows
+        return rows, len(frame) - len(rows)
 
     def _encode(
         self, conversations: list[tuple[list[dict], str]], counts: dict[str, int]
@@ -193,28 +200,23 @@ class InstructionDataModule(TaskDataModule):
             "cleaning": cleaning,
         }
 
-    @classmethod
-    def read_raw(cls, path: Path, data: Mapping, report) -> dict[str, pd.DataFrame]:
-        """`prompt` / `response` frames (chat `messages`: earlier turns as the prompt, and the turns
-        kept as they are, since the chat template needs them)."""
+    def read_raw(self, report) -> dict[str, pd.DataFrame]:
+        """`prompt` / `response` frames, as the file gives them (chat `messages`: earlier turns as
+        the prompt text, and the turns kept as they are, since the chat template needs them)."""
         splits = {}
-        for split, file in split_files(path).items():
-            raw = read_table(file)
-            if data.get("messages_column") or (not data.get("prompt_column") and "messages" in raw.columns):
-                turns = [list(t) for t in raw[data.get("messages_column") or "messages"]]
-                frame = pd.DataFrame(
-                    {
-                        "prompt": ["\n".join(f"{m['role']}: {m['content']}" for m in t[:-1]) for t in turns],
-                        "response": [t[-1]["content"] for t in turns],
-                        "messages": turns,
-                    }
-                )
-            else:
-                prompt = find_column(raw, data.get("prompt_column"), PROMPT_COLUMNS, "prompt", file, CHAT_HINT)
-                response = find_column(raw, data.get("response_column"), RESPONSE_COLUMNS, "response", file, CHAT_HINT)
-                frame = pd.DataFrame({"prompt": raw[prompt], "response": raw[response]})
-            splits[split] = frame
-            report.empty[split] = 0
+        for split, file in split_files(self.path).items():
+            rows, report.empty[split] = self._conversations(read_table(file), file)
+            chat = bool(rows) and isinstance(rows[0][2], list)
+            splits[split] = pd.DataFrame(
+                {
+                    "prompt": [
+                        "\n".join(f"{m['role']}: {m['content']}" for m in given[:-1]) if chat else given
+                        for _, _, given in rows
+                    ],
+                    "response": [response for _, response, _ in rows],
+                    **({"messages": [given for _, _, given in rows]} if chat else {}),
+                }
+            )
         return splits
 
     def _read(self) -> tuple[dict[str, list], dict[str, int]]:
@@ -222,8 +224,10 @@ class InstructionDataModule(TaskDataModule):
         (the same code as `prepare`), missing splits carved out of train; and what was removed."""
         frames = {}
         for split, file in split_files(self.path).items():
-            rows = self._conversations(read_table(file), file)
-            frames[split] = pd.DataFrame({"prompt": [prompt_text(messages) for messages, _ in rows], "row": rows})
+            rows, _ = self._conversations(read_table(file), file)
+            frames[split] = pd.DataFrame(
+                {"prompt": [prompt_text(messages) for messages, _, _ in rows], "row": [row[:2] for row in rows]}
+            )
         frames, report = clean_and_carve(
             frames, "prompt", self.val_fraction, self.test_fraction, self.seed, self.dedupe
         )
@@ -243,9 +247,8 @@ class InstructionDataModule(TaskDataModule):
         """Every row of `path` (a file, or a folder's test file) becomes the test split; train and
         validation stay (`evaluate data.path=...`)."""
         file = split_files(path).get("test", path) if path.is_dir() else path
-        ids, prompt_lens, prompts, references = self._encode(
-            self._conversations(read_table(file), file), {"truncated": 0, "dropped": 0}
-        )
+        rows, _ = self._conversations(read_table(file), file)
+        ids, prompt_lens, prompts, references = self._encode([row[:2] for row in rows], {"truncated": 0, "dropped": 0})
         if not ids:
             raise DataError(f"{file}: no row fits data.max_length={self.max_length}")
         self.datasets = {**self.datasets, "test": TokenizedDataset(ids, prompt_lens)}

@@ -94,9 +94,8 @@ class TextClassificationDataModule(TaskDataModule):
             return [index[labels_of_row[0]] for labels_of_row in sets]
         return [[float(label in labels_of_row) for label in labels] for labels_of_row in sets]
 
-    @classmethod
-    def read_raw(cls, path: Path, data: Mapping, report) -> dict[str, pd.DataFrame]:
-        splits, empty = read_labelled(path, LabelReader.from_data(data, path))
+    def read_raw(self, report) -> dict[str, pd.DataFrame]:
+        splits, empty = read_labelled(self.path, self.reader)
         report.empty.update(empty)
         return splits
 
