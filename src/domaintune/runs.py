@@ -32,11 +32,12 @@ def build_module(cfg, backbone, inputs: dict) -> TaskModule:
     return instantiate(node, _partial_=True)(backbone=backbone, peft_config=peft_config, **inputs)
 
 
-def use_variant(cfg, variant: str | None) -> None:
+def use_variant(cfg, variant: str | None, in_multirun: bool = False) -> None:
     """Data that needs another module than the configured one (`TaskDataModule.module_variant`:
     rows with label sets need the `multi_label` node) gets it: that node's keys replace the
     module's, and its `optimized_metric` replaces one the new module does not log (a task's
-    val/acc), with a log line. The run's config.yaml then records what it trained."""
+    val/acc), with a log line; not in a multirun, whose sweep and table name the metric the
+    runs were told to optimize. The run's config.yaml then records what it trained."""
     import logging
 
     from omegaconf import OmegaConf, open_dict
@@ -56,6 +57,11 @@ def use_variant(cfg, variant: str | None) -> None:
         cfg.module = {**base, **node}
         module_class = registry.check_target("module", cfg.module._target_, "module")
         if direction.declared(module_class, cfg.optimized_metric) is None and metric is not None:
+            if in_multirun:
+                raise UserError(
+                    f"optimized_metric={cfg.optimized_metric} is not logged for this data ({variant} rows); a sweep "
+                    f"or multirun must name its metric: add optimized_metric={metric}"
+                )
             logging.getLogger(__name__).warning(
                 "optimized_metric=%s is not logged for this data; optimizing %s (set optimized_metric= to choose)",
                 cfg.optimized_metric,

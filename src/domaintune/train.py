@@ -25,14 +25,17 @@ if logging.getLogger().handlers:  # Hydra's console + train.log handlers: don't 
         logging.getLogger(name).propagate = True
 
 
-def _check_ddp_is_not_in_a_multirun(cfg: DictConfig) -> None:
-    """Lightning's DDP launcher re-runs the command line for the other ranks: with -m that would
-    start the whole multirun (or sweep) again in every process."""
+def _in_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    in_multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    if "ddp" in str(cfg.trainer.get("strategy")) and in_multirun:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _check_ddp_is_not_in_a_multirun(cfg: DictConfig) -> None:
+    """Lightning's DDP launcher re-runs the command line for the other ranks: with -m that would
+    start the whole multirun (or sweep) again in every process."""
+    if "ddp" in str(cfg.trainer.get("strategy")) and _in_multirun():
         raise UserError("trainer=ddp cannot run inside a multirun or sweep (-m); run DDP jobs one at a time")
 
 
@@ -56,7 +59,8 @@ def train(cfg: DictConfig) -> float | None:
     # Data and model: the datamodule tells the module what it needs from the data (labels, tokenizer).
     backbone, datamodule = runs.build_data(cfg)
     datamodule.setup("fit")
-    runs.use_variant(cfg, datamodule.module_variant())  # e.g. rows with label sets: the multi-label module
+    # e.g. rows with label sets: the multi-label module
+    runs.use_variant(cfg, datamodule.module_variant(), in_multirun=_in_multirun())
     if not cfg.get("peft") and backbone.dtype != "float32":
         log.warning(
             "model.dtype=%s with full fine-tuning: the optimizer updates %s weights, which lose small updates; "
