@@ -182,7 +182,7 @@ def test_every_peft_method_fine_tunes_the_causal_lm(make_cfg, peft):
     from domaintune.train import train
 
     registry.discover()
-    cfg = make_cfg("task=legal_summaries", *TINY, f"peft={peft}", "data.packing=true")
+    cfg = make_cfg("task=legal_summaries", *TINY, f"peft={peft}", "data.packing=true", "data.max_length=96")
     assert train(cfg) is not None
     metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
     assert set(metrics["test"]) == {"test/loss", "test/ppl", "test/rougeL"}
