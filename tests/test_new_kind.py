@@ -4,11 +4,13 @@ It trains and evaluates through the same commands as the built-in kinds."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 
 import pytest
 
+from domaintune import kinds
 from helpers import WORDS, check_kind, domaintune
 
 REGRESSION = '''"""Regression: a text in, a number out, judged against predicting the train mean."""
@@ -193,7 +195,11 @@ def test_a_third_module_kind_trains_and_evaluates_through_the_same_commands(tmp_
     assert evaluation["test"]["test/mse"] == metrics["test"]["test/mse"]
     assert evaluation["verdict"]["metrics"]["mse"] == metrics["verdict"]["metrics"]["mse"]
 
-    assert check_kind(run, lambda *args: domaintune(*args, cwd=tmp_path, env=env)) == "score_regression"
+    # the project's plugin file, loaded here under its own name, registers the kind for the tester
+    spec = importlib.util.spec_from_file_location("scores_regression_plugin", plugin / "regression.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    kind = kinds.registered()["score_regression"]
+    assert check_kind(run, lambda *args: domaintune(*args, cwd=tmp_path, env=env), kind) == "score_regression"
 
     new = domaintune("evaluate", f"run={run}", "data.path=new.csv", cwd=tmp_path, env=env)
     assert new.returncode == 0, new.stderr[-3000:]

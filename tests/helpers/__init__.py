@@ -192,18 +192,20 @@ def read_wandb(run_dir: Path) -> list[dict] | dict:
     return records[0] if len(records) == 1 else records
 
 
-def check_kind(run: Path, command) -> str:
+def check_kind(run: Path, command, kind=None) -> str:
     """The contract every registered kind keeps (peft's common tester in spirit): a finished run
     logs only metrics its kind declares, its verdict names the kind's opponent, `evaluate` works,
     and each of predict, generate and export works if the kind declares it and is refused in one
-    line if not. `command(*args)` runs the CLI (in-process or in a project folder). Returns the
-    kind's name."""
+    line if not. `command(*args)` runs the CLI (in-process or in a project folder); `kind`: the
+    registration, where the run's module class is not importable here (a project's plugin).
+    Returns the kind's name."""
     import yaml
 
     from domaintune import kinds, registry
 
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    kind = kinds.of_module(registry.check_target("module", config["module"]["_target_"], "module"))
+    if kind is None:
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        kind = kinds.of_module(registry.check_target("module", config["module"]["_target_"], "module"))
     found = metrics(run)
     logged = {key.split("/", 1)[1] for key in [*found["test"], found["best"]["metric"]]}
     assert logged <= set(kind.metrics), f"{kind.name} logs undeclared metrics {logged - set(kind.metrics)}"
