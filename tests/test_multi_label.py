@@ -186,20 +186,15 @@ def test_export_onnx_gives_our_sigmoid_probabilities_in_onnxruntime(multi_label_
     assert np.abs(theirs - ours).max() < 1e-4
 
 
-def test_a_multirun_on_label_sets_must_name_its_metric(tmp_path):
+def test_a_multirun_on_label_sets_must_name_its_metric(make_cfg):
     """A single run optimizes val/micro_f1 where the task says val/acc (with a log line); a sweep
     or multirun, whose trials table and direction name the metric, is told to say so instead."""
-    from helpers import TINY
+    from domaintune.errors import UserError
+    from domaintune.runs import use_variant
 
-    result = cli(
-        "train",
-        "-m",
-        "task=support",
-        "data.path=plugins/support/data/tickets.jsonl",
-        *TINY,
-        env={"DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
-    )
-    assert (
-        result.returncode == 2
-        and "a sweep or multirun must name its metric: add optimized_metric=val/micro_f1" in (result.stderr)
-    )
+    cfg = make_cfg("task=support")
+    with pytest.raises(UserError, match="a sweep or multirun must name its metric: add optimized_metric=val/micro_f1"):
+        use_variant(cfg, "multi_label", in_multirun=True)
+    use_variant(cfg, "multi_label")
+    assert cfg.optimized_metric == "val/micro_f1" and cfg.mode == "max"
+    assert cfg.module._target_.endswith("MultiLabelClassificationModule") and cfg.module.thresholds == "auto"

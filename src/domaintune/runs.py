@@ -49,19 +49,20 @@ def use_variant(cfg, variant: str | None, in_multirun: bool = False) -> None:
         return
     if variant not in registry.module_variants(cfg.module):
         raise UserError(f"the data needs module.{variant}, which the module config ({cfg.module._target_}) lacks")
+    node = OmegaConf.to_container(cfg.module[variant], resolve=False)
+    metric = node.pop("optimized_metric", None)
+    module_class = registry.check_target("module", node["_target_"], f"module.{variant}")
+    switch = direction.declared(module_class, cfg.optimized_metric) is None and metric is not None
+    if switch and in_multirun:  # checked before the config changes: nothing is half-switched
+        raise UserError(
+            f"optimized_metric={cfg.optimized_metric} is not logged for this data ({variant} rows); a sweep "
+            f"or multirun must name its metric: add optimized_metric={metric}"
+        )
+    variants = registry.module_variants(cfg.module)
+    base = {k: v for k, v in OmegaConf.to_container(cfg.module, resolve=False).items() if k not in variants}
     with open_dict(cfg):
-        node = OmegaConf.to_container(cfg.module[variant], resolve=False)
-        metric = node.pop("optimized_metric", None)
-        variants = registry.module_variants(cfg.module)
-        base = {k: v for k, v in OmegaConf.to_container(cfg.module, resolve=False).items() if k not in variants}
         cfg.module = {**base, **node}
-        module_class = registry.check_target("module", cfg.module._target_, "module")
-        if direction.declared(module_class, cfg.optimized_metric) is None and metric is not None:
-            if in_multirun:
-                raise UserError(
-                    f"optimized_metric={cfg.optimized_metric} is not logged for this data ({variant} rows); a sweep "
-                    f"or multirun must name its metric: add optimized_metric={metric}"
-                )
+        if switch:
             logging.getLogger(__name__).warning(
                 "optimized_metric=%s is not logged for this data; optimizing %s (set optimized_metric= to choose)",
                 cfg.optimized_metric,

@@ -192,12 +192,13 @@ def read_wandb(run_dir: Path) -> list[dict] | dict:
     return records[0] if len(records) == 1 else records
 
 
-def check_kind(run: Path, command, kind=None) -> str:
+def check_kind(run: Path, command, kind=None, tries: tuple[str, ...] = ("predict", "generate", "export")) -> str:
     """The contract every registered kind keeps (peft's common tester in spirit): a finished run
     logs only metrics its kind declares, its verdict names the kind's opponent, `evaluate` works,
     and each of predict, generate and export works if the kind declares it and is refused in one
     line if not. `command(*args)` runs the CLI (in-process or in a project folder); `kind`: the
-    registration, where the run's module class is not importable here (a project's plugin).
+    registration, where the run's module class is not importable here (a project's plugin);
+    `tries`: the optional commands to run (each refusal runs the same code, refuse_unless_served).
     Returns the kind's name."""
     import yaml
 
@@ -212,12 +213,12 @@ def check_kind(run: Path, command, kind=None) -> str:
     assert found["verdict"]["base"] == kind.opponent
     evaluated = command("evaluate", f"run={run}")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    tries = {
+    commands = {
         "predict": ("predict", f"run={run}", "text=Where is my parcel?", f"out={run / 'contract_predict'}"),
         "generate": ("generate", f"run={run}", "prompt=Where is my parcel?"),
         "export": ("export", f"run={run}", "onnx=false", f"out={run / 'contract_export'}"),
     }
-    for name, args in tries.items():
+    for name, args in {name: args for name, args in commands.items() if name in tries}.items():
         result = command(*args)
         if name in kind.commands():
             assert result.returncode == 0, f"{kind.name} declares {name}: {result.stderr[-2000:]}"

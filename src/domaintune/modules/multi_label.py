@@ -219,26 +219,12 @@ class MultiLabelClassificationModule(SequenceClassificationModule):
             self.log(f"val/{name}", value, prog_bar=name == "micro_f1")
 
     # -- test: the verdict against the one-vs-rest probe -------------------------------------------
-    def on_test_start(self) -> None:
-        if self.probe is None:  # head_init=random: the opponent is fitted now, on the base encoder
-            self._fit_probe()
-        self.test_rows = {key: [] for key in ("truth", "tuned", "base", "tuned_loss", "base_loss")}
+    def update_test_metrics(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Nothing per batch: the test metrics need every row's probabilities and the thresholds."""
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        labels = batch["labels"]
-        logits = self(batch["input_ids"], batch["attention_mask"])
-        with self._base_encoder() as base:
-            base_logits = self.probe.logits(self.embed(batch["input_ids"], batch["attention_mask"], base))
-        self.log("test/loss", self.loss(logits, labels), on_epoch=True, batch_size=len(labels), sync_dist=True)
-        rows = {
-            "truth": labels,
-            "tuned": self.probabilities(logits),
-            "base": self.probabilities(base_logits),
-            "tuned_loss": self.loss(logits, labels, reduction="none"),
-            "base_loss": self.loss(base_logits, labels.cpu(), reduction="none"),
-        }
-        for key, values in rows.items():
-            self.test_rows[key].append(values.detach().cpu())
+    def decided(self, logits: torch.Tensor) -> torch.Tensor:
+        """A test row keeps every label's probability; the thresholds decide at the end."""
+        return self.probabilities(logits)
 
     def on_test_epoch_end(self) -> None:
         rows = {key: gather_rows(self, parts) for key, parts in self.test_rows.items()}

@@ -286,25 +286,27 @@ class SequenceClassificationModule(TaskModule):
         logits = self(batch["input_ids"], batch["attention_mask"])
         with self._base_encoder() as base:
             base_logits = self.probe.logits(self.embed(batch["input_ids"], batch["attention_mask"], base))
-        self.test_metrics.update(logits, labels)
-        self.per_class.update(logits, labels)
-        self.log(
-            "test/loss",
-            self.loss(logits, labels),
-            on_epoch=True,
-            batch_size=len(labels),
-            sync_dist=True,
-        )
-        self.log_dict(self.test_metrics, on_epoch=True)
+        self.update_test_metrics(logits, labels)
+        self.log("test/loss", self.loss(logits, labels), on_epoch=True, batch_size=len(labels), sync_dist=True)
         rows = {
             "truth": labels,
-            "tuned": logits.argmax(-1),
-            "base": base_logits.argmax(-1),
+            "tuned": self.decided(logits),
+            "base": self.decided(base_logits),
             "tuned_loss": self.loss(logits, labels, reduction="none"),
             "base_loss": self.loss(base_logits, labels.cpu(), reduction="none"),
         }
         for key, values in rows.items():
             self.test_rows[key].append(values.detach().cpu())
+
+    def update_test_metrics(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """A test batch's share of the test metrics and the per-class report."""
+        self.test_metrics.update(logits, labels)
+        self.per_class.update(logits, labels)
+        self.log_dict(self.test_metrics, on_epoch=True)
+
+    def decided(self, logits: torch.Tensor) -> torch.Tensor:
+        """What a test row keeps of a model's logits for the verdict: its predicted class."""
+        return logits.argmax(-1)
 
     def on_test_epoch_end(self) -> None:
         values = self.per_class.compute()
