@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from domaintune.data.labels import target_of
 from domaintune.errors import UserError
 from domaintune.outputs import write_json
 from domaintune.runs import load_run, refuse_unless_served
@@ -60,7 +61,7 @@ def _predict_chunks(finished, chunks, table: Path) -> dict:
         seconds += time.perf_counter() - started
         answers = [f["predicted"] for f in found]
         part = chunk.assign(**{column: [_cell(f[column]) for f in found] for column in found[0]})
-        target = next((c for c in ("label", "labels") if c in chunk), None)
+        target = target_of(chunk)
         if target:
             given = [_given(value) for value in chunk[target]]
             part[target] = [_cell(value) for value in chunk[target]]

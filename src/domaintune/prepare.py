@@ -78,7 +78,7 @@ def _write(splits, brought, path, data, report, lengths, labelled: bool, folder:
         "truncated_share": sum(n > data.max_length for n in lengths) / max(len(lengths), 1),
     }
     if labelled:
-        summary["labels"] = {s: _label_counts(f).to_dict() for s, f in splits.items()}
+        summary["labels"] = {s: _label_counts(label_sets(f)).to_dict() for s, f in splits.items()}
         if LABELS in splits["train"]:
             summary["multi_label"] = label_set_report(splits["train"][LABELS])
         else:
@@ -90,9 +90,9 @@ def _write(splits, brought, path, data, report, lengths, labelled: bool, folder:
     return summary
 
 
-def _label_counts(frame: pd.DataFrame) -> pd.Series:
+def _label_counts(sets: pd.Series) -> pd.Series:
     """Rows per label (a row with a label set counts for each of its labels), most frequent first."""
-    return label_sets(frame).explode().dropna().value_counts()
+    return sets.explode().dropna().value_counts()
 
 
 def label_set_report(sets: pd.Series) -> dict:
@@ -103,7 +103,7 @@ def label_set_report(sets: pd.Series) -> dict:
 
     sizes = sets.map(len)
     pairs = Counter(pair for labels in sets for pair in combinations(sorted(labels), 2))
-    counts = sets.explode().dropna().value_counts()
+    counts = _label_counts(sets)
     return {
         "labels_per_row": round(float(sizes.mean()), 3),
         "rows_with_two_or_more": round(float((sizes >= 2).mean()), 4),
@@ -120,7 +120,7 @@ def _plots(splits: dict[str, pd.DataFrame], lengths: list[int], max_length: int,
     import matplotlib.pyplot as plt
 
     if splits:  # classification: rows per label and split
-        counts = pd.DataFrame({s: _label_counts(f) for s, f in splits.items()}).fillna(0)
+        counts = pd.DataFrame({s: _label_counts(label_sets(f)) for s, f in splits.items()}).fillna(0)
         counts = counts.sort_values("train", ascending=False)
         figure, axis = plt.subplots(figsize=(max(6, 0.25 * len(counts)), 4))
         counts.plot.bar(ax=axis, width=0.8)

@@ -24,12 +24,18 @@ def build_module(cfg, backbone, inputs: dict) -> TaskModule:
     """The module, with objects (backbone, peft config) and what the data says as call arguments;
     the module config's variant nodes (`multi_label`) are not arguments."""
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
     peft_config = instantiate(cfg.peft) if cfg.get("peft") else None
-    variants = registry.module_variants(cfg.module)
-    node = {k: v for k, v in OmegaConf.to_container(cfg.module, resolve=True).items() if k not in variants}
+    node = _without_variants(cfg.module, resolve=True)
     return instantiate(node, _partial_=True)(backbone=backbone, peft_config=peft_config, **inputs)
+
+
+def _without_variants(module, resolve: bool) -> dict:
+    """The module config's own keys, without the nodes that describe another module (`multi_label`)."""
+    from omegaconf import OmegaConf
+
+    variants = registry.module_variants(module)
+    return {k: v for k, v in OmegaConf.to_container(module, resolve=resolve).items() if k not in variants}
 
 
 def use_variant(cfg, variant: str | None, in_multirun: bool = False) -> None:
@@ -58,10 +64,8 @@ def use_variant(cfg, variant: str | None, in_multirun: bool = False) -> None:
             f"optimized_metric={cfg.optimized_metric} is not logged for this data ({variant} rows); a sweep "
             f"or multirun must name its metric: add optimized_metric={metric}"
         )
-    variants = registry.module_variants(cfg.module)
-    base = {k: v for k, v in OmegaConf.to_container(cfg.module, resolve=False).items() if k not in variants}
     with open_dict(cfg):
-        cfg.module = {**base, **node}
+        cfg.module = {**_without_variants(cfg.module, resolve=False), **node}
         if switch:
             logging.getLogger(__name__).warning(
                 "optimized_metric=%s is not logged for this data; optimizing %s (set optimized_metric= to choose)",

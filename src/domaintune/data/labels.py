@@ -52,6 +52,20 @@ def label_sets(frame: pd.DataFrame) -> pd.Series:
     return frame[LABELS] if LABELS in frame else frame[LABEL].map(lambda label: (label,))
 
 
+def labels_in(sets) -> set[str]:
+    """Every label that occurs in an iterable of label sets."""
+    return {label for labels in sets for label in labels}
+
+
+def one_hot(sets, labels: list[str]) -> np.ndarray:
+    """Label sets as a 0/1 matrix (rows, `labels`); a label outside `labels` is an error of the caller."""
+    index = {label: i for i, label in enumerate(labels)}
+    found = np.zeros((len(sets), len(labels)), dtype=bool)
+    for row, labels_of_row in enumerate(sets):
+        found[row, [index[label] for label in labels_of_row]] = True
+    return found
+
+
 def clean_texts(values: pd.Series) -> pd.Series:
     """Texts normalized as training sees them; a missing one becomes empty."""
     return values.map(lambda v: normalize(v) if pd.notna(v) else "")
@@ -113,9 +127,9 @@ class LabelReader:
         try:
             column = find_column(frame, self.label_column, LABEL_COLUMNS, "label", source)
         except DataError:
-            binary = [c for c in frame.columns if c != text_column and _binary(frame[c]) is not None]
-            if self.label_column is None and len(binary) >= 2:
-                return self._from_columns(frame, binary, source)
+            flags = {c: found for c in frame.columns if c != text_column and (found := _binary(frame[c])) is not None}
+            if self.label_column is None and len(flags) >= 2:
+                return _sets_of(flags)
             if required:
                 raise
             return None
@@ -173,8 +187,15 @@ class LabelReader:
                     f"{source}: row {bad}: column '{column}' holds {frame[column].iloc[bad - 1]!r}; one 0/1 column "
                     "per label holds only 0 or 1"
                 )
-        sets = [tuple(c for c in columns if flags[c].iloc[i]) for i in range(len(frame))]
-        return pd.Series(sets, index=frame.index, name=LABELS)
+        return _sets_of(flags)
+
+
+def _sets_of(flags: dict[str, pd.Series]) -> pd.Series:
+    """Label sets from 0/1 columns (label -> its flags, as booleans)."""
+    frame = pd.DataFrame(flags)
+    names = list(flags)
+    sets = [tuple(n for n, on in zip(names, row) if on) for row in frame.to_numpy(dtype=bool)]
+    return pd.Series(sets, index=frame.index, name=LABELS)
 
 
 def _json_list(value) -> list | None:
@@ -223,7 +244,7 @@ def describe_sets(source: Path, sets: pd.Series) -> None:
     log.info(
         "%s: multi-label data: %d labels, %.1f%% of %d rows have two or more, %.1f%% none",
         source,
-        len({label for labels in sets for label in labels}),
+        len(labels_in(sets)),
         100 * (sizes >= 2).mean(),
         len(sets),
         100 * (sizes == 0).mean(),

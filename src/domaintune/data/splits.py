@@ -11,7 +11,17 @@ import numpy as np
 import pandas as pd
 
 from domaintune.data.cleaning import CleaningReport, deduplicate
-from domaintune.data.labels import LABEL, LABELS, LabelReader, as_sets, describe_sets, label_sets, target_of
+from domaintune.data.labels import (
+    LABEL,
+    LABELS,
+    LabelReader,
+    as_sets,
+    describe_sets,
+    label_sets,
+    labels_in,
+    one_hot,
+    target_of,
+)
 from domaintune.data.readers import data_format, read_table
 from domaintune.errors import DataError
 
@@ -70,11 +80,8 @@ def _multilabel_split(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[
     count = max(1, round(len(frame) * fraction)) if fraction > 0 and len(frame) > 1 else 0
     if count == 0:
         return frame.reset_index(drop=True), frame.iloc[:0].reset_index(drop=True)
-    labels = sorted({label for labels in frame[LABELS] for label in labels})
-    index = {label: i for i, label in enumerate(labels)}
-    onehot = np.zeros((len(frame), max(len(labels), 1)), dtype=int)
-    for row, labels_of_row in enumerate(frame[LABELS]):
-        onehot[row, [index[label] for label in labels_of_row]] = 1
+    # rows without any label still need a (zero) column for the splitter
+    onehot = one_hot(frame[LABELS].tolist(), sorted(labels_in(frame[LABELS])) or [""]).astype(int)
     splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=count, random_state=seed)
     rest, held = next(splitter.split(np.zeros(len(frame)), onehot))
     return frame.iloc[sorted(rest)].reset_index(drop=True), frame.iloc[sorted(held)].reset_index(drop=True)
@@ -186,7 +193,7 @@ def load_splits(
 
 
 def check_labels(path: Path, splits: dict[str, pd.DataFrame]) -> None:
-    train_labels = {label for labels in label_sets(splits["train"]) for label in labels}
+    train_labels = labels_in(label_sets(splits["train"]))
     if len(train_labels) == 1 and LABEL in splits["train"]:
         raise DataError(
             f"{path}: the label column has one class ({next(iter(train_labels))!r}) in train; "
@@ -201,7 +208,7 @@ def check_labels(path: Path, splits: dict[str, pd.DataFrame]) -> None:
                 "or change data.val_fraction / data.test_fraction"
             )
     for split in ("val", "test"):
-        unseen = sorted({label for labels in label_sets(splits[split]) for label in labels} - train_labels)
+        unseen = sorted(labels_in(label_sets(splits[split])) - train_labels)
         if unseen:
             raise DataError(
                 f"{path}: {split} has labels that never occur in train: {unseen[:5]}; add train rows for them or "

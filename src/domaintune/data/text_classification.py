@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from domaintune.api import TaskDataModule
 from domaintune.data.batching import LengthGroupedBatchSampler, TokenizedDataset, pad_collate
-from domaintune.data.labels import LABELS, LabelReader, label_sets
+from domaintune.data.labels import LABELS, LabelReader, label_sets, labels_in, one_hot
 from domaintune.data.readers import read_chunks, read_table
 from domaintune.data.splits import load_splits, read_labelled, split_files
 from domaintune.data.tokenized import texts_fingerprint, tokenize
@@ -70,7 +70,7 @@ class TextClassificationDataModule(TaskDataModule):
             self.path, self.reader, self.val_fraction, self.test_fraction, self.seed, self.dedupe
         )
         multi_label = LABELS in splits["train"]
-        labels = sorted({label for labels in label_sets(splits["train"]) for label in labels})
+        labels = sorted(labels_in(label_sets(splits["train"])))
         digest, datasets = hashlib.sha256(), {}
         for name, frame in splits.items():
             texts, targets = frame.text.tolist(), label_sets(frame).tolist()
@@ -89,10 +89,10 @@ class TextClassificationDataModule(TaskDataModule):
     @staticmethod
     def _targets(sets: list[tuple[str, ...]], labels: list[str], multi_label: bool) -> list:
         """What a batch's `labels` holds: class ids, or (multi-label) one 0/1 float per label."""
-        index = {label: i for i, label in enumerate(labels)}
         if not multi_label:
+            index = {label: i for i, label in enumerate(labels)}
             return [index[labels_of_row[0]] for labels_of_row in sets]
-        return [[float(label in labels_of_row) for label in labels] for labels_of_row in sets]
+        return one_hot(sets, labels).astype(float).tolist()
 
     def read_raw(self, report) -> dict[str, pd.DataFrame]:
         splits, empty = read_labelled(self.path, self.reader)
@@ -106,7 +106,7 @@ class TextClassificationDataModule(TaskDataModule):
         reader = LabelReader.from_data(data, path)
         frame, _ = reader.read(read_table(file, reader.column_names), file)
         sets = label_sets(frame).tolist()
-        unknown = sorted({label for labels in sets for label in labels} - set(self.labels))
+        unknown = sorted(labels_in(sets) - set(self.labels))
         if unknown:
             raise DataError(
                 f"{file}: labels the run never trained on: {unknown[:5]}; evaluate on data with the run's "

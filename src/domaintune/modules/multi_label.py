@@ -12,10 +12,18 @@ import torch
 from torch import nn
 
 from domaintune import verdict
+from domaintune.data.labels import labels_in, one_hot
 from domaintune.data.text_classification import TextClassificationDataModule
 from domaintune.errors import UserError
 from domaintune.kinds import Kind, register_kind
-from domaintune.modules.sequence_classification import PROBE_C, PROBE_FEATURES, Probe, SequenceClassificationModule
+from domaintune.modules.sequence_classification import (
+    PROBE_C,
+    PROBE_FEATURES,
+    Probe,
+    SequenceClassificationModule,
+    best_probes,
+    probe_scaling,
+)
 from domaintune.modules.shared import gather_rows
 
 log = logging.getLogger(__name__)
@@ -126,11 +134,8 @@ def fit_probe(
     targets, labels = y_train.numpy().astype(int), y_train.shape[1]
     candidates, grid = [], []
     for features in PROBE_FEATURES:
-        if features == "l2":
-            center, scale = torch.zeros(x_train.shape[1]), torch.ones(x_train.shape[1])
-        else:
-            center, scale = x_train.mean(0), x_train.std(0).clamp(min=1e-6)
-        scaled = (nn.functional.normalize(x_train, dim=-1) if features == "l2" else (x_train - center) / scale).numpy()
+        center, scale, scaled = probe_scaling(x_train, features)
+        scaled = scaled.numpy()
         fitted = [LogisticRegression(max_iter=1000, warm_start=True) for _ in range(labels)]
         for C in PROBE_C:  # ascending: each label's fit starts from the previous C's solution
             weight, bias = torch.zeros(labels, x_train.shape[1]), torch.zeros(labels)
@@ -151,9 +156,7 @@ def fit_probe(
             }
             grid.append({"features": features, "C": C, f"val/{key}": probe.scores[key], "thresholds": way})
             candidates.append(probe)
-    best = max(candidates, key=lambda p: sign * p.scores[key])
-    start = max((p for p in candidates if p.features == "standardized"), key=lambda p: sign * p.scores[key])
-    return best, start
+    return best_probes(candidates, key, sign)
 
 
 class MultiLabelClassificationModule(SequenceClassificationModule):
@@ -292,21 +295,12 @@ class MultiLabelClassificationModule(SequenceClassificationModule):
 
     def score_predictions(self, truth: list, predicted: list) -> dict:
         """The multi-label metrics over the labelled rows; a label the run never saw counts as missed."""
-        known = {label: i for i, label in enumerate(self.labels)}
-        unknown = sorted({label for labels in truth for label in labels} - set(known))
+        unknown = sorted(labels_in(truth) - set(self.labels))
         names = self.labels + unknown
-        index = {label: i for i, label in enumerate(names)}
-
-        def onehot(sets: list) -> np.ndarray:
-            found = np.zeros((len(sets), len(names)), dtype=bool)
-            for row, labels in enumerate(sets):
-                found[row, [index[label] for label in labels]] = True
-            return found
-
         return {
             "labelled_rows": len(truth),
             "unknown_labels": len(unknown),
-            **scores(onehot(truth), onehot(predicted)),
+            **scores(one_hot(truth, names), one_hot(predicted, names)),
         }
 
     def head_settings(self) -> dict:
