@@ -120,6 +120,11 @@ class TaskDataModule(pl.LightningDataModule, abc.ABC):
         """What metrics.json's `data` adds for this kind (e.g. rows cut for max_length)."""
         return {}
 
+    def prepare_report(self, splits: dict[str, pd.DataFrame]) -> tuple[dict, list[str]]:
+        """What `prepare` adds for this kind's cleaned splits: keys of summary.json and lines of
+        report.md (e.g. entity counts per type)."""
+        return {}, []
+
     def module_variant(self) -> str | None:
         """After `setup`: the node of the module config this data needs built instead of the
         configured module (`multi_label` when rows hold label sets), or None."""

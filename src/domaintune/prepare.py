@@ -54,7 +54,7 @@ def prepare(cfg, out: Path) -> dict:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        summary = _write(splits, brought, path, data, report, lengths, datamodule.labelled, partial, out)
+        summary = _write(splits, brought, path, data, report, lengths, datamodule, partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -62,7 +62,8 @@ def prepare(cfg, out: Path) -> dict:
     return summary
 
 
-def _write(splits, brought, path, data, report, lengths, labelled: bool, folder: Path, out: Path) -> dict:
+def _write(splits, brought, path, data, report, lengths, datamodule, folder: Path, out: Path) -> dict:
+    labelled = datamodule.labelled
     digest = hashlib.sha256()
     for name, frame in splits.items():
         kept = frame[["messages"]] if "messages" in frame else frame
@@ -84,9 +85,11 @@ def _write(splits, brought, path, data, report, lengths, labelled: bool, folder:
         else:
             majority = max(summary["labels"]["train"].values()) / summary["rows"]["train"]
             summary["imbalance"] = {"majority_share": round(majority, 4), "warn": majority > IMBALANCE_SHARE}
+    kind_summary, kind_lines = datamodule.prepare_report(splits)
+    summary.update(kind_summary)
     _plots(splits if labelled else {}, lengths, int(data.max_length), folder)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    (folder / "report.md").write_text(report_markdown(summary, out))
+    (folder / "report.md").write_text(report_markdown(summary, out, kind_lines))
     return summary
 
 
@@ -138,7 +141,7 @@ def _plots(splits: dict[str, pd.DataFrame], lengths: list[int], max_length: int,
     plt.close(figure)
 
 
-def report_markdown(summary: dict, out: Path) -> str:
+def report_markdown(summary: dict, out: Path, kind_lines: list[str] = ()) -> str:
     cleaning = summary["cleaning"]
     lines = [
         f"# Data report: {summary['source']}",
@@ -186,6 +189,8 @@ def report_markdown(summary: dict, out: Path) -> str:
                 "**Imbalanced**: judge by macro-F1, not accuracy, and train with `module.class_weights=balanced`."
             )
         lines += ["", "![labels](labels.png)"]
+    if kind_lines:
+        lines += ["", *kind_lines]
     lines += [
         "",
         "## Length",

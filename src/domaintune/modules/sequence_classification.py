@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import ClassVar
 
@@ -24,7 +24,7 @@ from domaintune.api import TaskModule
 from domaintune.data.text_classification import TextClassificationDataModule
 from domaintune.kinds import Kind, register_kind
 from domaintune.models import Backbone
-from domaintune.modules.shared import gather_rows
+from domaintune.modules.shared import EncoderWithHead, gather_rows
 
 log = logging.getLogger(__name__)
 _PROBES: dict[tuple, Probe] = {}  # (backbone, data fingerprint, pooling, labels, metric) -> fitted probe
@@ -177,7 +177,7 @@ def classification_scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[st
     }
 
 
-class SequenceClassificationModule(TaskModule):
+class SequenceClassificationModule(EncoderWithHead, TaskModule):
     """Fine-tunes `encoder` with a fresh head. With `peft_config` only the adapter and head train.
 
     `head_init="probe"` fits the head as a logistic regression on frozen features before
@@ -360,49 +360,6 @@ class SequenceClassificationModule(TaskModule):
         if self.hparams.head_init == "probe":  # with loaded weights only its scores are kept, as the baseline
             self._fit_probe()
 
-    def load_weights(self, folder: Path) -> None:
-        """Start from a finished run's weights (`init_from`): its adapter (or encoder) and head."""
-        from safetensors.torch import load_file
-
-        from domaintune.errors import UserError
-
-        if (folder / "adapter").is_dir():
-            if not self.has_adapter:
-                raise UserError(
-                    f"init_from={folder}: that run trained an adapter; use the same peft setting (not peft=none)"
-                )
-            from peft import set_peft_model_state_dict
-
-            loaded = set_peft_model_state_dict(
-                self.encoder, load_file(folder / "adapter" / "adapter_model.safetensors")
-            )
-            unexpected = loaded.unexpected_keys
-        else:
-            if self.has_adapter:
-                raise UserError(
-                    f"init_from={folder}: that run fine-tuned the whole encoder; continue it with peft=none"
-                )
-            unexpected = self.encoder.load_state_dict(
-                load_file(folder / "encoder" / "model.safetensors"), strict=False
-            ).unexpected_keys
-        self.check_fits(folder, unexpected)
-        self.head.load_state_dict(load_file(folder / "head.safetensors"))
-        self.loaded_from = folder
-
-    @contextmanager
-    def _base_encoder(self):
-        """The encoder before fine-tuning: the adapter switched off, the encoder itself while it
-        is untouched, or (full fine-tuning, once trained or loaded) a fresh copy of the base."""
-        if self.has_adapter:
-            with self.encoder.disable_adapter():
-                yield self.encoder
-        elif self.loaded_from is None and (self._trainer is None or self.trainer.global_step == 0):
-            yield self.encoder
-        else:
-            if self._base_copy is None:
-                self._base_copy = self.backbone.load_model().to(self.device).eval()
-            yield self._base_copy
-
     @torch.no_grad()
     def features(self, loader, base: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Sentence vectors and labels of every row of `loader`: this model's, or (`base`) the base encoder's."""
@@ -452,14 +409,6 @@ class SequenceClassificationModule(TaskModule):
         x_val, y_val = self.features(datamodule.val_dataloader(), base=True)
         return fit_probe(x_train, y_train, x_val, y_val, self.hparams.num_labels, self.hparams.probe_metric)
 
-    def param_groups(self) -> list[dict]:
-        """The head learns at its own rate, without weight decay (it starts from the probe or from scratch)."""
-        encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
-        return [
-            {"params": encoder_params, "lr": self.hparams.lr, "weight_decay": self.hparams.weight_decay},
-            {"params": list(self.head.parameters()), "lr": self.hparams.head_lr, "weight_decay": 0.0},
-        ]
-
     def report(self) -> dict:
         """What this module adds to metrics.json: the test verdict and per-class report, and the
         probe (how it was chosen, its validation scores)."""
@@ -471,19 +420,6 @@ class SequenceClassificationModule(TaskModule):
                 **{f"val/{k}": v for k, v in self.head_start.scores.items()},
             }
         return {**self.test_report, **({"baseline": baseline} if baseline else {})}
-
-    def save_artifacts(self, folder: Path) -> None:
-        """Best weights in safetensors: the peft adapter (or the whole encoder) and the head."""
-        from safetensors.torch import save_file
-
-        self.encoder.save_pretrained(folder / ("adapter" if self.has_adapter else "encoder"))
-        save_file({k: v.detach().contiguous() for k, v in self.head.state_dict().items()}, folder / "head.safetensors")
-
-    def merge(self) -> None:
-        """Fold the adapter into the encoder's weights: the same outputs, a faster forward; for a
-        finished run's module (predict, export), which no longer trains through the adapter."""
-        if self.has_adapter:
-            self.encoder, self.has_adapter = self.encoder.merge_and_unload(), False
 
     def head_settings(self) -> dict:
         """What classifier.json holds besides the labels, pooling and max_length."""

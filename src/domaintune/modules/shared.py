@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -19,3 +22,75 @@ def gather_rows(module, values: list[torch.Tensor]) -> np.ndarray:
     padded[: len(local)] = local.to(module.device)
     gathered = module.all_gather(padded).cpu()
     return torch.cat([gathered[rank, :size] for rank, size in enumerate(sizes)]).numpy()
+
+
+class EncoderWithHead:
+    """What a module made of a pre-trained encoder (under a peft adapter, or fully trained) and a
+    head of its own shares, whatever the head reads (a sentence vector, each token): the base
+    encoder to compare with, weights saved and loaded, adapter merging and the learning rates of
+    the two parts. The module sets `backbone`, `encoder`, `head`, `has_adapter`, `loaded_from`
+    (the run its weights came from) and `_base_copy` (None)."""
+
+    def load_weights(self, folder: Path) -> None:
+        """Start from a finished run's weights (`init_from`): its adapter (or encoder) and head."""
+        from safetensors.torch import load_file
+
+        from domaintune.errors import UserError
+
+        if (folder / "adapter").is_dir():
+            if not self.has_adapter:
+                raise UserError(
+                    f"init_from={folder}: that run trained an adapter; use the same peft setting (not peft=none)"
+                )
+            from peft import set_peft_model_state_dict
+
+            loaded = set_peft_model_state_dict(
+                self.encoder, load_file(folder / "adapter" / "adapter_model.safetensors")
+            )
+            unexpected = loaded.unexpected_keys
+        else:
+            if self.has_adapter:
+                raise UserError(
+                    f"init_from={folder}: that run fine-tuned the whole encoder; continue it with peft=none"
+                )
+            unexpected = self.encoder.load_state_dict(
+                load_file(folder / "encoder" / "model.safetensors"), strict=False
+            ).unexpected_keys
+        self.check_fits(folder, unexpected)
+        self.head.load_state_dict(load_file(folder / "head.safetensors"))
+        self.loaded_from = folder
+
+    @contextmanager
+    def _base_encoder(self):
+        """The encoder before fine-tuning: the adapter switched off, the encoder itself while it
+        is untouched, or (full fine-tuning, once trained or loaded) a fresh copy of the base."""
+        if self.has_adapter:
+            with self.encoder.disable_adapter():
+                yield self.encoder
+        elif self.loaded_from is None and (self._trainer is None or self.trainer.global_step == 0):
+            yield self.encoder
+        else:
+            if self._base_copy is None:
+                self._base_copy = self.backbone.load_model().to(self.device).eval()
+            yield self._base_copy
+
+    def param_groups(self) -> list[dict]:
+        """The head learns at its own rate, without weight decay (it starts from the probe or from scratch)."""
+        encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
+        return [
+            {"params": encoder_params, "lr": self.hparams.lr, "weight_decay": self.hparams.weight_decay},
+            {"params": list(self.head.parameters()), "lr": self.hparams.head_lr, "weight_decay": 0.0},
+        ]
+
+    def save_artifacts(self, folder: Path) -> None:
+        """Best weights in safetensors: the peft adapter (or the whole encoder) and the head."""
+        from safetensors.torch import save_file
+
+        self.encoder.save_pretrained(folder / ("adapter" if self.has_adapter else "encoder"))
+        save_file({k: v.detach().contiguous() for k, v in self.head.state_dict().items()}, folder / "head.safetensors")
+
+    def merge(self) -> None:
+        """Fold the adapter into the encoder's weights: the same outputs, a faster forward; for a
+        finished run's module (predict, export), which no longer trains through the adapter."""
+        if self.has_adapter:
+            self.encoder, self.has_adapter = self.encoder.merge_and_unload(), False
