@@ -83,6 +83,20 @@ def multi_label_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def token_run(tmp_path_factory):
+    """A finished tiny entity-recognition run on the medical example sentences, windows of 32
+    sub-words (so the long ones are split)."""
+    return _train(
+        tmp_path_factory.mktemp("token_run"),
+        "task=medical",
+        *TINY,
+        "trainer.max_epochs=2",
+        "data.max_length=32",
+        "data.stride=8",
+    )
+
+
+@pytest.fixture(scope="session")
 def tiny_causal_run(tmp_path_factory):
     """A finished tiny causal-LM run on the support replies, logged to W&B offline."""
     return _train(tmp_path_factory.mktemp("tiny_causal_run"), "task=support_replies", *TINY_CAUSAL, "logger=wandb")

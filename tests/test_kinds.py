@@ -8,12 +8,18 @@ import pytest
 from helpers import check_kind, cli
 
 # A finished tiny run of each built-in kind (conftest's shared fixtures)
-RUNS = {"classification": "tiny_run", "multi_label_classification": "multi_label_run", "causal_lm": "tiny_causal_run"}
+RUNS = {
+    "classification": "tiny_run",
+    "multi_label_classification": "multi_label_run",
+    "causal_lm": "tiny_causal_run",
+    "token_classification": "token_run",
+}
 
 
 def test_every_built_in_kind_has_a_run_in_the_common_tester():
     import domaintune.modules.causal_lm  # noqa: F401  (importing a module class registers its kind)
     import domaintune.modules.multi_label  # noqa: F401
+    import domaintune.modules.token_classification  # noqa: F401
     from domaintune import kinds
 
     built_in = {name for name, kind in kinds.registered().items() if kind.module.__module__.startswith("domaintune.")}

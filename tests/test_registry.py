@@ -83,7 +83,7 @@ def test_unknown_name_lists_available():
     with pytest.raises(
         PluginError,
         match=r"unknown datamodule plugin 'nope'; available: .*legal, legal_summaries, marketing, marketing_copy, "
-        r"support, support_replies",
+        r"medical, support, support_replies",
     ):
         registry.get("datamodule", "nope")
 

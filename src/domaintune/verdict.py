@@ -100,6 +100,13 @@ def hamming_loss(*columns: np.ndarray) -> np.ndarray:
     return (truth != predicted).mean((-2, -1))
 
 
+def pooled_f1(hits: np.ndarray, predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """F1 of counts pooled over the rows: each row's hits, predictions and true items (a
+    sentence's entities) summed, then 2 hits / (predicted + true), as seqeval's entity-level
+    micro F1 is computed."""
+    return _ratio(2 * hits.sum(-1), predicted.sum(-1) + truth.sum(-1))
+
+
 STATISTICS = {
     "accuracy": accuracy,
     "macro_f1": macro_f1,
@@ -110,6 +117,7 @@ STATISTICS = {
     "samples_f1": samples_f1,
     "subset_accuracy": subset_accuracy,
     "hamming_loss": hamming_loss,
+    "pooled_f1": pooled_f1,
 }
 
 

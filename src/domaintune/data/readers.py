@@ -19,6 +19,7 @@ from domaintune.errors import DataError
 log = logging.getLogger(__name__)
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".txt": "txt"}
+FORMATS |= dict.fromkeys((".conll", ".iob", ".bio", ".iobes"), "conll")  # one token and its tag a line
 ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
 SEPARATORS = (",", ";", "\t", "|")
 
@@ -66,10 +67,8 @@ def _checked_format(path: Path) -> str:
     return fmt
 
 
-def read_table(path: Path, names: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """The file's rows as a DataFrame; a `txt` file gives one `text` row per non-blank line.
-    `names` (`data.column_names`): a CSV or TSV file has no header row, these are its columns."""
-    fmt = _checked_format(path)
+def _file_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped when its name ends in .gz; an empty file is an error."""
     raw = path.read_bytes()
     if path.suffix.lower() == ".gz":
         try:
@@ -78,11 +77,32 @@ def read_table(path: Path, names: tuple[str, ...] | None = None) -> pd.DataFrame
             raise DataError(f"{path}: not a valid gzip file ({exc})") from None
     if not raw.strip():
         raise DataError(f"{path}: the file is empty; it needs rows of text and labels")
+    return raw
+
+
+def read_text(path: Path) -> str:
+    """A text file's contents (gunzipped, decoded as read_table decodes), for formats read line by
+    line elsewhere (CoNLL token files)."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; set data.path to an existing file or folder")
+    return _decode(path, _file_bytes(path))[1]
+
+
+def read_table(path: Path, names: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """The file's rows as a DataFrame; a `txt` file gives one `text` row per non-blank line.
+    `names` (`data.column_names`): a CSV or TSV file has no header row, these are its columns."""
+    fmt = _checked_format(path)
+    raw = _file_bytes(path)
     if fmt == "parquet":
         try:
             return pd.read_parquet(io.BytesIO(raw))
         except Exception as exc:
             raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+    if fmt == "conll":
+        raise DataError(
+            f"{path}: a CoNLL token file (a token and its tag a line); entity recognition reads it "
+            "(data=token_classification, as task=medical uses)"
+        )
     _, text = _decode(path, raw)
     try:
         if fmt in ("csv", "tsv"):

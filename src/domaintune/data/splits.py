@@ -25,7 +25,7 @@ from domaintune.data.labels import (
 from domaintune.data.readers import data_format, read_table
 from domaintune.errors import DataError
 
-SPLIT_NAMES = {"train": ("train",), "val": ("val", "valid", "validation", "dev"), "test": ("test",)}
+SPLIT_NAMES = {"train": ("train",), "val": ("val", "valid", "validation", "dev", "devel"), "test": ("test",)}
 DOCUMENTATION = {"readme", "license", "licence", "citation", "changelog"}
 
 

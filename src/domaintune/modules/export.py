@@ -113,19 +113,23 @@ def write_head(folder: Path, linear: nn.Linear, labels: list[str], pooling: str,
 
 class Probabilities(nn.Module):
     """The classifier as ONNX sees it: token ids and mask in, probabilities out (softmax over
-    classes, or a sigmoid per label for multi-label)."""
+    classes, or a sigmoid per label for multi-label), or its logits (`activation` None: a token
+    classifier's, as transformers' own ONNX exports give them)."""
 
-    def __init__(self, classifier: nn.Module, activation: str):
+    def __init__(self, classifier: nn.Module, activation: str | None):
         super().__init__()
         self.classifier, self.activation = classifier, activation
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         logits = self.classifier(input_ids, attention_mask)
+        if self.activation is None:
+            return logits
         return logits.sigmoid() if self.activation == "sigmoid" else logits.softmax(-1)
 
 
-def write_onnx(path: Path, classifier: nn.Module, vocab_size: int, activation: str) -> None:
-    """`model.onnx`, one file, with batch and sequence length dynamic."""
+def write_onnx(path: Path, classifier: nn.Module, vocab_size: int, activation: str | None) -> None:
+    """`model.onnx`, one file, with batch and sequence length dynamic; its output is `probabilities`,
+    or `logits` where `activation` is None."""
     try:
         import onnx  # noqa: F401  (torch's exporter needs it and onnxscript)
         import onnxscript  # noqa: F401
@@ -145,7 +149,7 @@ def write_onnx(path: Path, classifier: nn.Module, vocab_size: int, activation: s
             model,
             (ids, mask),
             input_names=["input_ids", "attention_mask"],
-            output_names=["probabilities"],
+            output_names=["probabilities" if activation else "logits"],
             dynamic_shapes={"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}},
             dynamo=True,
         )
