@@ -158,3 +158,18 @@ def test_prepare_reports_entities_per_type_and_windows(tmp_path):
         set(summary["entities"]["train"]) == {"Disease", "Drug", "Symptom"} and summary["windowed_train_sentences"] > 0
     )
     assert "## Entities" in (tmp_path / "prepared" / "report.md").read_text()
+
+
+def test_a_csv_of_word_rows_and_tags_written_as_ids_are_read(tmp_path):
+    words = tmp_path / "ner.csv"  # one word a row, the sentence number on its first row only
+    words.write_text(
+        "Sentence #,Word,POS,Tag\nSentence: 1,Aspirin,NNP,B-Drug\n,helps,VBZ,O\nSentence: 2,Fever,NN,B-Symptom\n"
+    )
+    frame, _ = TokenReader().read(words)
+    assert frame.tokens.tolist() == [["Aspirin", "helps"], ["Fever"]] and frame.tags[1] == ["B-Symptom"]
+    ids = tmp_path / "train.jsonl"  # a Hugging Face dataset's ner_tags
+    ids.write_text('{"tokens": ["Aspirin", "helps"], "ner_tags": [1, 0]}\n')
+    with pytest.raises(DataError, match=r"tags are ids .*data.tag_names"):
+        TokenReader().read(ids)
+    frame, _ = TokenReader.from_data({"tag_names": ["O", "B-Drug", "I-Drug"]}, ids).read(ids)
+    assert frame.tags[0] == ["B-Drug", "O"]

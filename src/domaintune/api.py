@@ -105,6 +105,29 @@ class TaskDataModule(pl.LightningDataModule, abc.ABC):
         resumed run that restores it continues exactly as the uninterrupted run did."""
         return torch.Generator().manual_seed(self.seed)
 
+    def grouped_loader(self, dataset, lengths: list[int], shuffle: bool, collate) -> torch.utils.data.DataLoader:
+        """Batches of rows of similar length (`lengths`, one per row; padding is most of a
+        transformer's CPU time otherwise), shuffled by epoch for training, in the data's own
+        `length_window`."""
+        from domaintune.data.batching import LengthGroupedBatchSampler
+
+        sampler = LengthGroupedBatchSampler(
+            lengths,
+            self.batch_size if shuffle else self.eval_batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            window=self.length_window,
+            epoch=self.trained_epoch,
+        )
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            generator=self.loader_generator(),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
     def trained_epoch(self) -> int | None:
         """The epoch the trainer is on, None outside a fit: training samplers shuffle by it, so a
         resumed run sees the batches the uninterrupted one saw."""

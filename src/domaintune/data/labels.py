@@ -210,21 +210,23 @@ def _json_list(value) -> list | None:
 
 
 def _names(data: Mapping, path: Path | None) -> tuple[str, ...] | None:
-    """`data.label_names`: a file with one label name per line (label ids index it), found as given
-    or next to the data."""
-    given = data.get("label_names")
+    """`data.label_names`: label ids index it."""
+    return names_file(data.get("label_names"), "data.label_names", path)
+
+
+def names_file(given: str | None, key: str, path: Path | None) -> tuple[str, ...] | None:
+    """A file with one name per line (0-based ids in the data index it), found as given or next to
+    the data at `path`; `key` names the setting in errors."""
     if given is None:
         return None
     file = Path(given)
     if not file.is_file() and path is not None:
         file = (path if path.is_dir() else path.parent) / given
     if not file.is_file():
-        raise DataError(
-            f"data.label_names={given}: no such file (as given, or next to the data); point it at the file"
-        )
+        raise DataError(f"{key}={given}: no such file (as given, or next to the data); point it at the file")
     names = tuple(line.strip() for line in file.read_text(encoding="utf-8-sig").splitlines() if line.strip())
     if len(set(names)) != len(names):
-        raise DataError(f"{file}: a label name occurs twice (data.label_names); give each name once")
+        raise DataError(f"{file}: a name occurs twice ({key}); give each name once")
     return names
 
 

@@ -174,19 +174,6 @@ class TextClassificationDataModule(TaskDataModule):
 
     def loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
-        sampler = LengthGroupedBatchSampler(
-            [len(ids) for ids in dataset.ids],
-            self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle,
-            seed=self.seed,
-            window=self.length_window,
-            epoch=self.trained_epoch,
-        )
-        return DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            collate_fn=pad_collate(self.tokenizer.pad_token_id or 0),
-            generator=self.loader_generator(),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+        return self.grouped_loader(
+            dataset, [len(ids) for ids in dataset.ids], shuffle, pad_collate(self.tokenizer.pad_token_id or 0)
         )

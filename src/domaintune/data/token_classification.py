@@ -88,6 +88,7 @@ class TokenClassificationDataModule(TaskDataModule):
         path: str | None,
         tokens_column: str | None,
         tags_column: str | None,
+        tag_names: list[str] | str | None,
         strict: bool,
         max_length: int,
         stride: int,
@@ -111,7 +112,13 @@ class TokenClassificationDataModule(TaskDataModule):
             raise UserError(
                 f"data.stride={stride}: the sub-words two windows share must be at least 0 and below max_length/2"
             )
-        self.reader = TokenReader(tokens_column, tags_column, strict)
+        settings = {
+            "tokens_column": tokens_column,
+            "tags_column": tags_column,
+            "tag_names": tag_names,
+            "strict": strict,
+        }
+        self.reader = TokenReader.from_data(settings, self.path)
         self.max_length, self.stride, self.length_window = max_length, stride, length_window
         probe = tokenizer([["a"]], is_split_into_words=True)
         word_ids, ids = probe.word_ids(0), probe["input_ids"][0]
@@ -243,22 +250,8 @@ class TokenClassificationDataModule(TaskDataModule):
     # -- batches ------------------------------------------------------------------------------------
     def loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
-        sampler = LengthGroupedBatchSampler(
-            [sum(len(w[0]) for w in sentence) for sentence in dataset.windows],
-            self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle,
-            seed=self.seed,
-            window=self.length_window,
-            epoch=self.trained_epoch,
-        )
-        return DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            collate_fn=window_collate(self.tokenizer.pad_token_id or 0),
-            generator=self.loader_generator(),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        lengths = [sum(len(w[0]) for w in sentence) for sentence in dataset.windows]
+        return self.grouped_loader(dataset, lengths, shuffle, window_collate(self.tokenizer.pad_token_id or 0))
 
     def gold(self, split: str) -> list[list[int]]:
         """The tag ids of every sentence of a split, as the data gives them (a word without any
@@ -325,7 +318,7 @@ class TokenClassificationDataModule(TaskDataModule):
         """Every sentence of `path` (a file, or a folder's test file) becomes the test split, read
         with `data`'s settings; train and validation stay (`evaluate data.path=...`)."""
         file = split_files(path).get("test", path) if path.is_dir() else path
-        reader = TokenReader(data.get("tokens_column"), data.get("tags_column"), bool(data.get("strict")))
+        reader = TokenReader.from_data(data, path)
         frame, _ = reader.read(file)
         if TAGS not in frame:
             raise DataError(f"{file}: no tags; evaluate needs tagged sentences")
@@ -346,7 +339,7 @@ class TokenClassificationDataModule(TaskDataModule):
 
             yield from read_chunks(file, chunk_rows)
             return
-        reader = TokenReader(data.get("tokens_column"), data.get("tags_column"), bool(data.get("strict")))
+        reader = TokenReader.from_data(data, path)
         frame, _ = reader.read(file, tagged=False)
         rows = pd.DataFrame({"text": [Words(tokens) for tokens in frame[TOKENS]]})
         if TAGS in frame:

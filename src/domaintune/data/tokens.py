@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from domaintune.data.labels import names_file
 from domaintune.data.readers import data_format, find_column, read_table, read_text
 from domaintune.errors import DataError
 
@@ -20,6 +22,7 @@ log = logging.getLogger(__name__)
 TOKENS, TAGS = "tokens", "tags"  # the columns of a frame of sentences (and `text`, the tokens joined by spaces)
 TOKEN_COLUMNS = ("tokens", "words", "token", "word")
 TAG_COLUMNS = ("tags", "ner_tags", "labels", "tag", "ner", "label")
+SENTENCE_COLUMNS = ("sentence #", "sentence_id", "sentence", "sent_id", "sentence_idx", "sentence_index")
 TAG = re.compile(r"^(?:O|[BIES]-.+)$")
 OUTSIDE = "O"
 
@@ -33,6 +36,20 @@ class TokenReader:
     tokens_column: str | None = None
     tags_column: str | None = None
     strict: bool = False
+    tag_names: tuple[str, ...] | None = None  # tags written as 0-based ids into these (`data.tag_names`)
+
+    @classmethod
+    def from_data(cls, data: Mapping, path: Path | None) -> TokenReader:
+        """The reader `data.*` describes; `data.tag_names` is a list of names or a file of them."""
+        names = data.get("tag_names")
+        if isinstance(names, str):
+            names = names_file(names, "data.tag_names", path)
+        return cls(
+            data.get("tokens_column"),
+            data.get("tags_column"),
+            bool(data.get("strict")),
+            tuple(str(n) for n in names) if names is not None else None,
+        )
 
     def read(self, path: Path, tagged: bool = True) -> tuple[pd.DataFrame, dict]:
         """`tokens`, `tags` (IOB2) and `text` of every sentence in `path`; `tagged=False` (text to
@@ -40,6 +57,8 @@ class TokenReader:
         repaired transitions and the sentences dropped for having no token."""
         if data_format(path) in ("jsonl", "json", "parquet"):
             sentences, lines = self._records(path, tagged)
+        elif data_format(path) == "csv":
+            sentences, lines = self._word_rows(path, tagged)
         else:
             sentences, lines = _conll(path)
         found = {"scheme": "IOB2", "repaired": 0, "empty": 0}
@@ -92,9 +111,26 @@ class TokenReader:
             sentences.append(([str(w) for w in words], [str(t) for t in labels] if labels is not None else None))
         return sentences, list(range(1, len(sentences) + 1))
 
+    def _word_rows(self, path: Path, tagged: bool) -> tuple[list, list]:
+        """A CSV of one word a row with a sentence column (`Sentence #`, `sentence_id`, ...) that is
+        set on a sentence's first row or on all of them."""
+        frame = read_table(path)
+        tokens = find_column(frame, self.tokens_column, TOKEN_COLUMNS, "tokens", path)
+        tags = find_column(frame, self.tags_column, TAG_COLUMNS, "tags", path) if tagged else None
+        sentence = find_column(frame, None, SENTENCE_COLUMNS, "sentence", path, " (a CSV holds one word a row)")
+        ids = frame[sentence].where(frame[sentence].astype(str).str.strip() != "").ffill()  # "" as missing
+        starts = (ids != ids.shift()).cumsum()
+        sentences, lines = [], []
+        for _, rows in frame.groupby(starts, sort=False):
+            words = rows[tokens].astype(str).tolist()
+            sentences.append((words, rows[tags].astype(str).tolist() if tags else None))
+            lines.append(int(rows.index[0]) + 2)  # the header is line 1
+        return sentences, lines
+
     def to_iob2(self, tags: list[str], path: Path, line: int) -> tuple[list[str], str, int]:
         """`tags` in IOB2, the scheme they were written in, and how many illegal continuations were
         read as a beginning (`strict`: refused, naming the file and line)."""
+        tags = self._named(tags, path, line)
         for offset, tag in enumerate(tags):
             if not TAG.match(tag):
                 raise DataError(
@@ -118,6 +154,24 @@ class TokenReader:
             # an entity ended by E- or S- is closed: the next I- cannot continue it
             previous = OUTSIDE if tag[0] in "ES" else out[-1]
         return out, scheme, repaired
+
+    def _named(self, tags: list[str], path: Path, line: int) -> list[str]:
+        """Tags written as ids (a Hugging Face dataset's `ner_tags`) as their names."""
+        if not all(tag.isdigit() for tag in tags):
+            return tags
+        if self.tag_names is None:
+            if all(tag == "0" for tag in tags):  # no entity, and O is id 0 wherever ids are used
+                return [OUTSIDE] * len(tags)
+            raise DataError(
+                f"{path}: line {line}: tags are ids ({', '.join(tags[:3])}, ...); name them with "
+                "data.tag_names=[O,B-PER,I-PER,...] or a file of names, one per line"
+            )
+        try:
+            return [self.tag_names[int(tag)] for tag in tags]
+        except IndexError:
+            raise DataError(
+                f"{path}: line {line}: tag id {max(map(int, tags))} is beyond the {len(self.tag_names)} data.tag_names"
+            ) from None
 
 
 def _listed(value, path: Path, row: int, column: str) -> list:
