@@ -36,10 +36,11 @@ class Words(tuple):
 
 class Sentences(Dataset):
     """One item per sentence: its windows (ids, tags on first sub-words, the words each window
-    decides) and its gold tag ids; `ids` (every window's ids, joined) identifies the rows."""
+    decides); also its words and gold tag ids; `ids` (every window's ids, joined) identifies
+    the rows."""
 
-    def __init__(self, windows: list[list[tuple]], tags: list[list[int]]):
-        self.windows, self.tags = windows, tags
+    def __init__(self, windows: list[list[tuple]], tags: list[list[int]], words: list[list[str]]):
+        self.windows, self.tags, self.words = windows, tags, words
         self.ids = [np.concatenate([w[0] for w in sentence]) for sentence in windows]
 
     def __len__(self) -> int:
@@ -192,8 +193,9 @@ class TokenClassificationDataModule(TaskDataModule):
     def _dataset(self, frame: pd.DataFrame, tags: list[str]) -> tuple[Sentences, int]:
         index = {tag: i for i, tag in enumerate(tags)}
         ids = [[index[t] for t in row] for row in frame[TAGS]]
-        windows = self.encode(frame[TOKENS].tolist(), ids)
-        return Sentences(windows, ids), sum(len(w) > 1 for w in windows)
+        words = [list(tokens) for tokens in frame[TOKENS]]
+        windows = self.encode(words, ids)
+        return Sentences(windows, ids, words), sum(len(w) > 1 for w in windows)
 
     # -- sub-words and windows ---------------------------------------------------------------------
     def encode(self, sentences: list[list[str]], tags: list[list[int]] | None = None) -> list[list[tuple]]:
