@@ -90,7 +90,6 @@ def token_run(tmp_path_factory):
         tmp_path_factory.mktemp("token_run"),
         "task=medical",
         *TINY,
-        "trainer.max_epochs=2",
         "data.max_length=32",
         "data.stride=8",
     )
