@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from domaintune.data.token_classification import joined
 from domaintune.data.tokens import TokenReader, entities
 from domaintune.errors import DataError
 from helpers import TINY, cli, error_line, metrics
@@ -41,14 +42,25 @@ def test_iobes_comes_out_as_iob2_with_the_same_entities(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     frame, found = TokenReader().read(path)
     assert frame.tags.tolist() == [["B-Drug", "I-Drug", "I-Drug", "B-Disease"], ["B-Drug"]]
+    path.write_text(json.dumps({"words": ["a", "b"], "ner_tags": ["S-Drug", "E-Drug"]}) + "\n" + path.read_text())
+    with pytest.raises(DataError, match=r"row 1, token 2: 'E-Drug' continues an entity that never began"):
+        TokenReader(strict=True).read(path)
     assert entities(frame.tags[0]) == [("Drug", 0, 3), ("Disease", 3, 4)] and found["scheme"] == "IOBES"
 
 
 def test_an_illegal_continuation_is_read_as_a_start_or_refused_with_its_line(tmp_path):
     path = tmp_path / "train.tsv"
-    path.write_text("the\tO\nfever\tI-Symptom\nrose\tO\n")
+    path.write_text("the\tO\nfever\tI-Symptom\nrose\tO\n\nchest\tB-Symptom\npain\tI-Symptom\ncough\tB-Symptom\n")
     frame, found = TokenReader().read(path)
-    assert frame.tags[0] == ["O", "B-Symptom", "O"] and found["repaired"] == 1
+    assert frame.tags[0] == ["O", "B-Symptom", "O"] and found["repaired"] == 1 and found["scheme"] == "IOB2"
+    iob1 = tmp_path / "iob1.tsv"  # IOB1: entities begin with I-, B- only where one follows another of its type
+    iob1.write_text("the\tO\nfever\tI-Symptom\nrose\tO\n\nchest\tI-Symptom\npain\tI-Symptom\ncough\tB-Symptom\n")
+    frame, found = TokenReader(strict=True).read(iob1)
+    assert (
+        frame.tags[1] == ["B-Symptom", "I-Symptom", "B-Symptom"]
+        and found["scheme"] == "IOB1"
+        and not found["repaired"]
+    )
     with pytest.raises(DataError, match=r"train.tsv: line 2: 'I-Symptom' continues an entity that never began"):
         TokenReader(strict=True).read(path)
     result = cli("train", "task=medical", f"data.path={path}", "data.strict=true", *TINY)
@@ -80,12 +92,14 @@ def test_a_long_sentence_is_split_into_windows_that_decide_each_word_once(make_c
     backbone = instantiate(cfg.model, _partial_=True)()
     datamodule = instantiate(cfg.data, _partial_=True)(tokenizer=backbone.load_tokenizer())
     words = ["paracetamol", "and", "amoxicillin", "for", "community-acquired", "pneumonia", ","] * 6
-    windows = datamodule.encode([words], [list(range(len(words)))])[0]
+    windows = datamodule.encode([joined(words)], [list(range(len(words)))])[0]
     assert len(windows) > 2 and all(len(ids) <= 16 for ids, _, _ in windows)
     decided = sorted(w for _, _, owned in windows for w in owned if w >= 0)
     assert decided == list(range(len(words)))  # every word once, by exactly one window
     for ids, labels, owned in windows:  # tags sit on first sub-words, the words a window decides among them
         assert set(owned[owned >= 0]) <= set(labels[labels >= 0]) and ids[0] == datamodule.prefix[0]
+    (unseen,) = datamodule.encode([joined(["\u200b"])], [[1]])[0]  # a word without sub-words: specials alone
+    assert (unseen[1] < 0).all() and (unseen[2] < 0).all()
 
 
 def test_the_run_reports_an_entity_verdict_per_type_and_the_data(token_run):

@@ -193,8 +193,9 @@ def test_trials_in_one_process_fit_the_probe_once(make_cfg, tmp_path, monkeypatc
     from omegaconf import open_dict
 
     from domaintune.modules import sequence_classification as sc
+    from domaintune.modules import shared
 
-    monkeypatch.setattr(sc, "_PROBES", {})
+    monkeypatch.setattr(shared, "_PROBES", {})
     calls = []
     original = sc.SequenceClassificationModule.fit_probe
     monkeypatch.setattr(

@@ -105,10 +105,12 @@ class TaskDataModule(pl.LightningDataModule, abc.ABC):
         resumed run that restores it continues exactly as the uninterrupted run did."""
         return torch.Generator().manual_seed(self.seed)
 
-    def grouped_loader(self, dataset, lengths: list[int], shuffle: bool, collate) -> torch.utils.data.DataLoader:
+    def grouped_loader(
+        self, dataset, lengths: list[int], shuffle: bool, collate, window: int
+    ) -> torch.utils.data.DataLoader:
         """Batches of rows of similar length (`lengths`, one per row; padding is most of a
-        transformer's CPU time otherwise), shuffled by epoch for training, in the data's own
-        `length_window`."""
+        transformer's CPU time otherwise), shuffled by epoch for training, sorted within `window`
+        batches at a time."""
         from domaintune.data.batching import LengthGroupedBatchSampler
 
         sampler = LengthGroupedBatchSampler(
@@ -116,7 +118,7 @@ class TaskDataModule(pl.LightningDataModule, abc.ABC):
             self.batch_size if shuffle else self.eval_batch_size,
             shuffle=shuffle,
             seed=self.seed,
-            window=self.length_window,
+            window=window,
             epoch=self.trained_epoch,
         )
         return torch.utils.data.DataLoader(

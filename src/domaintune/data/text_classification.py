@@ -174,6 +174,5 @@ class TextClassificationDataModule(TaskDataModule):
 
     def loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
-        return self.grouped_loader(
-            dataset, [len(ids) for ids in dataset.ids], shuffle, pad_collate(self.tokenizer.pad_token_id or 0)
-        )
+        collate = pad_collate(self.tokenizer.pad_token_id or 0)
+        return self.grouped_loader(dataset, [len(ids) for ids in dataset.ids], shuffle, collate, self.length_window)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -18,9 +17,10 @@ from torch.utils.data import DataLoader, Dataset
 from domaintune.api import TaskDataModule
 from domaintune.data.batching import LengthGroupedBatchSampler
 from domaintune.data.cleaning import CleaningReport, normalize_columns
+from domaintune.data.readers import data_format
 from domaintune.data.splits import clean_and_carve, split_files
 from domaintune.data.tokenized import texts_fingerprint
-from domaintune.data.tokens import TAGS, TOKENS, TokenReader, entities, tag_set, words_of
+from domaintune.data.tokens import TAGS, TOKENS, TokenReader, entities, entity_counts, tag_set
 from domaintune.errors import DataError, UserError
 
 IGNORED = -100  # a position without a tag (special tokens, later sub-words): no loss, no prediction
@@ -48,6 +48,15 @@ class Sentences(Dataset):
 
     def __getitem__(self, index: int) -> tuple:
         return index, self.windows[index]
+
+
+def joined(words) -> tuple[str, list[tuple[int, int]]]:
+    """Words as one text, joined by spaces, and each word's character span in it."""
+    spans, start = [], 0
+    for word in words:
+        spans.append((start, start + len(word)))
+        start += len(word) + 1
+    return " ".join(words), spans
 
 
 def window_collate(pad_id: int):
@@ -132,26 +141,23 @@ class TokenClassificationDataModule(TaskDataModule):
     def cache_key(self) -> tuple:
         return self.reader, self.max_length, self.stride
 
-    def _read(self, file: Path, tagged: bool = True) -> tuple[pd.DataFrame, dict]:
-        return self.reader.read(file, tagged)
-
     def _splits(self) -> tuple[dict[str, pd.DataFrame], dict]:
-        splits, found = {}, {"scheme": "IOB2", "repaired": 0, "empty": {}}
+        splits, schemes, found = {}, set(), {"repaired": 0, "empty": {}}
         for split, file in split_files(self.path, "train/val/test files in CoNLL style or JSON lines").items():
-            splits[split], seen = self._read(file)
+            splits[split], seen = self.reader.read(file)
             if TAGS not in splits[split]:
                 raise DataError(f"{file}: no tags; each token needs its tag (a second column, or a tags list)")
             found["repaired"] += seen["repaired"]
             found["empty"][split] = seen["empty"]
-            found["scheme"] = "IOBES" if seen["scheme"] == "IOBES" else found["scheme"]
-        return splits, found
+            schemes.add(seen["scheme"])
+        return splits, {**found, "scheme": "/".join(sorted(schemes))}
 
     def read_raw(self, report) -> dict[str, pd.DataFrame]:
         splits, found = self._splits()
         for split, empty in found.pop("empty").items():
             report.empty[split] = report.empty.get(split, 0) + empty
         self.found = found
-        return {split: frame.drop(columns="line") for split, frame in splits.items()}
+        return splits
 
     def load(self) -> dict:
         report = CleaningReport()
@@ -194,20 +200,27 @@ class TokenClassificationDataModule(TaskDataModule):
         index = {tag: i for i, tag in enumerate(tags)}
         ids = [[index[t] for t in row] for row in frame[TAGS]]
         words = [list(tokens) for tokens in frame[TOKENS]]
-        windows = self.encode(words, ids)
+        windows = self.encode([joined(w) for w in words], ids)
         return Sentences(windows, ids, words), sum(len(w) > 1 for w in windows)
 
     # -- sub-words and windows ---------------------------------------------------------------------
-    def encode(self, sentences: list[list[str]], tags: list[list[int]] | None = None) -> list[list[tuple]]:
-        """Each sentence's windows as (ids, labels, owned) arrays: the words' sub-words between the
-        model's special tokens, a word's tag id on its first sub-word (IGNORED without `tags`),
-        and on the first sub-words of the words this window decides, the word's index."""
-        encoded = self.tokenizer(sentences, is_split_into_words=True, add_special_tokens=False)
+    def encode(self, sentences: list[tuple[str, list[tuple[int, int]]]], tags=None) -> list[list[tuple]]:
+        """Each sentence, given as its text and its words' character spans, as windows of (ids,
+        labels, owned) arrays: the text's sub-words (the text tokenized as a whole, as the
+        token-classification pipeline tokenizes it, so a raw sentence and the same words give the
+        same ids; a sub-word belongs to the word whose span holds its start) between the model's
+        special tokens; a word's tag id on its first sub-word (IGNORED without `tags`); and, on
+        the first sub-words of the words this window decides, the word's index."""
+        import bisect
+
+        texts = [text for text, _ in sentences]
+        encoded = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         out = []
-        for i, words in enumerate(sentences):
-            pieces: list[list[int]] = [[] for _ in words]
-            for token, word in zip(encoded["input_ids"][i], encoded.word_ids(i)):
-                if word is not None:
+        for i, (_, spans) in enumerate(sentences):
+            starts, pieces = [start for start, _ in spans], [[] for _ in spans]
+            for token, (begin, _) in zip(encoded["input_ids"][i], encoded["offset_mapping"][i]):
+                word = bisect.bisect_right(starts, begin) - 1
+                if word >= 0 and begin < spans[word][1]:
                     pieces[word].append(token)
             out.append(self._windows(pieces, tags[i] if tags is not None else None))
         return out
@@ -253,35 +266,40 @@ class TokenClassificationDataModule(TaskDataModule):
     def loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
         lengths = [sum(len(w[0]) for w in sentence) for sentence in dataset.windows]
-        return self.grouped_loader(dataset, lengths, shuffle, window_collate(self.tokenizer.pad_token_id or 0))
+        return self.grouped_loader(dataset, lengths, shuffle, self.collate(), self.length_window)
+
+    def collate(self):
+        return window_collate(self.tokenizer.pad_token_id or 0)
 
     def gold(self, split: str) -> list[list[int]]:
         """The tag ids of every sentence of a split, as the data gives them (a word without any
         sub-word, which the model cannot tag, is still scored)."""
         return self.datasets[split].tags
 
-    def predict_batches(self, texts: list) -> Iterator[tuple[list, dict]]:
-        """Raw texts (split into words as the tokenizer splits them) or `Words`: per batch of
-        sentences, their (words, character spans) and the batch of their windows."""
+    def predict_batches(self, texts: list) -> Iterator[tuple[list, list, dict]]:
+        """Raw texts or `Words`: per batch of sentences (grouped by length), their row numbers,
+        their (text, word spans) and the batch of their windows."""
         sentences = [self.words(text) for text in texts]
-        windows = self.encode([words for words, _ in sentences])
-        collate = window_collate(self.tokenizer.pad_token_id or 0)
-        sampler = LengthGroupedBatchSampler(
-            [sum(len(w[0]) for w in s) for s in windows], self.eval_batch_size, shuffle=False
-        )
-        for rows in sampler:
+        windows = self.encode(sentences)
+        lengths = [sum(len(w[0]) for w in s) for s in windows]
+        collate = self.collate()
+        for rows in LengthGroupedBatchSampler(lengths, self.eval_batch_size, shuffle=False):
             yield rows, [sentences[i] for i in rows], collate([(i, windows[i]) for i in rows])
 
-    def words(self, text) -> tuple[list[str], list[tuple[int, int]]]:
-        """A sentence's words and their character spans: given words (`Words`, spans into the words
-        joined by spaces), or raw text split as the model's tokenizer splits words."""
+    def words(self, text) -> tuple[str, list[tuple[int, int]]]:
+        """A sentence as its text and its words' character spans: given words (`Words`: joined by
+        spaces), or raw text split into the words the model's tokenizer sees (for BERT, at
+        whitespace and punctuation, after its normalizer), as the pipeline splits them."""
         if isinstance(text, tuple):
-            spans, start = [], 0
-            for word in text:
-                spans.append((start, start + len(word)))
-                start += len(word) + 1
-            return list(text), spans
-        return words_of(str(text), self.tokenizer)
+            return joined(text)
+        text = str(text)
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        spans: dict[int, tuple[int, int]] = {}
+        for (begin, end), word in zip(encoded["offset_mapping"], encoded.word_ids()):
+            if word is not None:
+                first, last = spans.get(word, (begin, end))
+                spans[word] = (min(first, begin), max(last, end))
+        return text, [spans[w] for w in sorted(spans)]
 
     # -- what the module and the commands need --------------------------------------------------------
     def module_inputs(self) -> dict:
@@ -304,9 +322,7 @@ class TokenClassificationDataModule(TaskDataModule):
         """metrics.json's `data`: the scheme read, the tags repaired, the sentences cut into windows
         and the entities per type of each split."""
         counts = {
-            split: dict(
-                sorted(Counter(k for tags in ds.tags for k, _, _ in entities([self.tags[t] for t in tags])).items())
-            )
+            split: entity_counts([self.tags[t] for t in tags] for tags in ds.tags)
             for split, ds in self.datasets.items()
         }
         return {
@@ -336,7 +352,7 @@ class TokenClassificationDataModule(TaskDataModule):
         their words (`Words`), with their entities (`labels`: [type, start, end] in characters)
         where the file has tags. Token files are read whole, then yielded `chunk_rows` at a time."""
         file = split_files(path).get("test", path) if path.is_dir() else path
-        if file.suffix.lower() in (".txt", ".text"):
+        if data_format(file) == "txt":
             from domaintune.data.readers import read_chunks
 
             yield from read_chunks(file, chunk_rows)
@@ -357,10 +373,8 @@ class TokenClassificationDataModule(TaskDataModule):
     def prepare_report(self, splits: dict[str, pd.DataFrame]) -> tuple[dict, list[str]]:
         """`prepare`: entities per type and split, the scheme read and the tags repaired, and how
         many sentences are longer than a window (split into overlapping windows, not cut)."""
-        counts = {
-            s: dict(Counter(k for tags in f[TAGS] for k, _, _ in entities(list(tags)))) for s, f in splits.items()
-        }
-        longer = sum(len(w) > 1 for w in self.encode(splits["train"][TOKENS].map(list).tolist()))
+        counts = {split: entity_counts(frame[TAGS]) for split, frame in splits.items()}
+        longer = sum(len(w) > 1 for w in self.encode([joined(t) for t in splits["train"][TOKENS]]))
         kinds = sorted({k for c in counts.values() for k in c})
         lines = ["## Entities", "", "| type | " + " | ".join(counts) + " |", "|---" * (len(counts) + 1) + "|"]
         lines += [f"| {k} | " + " | ".join(str(c.get(k, 0)) for c in counts.values()) + " |" for k in kinds]

@@ -24,10 +24,9 @@ from domaintune.api import TaskModule
 from domaintune.data.text_classification import TextClassificationDataModule
 from domaintune.kinds import Kind, register_kind
 from domaintune.models import Backbone
-from domaintune.modules.shared import EncoderWithHead, gather_rows
+from domaintune.modules.shared import EncoderWithHead, gather_rows, softmax_regression
 
 log = logging.getLogger(__name__)
-_PROBES: dict[tuple, Probe] = {}  # (backbone, data fingerprint, pooling, labels, metric) -> fitted probe
 # The base model's opponent is tuned as any baseline would be: inverse regularization C and the
 # feature scaling chosen on validation (a logistic regression with scikit-learn's default C=1 on
 # raw mean-pooled features underfits and flatters fine-tuning).
@@ -133,32 +132,14 @@ def fit_probe(
     """Every (features, C) of the grid fitted on train and scored on validation by `metric`
     (val/acc, val/macro_f1 or val/loss): the best probe, and the best standardized one (the one
     that can start a head)."""
-    from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_limits
-
     key = metric.removeprefix("val/")
     key = key if key in ("acc", "macro_f1", "loss") else "acc"
     sign = -1 if key == "loss" else 1
-    seen = torch.as_tensor(sorted(set(y_train.tolist())))
     candidates, grid = [], []
     for features in PROBE_FEATURES:
         center, scale, scaled = probe_scaling(x_train, features)
         for C in PROBE_C:
-            # measured on BANKING77 features on 2 busy cores: 2.5 s with one thread, 28 s with two
-            with threadpool_limits(1):
-                fitted = LogisticRegression(C=C, max_iter=1000).fit(scaled.numpy(), y_train.numpy())
-            weight = torch.zeros(num_labels, x_train.shape[1])
-            bias = torch.zeros(num_labels)
-            if len(seen) == 2:  # scikit-learn scores a binary problem with one column
-                weight[seen[1]], bias[seen[1]] = (
-                    torch.as_tensor(fitted.coef_[0], dtype=torch.float),
-                    float(fitted.intercept_[0]),
-                )
-            else:
-                weight[seen], bias[seen] = (
-                    torch.as_tensor(fitted.coef_, dtype=torch.float),
-                    torch.as_tensor(fitted.intercept_, dtype=torch.float),
-                )
+            weight, bias = softmax_regression(scaled, y_train, num_labels, C)
             probe = Probe(features, center, scale, weight, bias, C, {}, grid)
             probe.scores = classification_scores(probe.logits(x_val), y_val)
             grid.append({"features": features, "C": C, f"val/{key}": probe.scores[key]})
@@ -374,34 +355,9 @@ class SequenceClassificationModule(EncoderWithHead, TaskModule):
         self.train(was_training)
         return torch.cat(feats), torch.cat(labels)
 
-    def _fit_probe(self) -> None:
-        """The base model's opponent, fitted on frozen base features of train and chosen on
-        validation; with `head_init=probe` its best standardized variant starts the head. It
-        depends only on the base model and the data, so trials of a sweep fit it once."""
-        datamodule = self.trainer.datamodule
-        key = (
-            type(self).__qualname__,
-            self.backbone.key,
-            datamodule.fingerprint,
-            getattr(datamodule, "max_length", None),
-            *(self.hparams.get(name) for name in self.PROBE_SETTINGS),
-        )
-        if key not in _PROBES:
-            # under DDP every process sees its shard: all take rank 0's probe, so the copies agree
-            _PROBES[key] = self.trainer.strategy.broadcast(self.fit_probe(datamodule), src=0)
-        self.probe, start = _PROBES[key]
-        log.info(
-            "linear probe on the frozen base model (%s features, C=%g): %s",
-            self.probe.features,
-            self.probe.C,
-            self.probe.scores,
-        )
-        if self.hparams.head_init == "probe" and self.loaded_from is None:  # loaded weights keep their own head
-            self.head_start = start
-            if not self.trainer.ckpt_path:  # a resumed run's head came back with its checkpoint
-                weight, bias = start.folded()
-                self.head[-1].weight.data.copy_(weight)
-                self.head[-1].bias.data.copy_(bias)
+    def probe_settings(self, datamodule) -> tuple:
+        """What the probe depends on besides the base model and the rows (for its cache)."""
+        return getattr(datamodule, "max_length", None), *(self.hparams.get(name) for name in self.PROBE_SETTINGS)
 
     def fit_probe(self, datamodule) -> tuple[Probe, Probe]:
         """The tuned probe on `datamodule`'s train and validation rows, and the one that can start a head."""
@@ -412,14 +368,7 @@ class SequenceClassificationModule(EncoderWithHead, TaskModule):
     def report(self) -> dict:
         """What this module adds to metrics.json: the test verdict and per-class report, and the
         probe (how it was chosen, its validation scores)."""
-        baseline = self.probe.report() if self.probe else {}
-        if self.head_start is not None:
-            baseline["head_init"] = {
-                "features": self.head_start.features,
-                "C": self.head_start.C,
-                **{f"val/{k}": v for k, v in self.head_start.scores.items()},
-            }
-        return {**self.test_report, **({"baseline": baseline} if baseline else {})}
+        return {**self.test_report, **self.baseline_report()}
 
     def head_settings(self) -> dict:
         """What classifier.json holds besides the labels, pooling and max_length."""

@@ -12,17 +12,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from domaintune import verdict
+from domaintune import kinds, verdict
 from domaintune.api import TaskModule
 from domaintune.data.token_classification import IGNORED, TokenClassificationDataModule
 from domaintune.data.tokens import OUTSIDE, entities
 from domaintune.kinds import Kind, register_kind
 from domaintune.models import Backbone
-from domaintune.modules.sequence_classification import PROBE_C, Probe, probe_scaling
-from domaintune.modules.shared import EncoderWithHead, gather_rows
+from domaintune.modules.sequence_classification import PROBE_C, Probe, best_probes, probe_scaling
+from domaintune.modules.shared import EncoderWithHead, gather_rows, softmax_regression
 
 log = logging.getLogger(__name__)
-_PROBES: dict[tuple, tuple[Probe, Probe]] = {}  # (backbone, data, windows, metric, tokens) -> fitted probe
 BASE_KIND = (
     "linear probe on the frozen base encoder's token vectors (logistic regression, C chosen on validation), "
     "decoded into entities as the fine-tuned model is"
@@ -111,6 +110,10 @@ class TokenClassificationModule(EncoderWithHead, TaskModule):
         return self.head(self.hidden(input_ids, attention_mask))
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over the tagged positions (0 for a batch of sentences the tokenizer gave no
+        sub-word, where the mean over none would be NaN)."""
+        if not (labels != IGNORED).any():
+            return logits.sum() * 0.0
         return nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORED)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -120,10 +123,16 @@ class TokenClassificationModule(EncoderWithHead, TaskModule):
 
     # -- evaluation: each word's tag kept by (sentence, word), scored on whole sentences ------------------
     def _keep(self, key: str, batch: dict, predicted: torch.Tensor) -> None:
-        """The tags predicted for the words each window decides, as rows of (sentence, word, tag)."""
+        """The tags predicted for the words each window decides, as rows of (sentence, word, tag),
+        and a row (sentence, -1, 0) per window, so that a sentence with no word the model sees is
+        still scored (all O)."""
         owned = batch["owned"] >= 0
         sentence = batch["sentence"].unsqueeze(1).expand_as(owned)[owned]
-        self.kept.setdefault(key, []).append(torch.stack([sentence, batch["owned"][owned], predicted], 1).cpu())
+        seen = torch.stack(
+            [batch["sentence"], torch.full_like(batch["sentence"], -1), torch.zeros_like(batch["sentence"])], 1
+        )
+        rows = torch.cat([seen, torch.stack([sentence, batch["owned"][owned], predicted], 1)])
+        self.kept.setdefault(key, []).append(rows.cpu())
 
     def _sentences(self, key: str, gold: list[list[int]]) -> tuple[list[list[str]], list[list[str]]]:
         """True and predicted tags of every sentence the stage saw (all its rows, from every process);
@@ -131,7 +140,9 @@ class TokenClassificationModule(EncoderWithHead, TaskModule):
         rows = gather_rows(self, self.kept.pop(key, [])).astype(int).reshape(-1, 3)
         predicted: dict[int, list[str]] = {}
         for sentence, word, tag in rows:
-            predicted.setdefault(sentence, [OUTSIDE] * len(gold[sentence]))[word] = self.tags[tag]
+            tags = predicted.setdefault(sentence, [OUTSIDE] * len(gold[sentence]))
+            if word >= 0:
+                tags[word] = self.tags[tag]
         order = sorted(predicted)
         return [[self.tags[t] for t in gold[s]] for s in order], [predicted[s] for s in order]
 
@@ -188,29 +199,9 @@ class TokenClassificationModule(EncoderWithHead, TaskModule):
         if self.hparams.head_init == "probe":
             self._fit_probe()
 
-    def _fit_probe(self) -> None:
-        """Fitted once per data and base model (sweep trials share it); with `head_init=probe` it
-        starts the head."""
-        datamodule = self.trainer.datamodule
-        key = (
-            type(self).__qualname__,
-            self.backbone.key,
-            datamodule.fingerprint,
-            datamodule.max_length,
-            datamodule.stride,
-            self.hparams.probe_metric,
-            self.hparams.probe_tokens,
-        )
-        if key not in _PROBES:
-            _PROBES[key] = self.trainer.strategy.broadcast(self.fit_probe(datamodule), src=0)
-        self.probe, start = _PROBES[key]
-        log.info("linear probe on the frozen base model's token vectors (C=%g): %s", self.probe.C, self.probe.scores)
-        if self.hparams.head_init == "probe" and self.loaded_from is None:
-            self.head_start = start
-            if not self.trainer.ckpt_path:  # a resumed run's head came back with its checkpoint
-                weight, bias = start.folded()
-                self.head[-1].weight.data.copy_(weight)
-                self.head[-1].bias.data.copy_(bias)
+    def probe_settings(self, datamodule) -> tuple:
+        """What the probe depends on besides the base model and the sentences (for its cache)."""
+        return datamodule.max_length, datamodule.stride, self.hparams.probe_metric, self.hparams.probe_tokens
 
     @torch.no_grad()
     def token_features(self, loader) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -232,12 +223,9 @@ class TokenClassificationModule(EncoderWithHead, TaskModule):
         return torch.cat(feats), torch.cat(tags), torch.cat(where)
 
     def fit_probe(self, datamodule) -> tuple[Probe, Probe]:
-        """Logistic regression on (at most `probe_tokens`, seeded) train words' base vectors, one per C
-        of the grid, each decoded into entities on validation: the best by `probe_metric`, twice (as
-        the opponent, and as the head's start: its features are standardized)."""
-        from sklearn.linear_model import LogisticRegression
-        from threadpoolctl import threadpool_limits
-
+        """Logistic regression on (at most `probe_tokens`, a seeded sample of) train words' base
+        vectors, standardized (so that it can start the head), one per C of the grid, each decoded
+        into entities on validation and scored there by `probe_metric`."""
         x_train, y_train, _ = self.token_features(datamodule.train_dataloader())
         if len(y_train) > self.hparams.probe_tokens:
             keep = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(0))[
@@ -245,38 +233,28 @@ class TokenClassificationModule(EncoderWithHead, TaskModule):
             ]
             x_train, y_train = x_train[keep], y_train[keep]
         x_val, y_val, where = self.token_features(datamodule.val_dataloader())
-        owned = where[:, 0] >= 0
-        gold = datamodule.gold("val")
+        owned, gold = where[:, 0] >= 0, datamodule.gold("val")
+        every = torch.tensor([[sentence, -1, 0] for sentence in range(len(gold))], dtype=torch.long).view(-1, 3)
         key = self.hparams.probe_metric.removeprefix("val/")
-        key, sign = (key, 1) if key in SCORES else ("loss", -1) if key == "loss" else ("f1", 1)
+        sign = -1 if kinds.of_module(type(self)).metrics[key] == "min" else 1
         center, scale, scaled = probe_scaling(x_train, "standardized")
-        seen = torch.as_tensor(sorted(set(y_train.tolist())))
         candidates, grid = [], []
         for C in PROBE_C:
-            with threadpool_limits(1):
-                fitted = LogisticRegression(C=C, max_iter=1000).fit(scaled.numpy(), y_train.numpy())
-            weight, bias = torch.zeros(len(self.tags), x_train.shape[1]), torch.zeros(len(self.tags))
-            coef, intercept = torch.as_tensor(fitted.coef_, dtype=torch.float), torch.as_tensor(fitted.intercept_)
-            if len(seen) == 2:  # scikit-learn fits a binary problem as one column: the second class's logit
-                weight[seen[1]], bias[seen[1]] = coef[0], float(intercept[0])
-            else:
-                weight[seen], bias[seen] = coef, intercept.float()
+            weight, bias = softmax_regression(scaled, y_train, len(self.tags), C)
             probe = Probe("standardized", center, scale, weight, bias, C, {}, grid, kind=BASE_KIND)
             logits = probe.logits(x_val)
-            self.kept["probe"] = [torch.cat([where[owned], logits[owned].argmax(-1, keepdim=True)], 1)]
+            self.kept["probe"] = [every, torch.cat([where[owned], logits[owned].argmax(-1, keepdim=True)], 1)]
             probe.scores = {
                 **entity_scores(*self._sentences("probe", gold)),
                 "loss": round(float(nn.functional.cross_entropy(logits, y_val)), 6),
             }
             grid.append({"C": C, f"val/{key}": probe.scores[key]})
             candidates.append(probe)
-        best = max(candidates, key=lambda p: sign * p.scores[key])
-        return best, best
+        return best_probes(candidates, key, sign)
 
     # -- results -----------------------------------------------------------------------------------
     def report(self) -> dict:
-        baseline = self.probe.report() if self.probe else {}
-        return {**self.test_report, **({"baseline": baseline} if baseline else {})}
+        return {**self.test_report, **self.baseline_report()}
 
     @torch.no_grad()
     def predict(self, texts: list, datamodule) -> list[dict]:
@@ -357,7 +335,7 @@ class TokenClassificationModule(EncoderWithHead, TaskModule):
         config = copy.deepcopy(self.encoder.config)
         config.num_labels = len(self.tags)
         config.id2label, config.label2id = dict(enumerate(self.tags)), {t: i for i, t in enumerate(self.tags)}
-        model = AutoModelForTokenClassification.from_config(config)
+        model = AutoModelForTokenClassification.from_config(config, dtype=torch.float32)
         loaded = model.base_model.load_state_dict(self.encoder.state_dict(), strict=False)
         classifier = getattr(model, "classifier", None)
         if loaded.missing_keys or loaded.unexpected_keys or not isinstance(classifier, nn.Linear):
