@@ -32,7 +32,7 @@ def test_plugins_lists_name_kind_and_source():
     [
         (
             ["task=nope"],
-            "unknown task 'nope'; available: legal, legal_summaries, marketing, marketing_copy, support, "
+            "unknown task 'nope'; available: legal, legal_summaries, marketing, marketing_copy, medical, support, "
             "support_replies",
         ),
         (["model=bert9"], "unknown model 'bert9'"),
