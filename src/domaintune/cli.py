@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "predict",
         predict,
-        'label new texts with a classification run: run=<folder> data.path=<file> (or text="...") [out=<folder>]',
+        'labels, label sets or entities of new texts from a run: run=<folder> data.path=<file> (or text="...")',
         'run=<run folder> data.path=<file> | text="..." [out=<folder>]',
     )
     _run_command(
