@@ -117,3 +117,46 @@ def test_export_without_onnx_and_refusals(make_cfg, tmp_path, pooling):
     bad = cli("export", f"run={run}", "onnx=maybe", f"out={tmp_path / 'other'}")
     assert bad.returncode == 2 and "use onnx=true or onnx=false" in bad.stderr
     assert not (tmp_path / "other").exists()
+
+
+def test_use_base_predicts_the_verdicts_base_scores_and_exports_the_probe(tiny_run, copy_run, tmp_path):
+    """The cheaper model the verdict compares with, delivered: `predict use=base` on the run's own
+    test rows scores what the verdict says the base model scored, and `export use=base` loads in
+    sentence-transformers and onnxruntime with the same probabilities."""
+    import onnxruntime
+    from safetensors.torch import load_file
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer
+
+    from domaintune.data.splits import load_splits
+    from domaintune.runs import choose_model, load_run
+
+    run = copy_run(tiny_run[0])
+    finished = load_run(run)
+    data = finished.datamodule
+    test = load_splits(data.path, data.reader, data.val_fraction, data.test_fraction, data.seed, data.dedupe)[0][
+        "test"
+    ]
+    test[["text", "label"]].to_csv(tmp_path / "test.csv", index=False)
+    result = cli("predict", f"run={run}", f"data.path={tmp_path / 'test.csv'}", "use=base", f"out={tmp_path / 'base'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    scored = json.loads((tmp_path / "base" / "metrics.json").read_text())["metrics"]
+    verdict = json.loads((run / "metrics.json").read_text())["verdict"]["metrics"]
+    assert scored["acc"] == pytest.approx(verdict["acc"]["base"], abs=1e-6) and scored["labelled_rows"] == len(test)
+    assert scored["macro_f1"] == pytest.approx(verdict["macro_f1"]["base"], abs=1e-6)
+
+    result = cli("export", f"run={run}", "use=base")
+    assert result.returncode == 0, result.stderr[-2000:]
+    folder = run / "export-base"
+    choose_model(finished, "base")
+    expected = np.array([row["top3"][0][1] for row in finished.module.predict(TEXTS, data)])
+    vectors = SentenceTransformer(str(folder), device="cpu").encode(TEXTS, convert_to_tensor=True).cpu()
+    head = load_file(folder / "classifier.safetensors")
+    assert (
+        np.abs((vectors @ head["weight"].T + head["bias"]).softmax(-1).max(-1).values.numpy() - expected).max() < 1e-4
+    )
+    batch = AutoTokenizer.from_pretrained(folder)(TEXTS, padding=True, truncation=True, return_tensors="np")
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"))
+    (probabilities,) = session.run(["probabilities"], {k: batch[k] for k in ("input_ids", "attention_mask")})
+    assert np.abs(probabilities.max(-1) - expected).max() < 1e-4
+    assert "base model + linear probe" in (folder / "README.md").read_text()

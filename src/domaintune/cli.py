@@ -197,8 +197,14 @@ def evaluate(args: argparse.Namespace) -> None:
 def predict(args: argparse.Namespace) -> None:
     from domaintune.predict import predict as predict_run
 
-    settings = _settings(args.settings, {"run", "data.path", "text", "out"}, {"run"})
-    summary, out = predict_run(settings["run"], settings.get("data.path"), settings.get("text"), settings.get("out"))
+    settings = _settings(args.settings, {"run", "data.path", "text", "out", "use"}, {"run"})
+    summary, out = predict_run(
+        settings["run"],
+        settings.get("data.path"),
+        settings.get("text"),
+        settings.get("out"),
+        use=settings.get("use", "fine_tuned"),
+    )
     if "prediction" in summary:
         print("  ".join(f"{column}: {value}" for column, value in summary["prediction"].items()))
     print(f"predicted {summary['rows']} rows ({summary['rows_per_second']:.0f} rows/s): {out / 'predictions.csv'}")
@@ -211,9 +217,9 @@ def predict(args: argparse.Namespace) -> None:
 def export(args: argparse.Namespace) -> None:
     from domaintune.inference import export as export_run
 
-    settings = _settings(args.settings, {"run", "out", "onnx"}, {"run"})
+    settings = _settings(args.settings, {"run", "out", "onnx", "use"}, {"run"})
     options = {"onnx": _flag(settings, "onnx")} if "onnx" in settings else {}
-    print(f"exported {export_run(settings['run'], settings.get('out'), **options)}")
+    print(f"exported {export_run(settings['run'], settings.get('out'), settings.get('use', 'fine_tuned'), **options)}")
 
 
 def _run_command(sub, name: str, handler, summary: str, usage: str) -> None:
@@ -276,14 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         predict,
         'labels, label sets or entities of new texts from a run: run=<folder> data.path=<file> (or text="...")',
-        'run=<run folder> data.path=<file> | text="..." [out=<folder>]',
+        'run=<run folder> data.path=<file> | text="..." [out=<folder>] [use=base]',
     )
     _run_command(
         sub,
         "export",
         export,
         "write the model for other libraries (Hugging Face, sentence-transformers, ONNX): run=<folder> [out=<folder>]",
-        "run=<run folder> [out=<folder>, default <run>/export] [onnx=false]",
+        "run=<run folder> [out=<folder>, default <run>/export] [onnx=false] [use=base]",
     )
     return parser
 

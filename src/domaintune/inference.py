@@ -7,7 +7,7 @@ from pathlib import Path
 
 from domaintune import kinds
 from domaintune.errors import UserError
-from domaintune.runs import load_run, refuse_unless_served
+from domaintune.runs import choose_model, load_run, refuse_unless_served
 
 
 def answer(run: str, prompts: list[str], max_new_tokens: int = 128) -> list:
@@ -17,16 +17,18 @@ def answer(run: str, prompts: list[str], max_new_tokens: int = 128) -> list:
     return finished.module.predict(prompts, finished.datamodule, max_new_tokens=max_new_tokens)
 
 
-def export(run: str, out: str | None = None, **options) -> Path:
-    """The module's standard model files plus a model card; the folder appears complete or not at all."""
+def export(run: str, out: str | None = None, use: str = "fine_tuned", **options) -> Path:
+    """The module's standard model files plus a model card; the folder appears complete or not at
+    all. `use=base`: the base model with its probe (in `export-base` unless `out=` says)."""
     folder = Path(run)
-    target = Path(out) if out else folder / "export"
+    target = Path(out) if out else folder / ("export" if use == "fine_tuned" else f"export-{use}")
     if target.exists() and any(target.iterdir()):
         raise UserError(
             f"out={target} already exists and is not empty; nothing was overwritten; pass out=<new folder>"
         )
     finished = load_run(folder)
     refuse_unless_served(finished, "export")
+    choose_model(finished, use)
     partial = target.with_name(f"{target.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -36,14 +38,14 @@ def export(run: str, out: str | None = None, **options) -> Path:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     kind = kinds.of_module(type(finished.module))
-    (partial / "README.md").write_text(model_card(finished.cfg, finished.metrics, kind.export, card))
+    (partial / "README.md").write_text(model_card(finished.cfg, finished.metrics, kind.export, card, use))
     if target.exists():
         target.rmdir()
     partial.rename(target)
     return target
 
 
-def model_card(cfg, metrics: dict, pipeline_tag: str | None, card: dict) -> str:
+def model_card(cfg, metrics: dict, pipeline_tag: str | None, card: dict, use: str = "fine_tuned") -> str:
     import yaml
     from omegaconf import OmegaConf
 
@@ -57,13 +59,17 @@ def model_card(cfg, metrics: dict, pipeline_tag: str | None, card: dict) -> str:
         "tags: [domaintune, peft]",
         "---",
         "",
-        f"# {metrics['task']}: fine-tuned with domaintune",
+        f"# {metrics['task']}: "
+        + ("fine-tuned with domaintune" if use == "fine_tuned" else "base model + linear probe"),
         "",
         f"Base model: `{base}`"
         + (f" (`{config['model']['gguf_file']}`, de-quantized)" if config["model"].get("gguf_file") else ""),
         "Method: "
         + (
-            f"{config['peft']['_target_']}; the adapter is merged into these weights."
+            "the frozen base encoder with the run's probe as its head (`use=base`: the model the verdict "
+            "compares with; the metrics' base-model column is its)."
+            if use == "base"
+            else f"{config['peft']['_target_']}; the adapter is merged into these weights."
             if config.get("peft")
             else "full fine-tuning."
         ),

@@ -33,6 +33,7 @@ class Kind:
     opponent: str  # the base model the verdict compares with, in words
     serves: frozenset[str] = field(default_factory=frozenset)  # of OPTIONAL
     export: str | None = None  # the Hugging Face task (`pipeline_tag`) of an exported model
+    base: bool = False  # `use=base`: predict and export with the base model's opponent (the probe it keeps)
 
     def __post_init__(self):
         unknown = set(self.serves) - OPTIONAL

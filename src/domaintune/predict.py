@@ -17,18 +17,25 @@ import pandas as pd
 from domaintune.data.labels import target_of
 from domaintune.errors import UserError
 from domaintune.outputs import write_json
-from domaintune.runs import load_run, refuse_unless_served
+from domaintune.runs import choose_model, load_run, refuse_unless_served
 
 CHUNK_ROWS = 50_000  # rows read, predicted and written at a time: memory stays flat for any file size
 
 
 def predict(
-    run: str, path: str | None = None, text: str | None = None, out: str | None = None, chunk_rows: int = CHUNK_ROWS
+    run: str,
+    path: str | None = None,
+    text: str | None = None,
+    out: str | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    use: str = "fine_tuned",
 ) -> tuple[dict, Path]:
+    """`use=base`: the run's base model with its probe, the cheaper model its verdict compares with."""
     if (path is None) == (text is None):
         raise UserError('give data.path=<file> or text="..." (one of them)')
     finished = load_run(Path(run))
     refuse_unless_served(finished, "predict")
+    choose_model(finished, use)
     target = Path(out) if out else finished.folder / "predictions" / f"{datetime.now():%Y-%m-%d_%H-%M-%S_%f}"
     if target.exists():
         raise UserError(f"out={target} already exists; nothing was overwritten; pass out=<new folder>")
@@ -45,7 +52,7 @@ def predict(
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    summary = {"run": str(finished.folder), "input": str(path) if path else "text=", **summary}
+    summary = {"run": str(finished.folder), "use": use, "input": str(path) if path else "text=", **summary}
     write_json(partial / "metrics.json", summary)
     partial.rename(target)  # the folder appears complete or not at all
     return summary, target

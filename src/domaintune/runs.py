@@ -135,6 +135,24 @@ def refuse_unless_served(finished: FinishedRun, command: str) -> None:
     )
 
 
+USES = ("fine_tuned", "base")  # what `use=` may name: the run's own weights, or its base model's opponent
+
+
+def choose_model(finished: FinishedRun, use: str) -> None:
+    """`use=base`: the run answers with its base model's opponent (the probe it kept), where its
+    kind declares one; `use=fine_tuned` (the default): with its own weights."""
+    from domaintune.errors import UserError
+
+    if use not in USES:
+        raise UserError(f"use={use}: use one of {', '.join(USES)}")
+    if use == "fine_tuned":
+        return
+    kind = kinds.of_module(type(finished.module))
+    if not kind.base:
+        raise UserError(f"run={finished.folder}: a {kind.name} run has no base-model opponent to use; drop use=base")
+    finished.module.use_base(finished.folder)
+
+
 def test_trainer(cfg, **overrides):
     """A Trainer that only tests, on one device, in the run's precision, with no logger."""
     import lightning.pytorch as pl

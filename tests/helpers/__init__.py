@@ -225,4 +225,10 @@ def check_kind(run: Path, command, kind=None, tries: tuple[str, ...] = ("predict
         else:
             assert result.returncode == 2 and f"a {kind.name} run does not {name}" in result.stderr, result.stderr
             assert "Traceback" not in result.stderr
+    if "export" in tries and "export" in kind.commands():  # use=base: the base model's opponent, where declared
+        result = command("export", f"run={run}", "onnx=false", "use=base", f"out={run / 'contract_base'}")
+        if kind.base:
+            assert result.returncode == 0, f"{kind.name} declares a base: {result.stderr[-2000:]}"
+        else:
+            assert result.returncode == 2 and "has no base-model opponent" in result.stderr, result.stderr
     return kind.name

@@ -78,15 +78,23 @@ probabilities = session.run(["probabilities"], {{k: batch[k] for k in ("input_id
 USAGE = {"softmax": SOFTMAX_USAGE, "sigmoid": SIGMOID_USAGE}  # by the classifier's activation
 
 
-def write_sentence_transformers(folder: Path, hidden_size: int, pooling: str, max_length: int) -> bool:
+def write_sentence_transformers(
+    folder: Path, hidden_size: int, pooling: str, max_length: int, normalize: bool = False
+) -> bool:
     """The files that make `folder` (already holding the encoder and tokenizer) a
-    sentence-transformers model; False where our pooling has no sentence-transformers mode."""
+    sentence-transformers model, its vectors L2-normalized where the head reads them so
+    (`normalize`: a probe on L2 features); False where our pooling has no sentence-transformers mode."""
     if pooling not in SENTENCE_POOLING:
         return False
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
     ]
+    if normalize:
+        modules.append(
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
+        )
+        (folder / "2_Normalize").mkdir()
     modes = {mode: mode == SENTENCE_POOLING[pooling] for mode in SENTENCE_POOLING.values()}
     (folder / "modules.json").write_text(json.dumps(modules, indent=2))
     (folder / "sentence_bert_config.json").write_text(

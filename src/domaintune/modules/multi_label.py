@@ -16,14 +16,8 @@ from domaintune.data.labels import labels_in, one_hot
 from domaintune.data.text_classification import TextClassificationDataModule
 from domaintune.errors import UserError
 from domaintune.kinds import Kind, register_kind
-from domaintune.modules.sequence_classification import (
-    PROBE_C,
-    PROBE_FEATURES,
-    Probe,
-    SequenceClassificationModule,
-    best_probes,
-    probe_scaling,
-)
+from domaintune.modules.probe import PROBE_C, PROBE_FEATURES, Probe, best_probes, probe_scaling
+from domaintune.modules.sequence_classification import SequenceClassificationModule
 from domaintune.modules.shared import gather_rows
 
 log = logging.getLogger(__name__)
@@ -285,6 +279,10 @@ class MultiLabelClassificationModule(SequenceClassificationModule):
     def _by_label(self) -> dict[str, float]:
         return {label: round(float(t), 4) for label, t in zip(self.labels, self.thresholds.tolist())}
 
+    def adopt_probe(self, probe) -> None:
+        self.thresholds.copy_(torch.as_tensor(probe.cut, dtype=self.thresholds.dtype))
+        self.threshold_way = probe.thresholds["way"]
+
     def answer(self, probabilities: torch.Tensor) -> dict:
         """One row's answer: the labels at or above their thresholds, and every label's probability."""
         above = (probabilities >= self.thresholds.cpu()).tolist()
@@ -334,6 +332,7 @@ register_kind(
         metrics=DIRECTIONS,
         opponent=BASE_KIND,
         serves=frozenset({"predict"}),
+        base=True,
         export="text-classification",
     )
 )

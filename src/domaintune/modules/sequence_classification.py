@@ -24,14 +24,18 @@ from domaintune.api import TaskModule
 from domaintune.data.text_classification import TextClassificationDataModule
 from domaintune.kinds import Kind, register_kind
 from domaintune.models import Backbone
-from domaintune.modules.shared import EncoderWithHead, gather_rows, softmax_regression
+from domaintune.modules.probe import (
+    PROBE_C,
+    PROBE_FEATURES,
+    L2Normalize,
+    Probe,
+    best_probes,
+    probe_scaling,
+    softmax_regression,
+)
+from domaintune.modules.shared import EncoderWithHead, gather_rows
 
 log = logging.getLogger(__name__)
-# The base model's opponent is tuned as any baseline would be: inverse regularization C and the
-# feature scaling chosen on validation (a logistic regression with scikit-learn's default C=1 on
-# raw mean-pooled features underfits and flatters fine-tuning).
-PROBE_C = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
-PROBE_FEATURES = ("standardized", "l2")
 BASE_KIND = "linear probe on the frozen base encoder (logistic regression, C and scaling chosen on validation)"
 BASE_IS = "the frozen encoder with a linear head"
 
@@ -59,68 +63,6 @@ def _class_weights(kind: str | None, counts: list[int] | None, num_labels: int) 
     return counts_t.sum() / (num_labels * counts_t)
 
 
-class Probe:
-    """A logistic regression on frozen sentence vectors, with its feature scaling (standardized,
-    or L2-normalized as sentence-transformers serve them), and how it scored on validation. A
-    multi-label probe (one-vs-rest) also has its decision thresholds, chosen on validation."""
-
-    def __init__(
-        self,
-        features: str,
-        center: torch.Tensor,
-        scale: torch.Tensor,
-        weight: torch.Tensor,
-        bias: torch.Tensor,
-        C: float,
-        scores: dict[str, float],
-        grid: list[dict],
-        kind: str = BASE_KIND,
-    ):
-        self.features, self.center, self.scale, self.weight, self.bias = features, center, scale, weight, bias
-        self.C, self.scores, self.grid, self.kind = C, scores, grid, kind
-        self.cut = None  # multi-label: each label's decision threshold (an array)
-        self.thresholds: dict | None = None  # the same as the report shows it: {"way": ..., label: threshold}
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float().cpu()
-        x = nn.functional.normalize(x, dim=-1) if self.features == "l2" else (x - self.center) / self.scale
-        return x @ self.weight.T + self.bias
-
-    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weight and bias of the same linear map on raw features (standardization folds into a
-        linear layer; L2 normalization does not, so only a standardized probe can start the head)."""
-        weight = self.weight / self.scale
-        return weight, self.bias - weight @ self.center
-
-    def report(self) -> dict:
-        return {
-            "kind": self.kind,
-            "C": self.C,
-            "features": self.features,
-            **{f"val/{k}": v for k, v in self.scores.items()},
-            **({"thresholds": self.thresholds} if self.thresholds else {}),
-            "grid": self.grid,
-        }
-
-
-def probe_scaling(x_train: torch.Tensor, features: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A probe's feature scaling fitted on train (`standardized` or `l2`): its center and scale,
-    and the train features so scaled."""
-    if features == "l2":
-        center, scale = torch.zeros(x_train.shape[1]), torch.ones(x_train.shape[1])
-        return center, scale, nn.functional.normalize(x_train, dim=-1)
-    center, scale = x_train.mean(0), x_train.std(0).clamp(min=1e-6)
-    return center, scale, (x_train - center) / scale
-
-
-def best_probes(candidates: list[Probe], key: str, sign: int) -> tuple[Probe, Probe]:
-    """The best probe by validation `key` (`sign` -1 where lower is better), and the best
-    standardized one (the one that can start a head)."""
-    best = max(candidates, key=lambda p: sign * p.scores[key])
-    start = max((p for p in candidates if p.features == "standardized"), key=lambda p: sign * p.scores[key])
-    return best, start
-
-
 def fit_probe(
     x_train: torch.Tensor,
     y_train: torch.Tensor,
@@ -140,7 +82,7 @@ def fit_probe(
         center, scale, scaled = probe_scaling(x_train, features)
         for C in PROBE_C:
             weight, bias = softmax_regression(scaled, y_train, num_labels, C)
-            probe = Probe(features, center, scale, weight, bias, C, {}, grid)
+            probe = Probe(features, center, scale, weight, bias, C, {}, grid, BASE_KIND)
             probe.scores = classification_scores(probe.logits(x_val), y_val)
             grid.append({"features": features, "C": C, f"val/{key}": probe.scores[key]})
             candidates.append(probe)
@@ -192,10 +134,7 @@ class SequenceClassificationModule(EncoderWithHead, TaskModule):
         super().__init__(peft_config)
         self.save_hyperparameters(ignore=["backbone", "peft_config", "class_counts"], logger=False)
         self.backbone = backbone
-        encoder = backbone.load_model()
-        if pooling != "pooler" and getattr(encoder, "pooler", None) is not None:
-            encoder.pooler = None  # unused: would waste compute and leave DDP with gradient-less weights
-        self.encoder = encoder = self.adapt(encoder, peft_config)
+        self.encoder = encoder = self.adapt(self.base_encoder(), peft_config)
         self.labels = labels or [str(i) for i in range(num_labels)]
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder.config.hidden_size, num_labels))
         weights = _class_weights(class_weights, class_counts, num_labels)
@@ -223,6 +162,14 @@ class SequenceClassificationModule(EncoderWithHead, TaskModule):
         self.test_rows: dict[str, list[torch.Tensor]] = {}
         self._base_copy = None  # full fine-tuning: the untouched base encoder, loaded when needed
         self.loaded_from: Path | None = None
+
+    def base_encoder(self):
+        """A fresh copy of the base encoder, its pooler dropped unless `pooling=pooler` reads it (it
+        would waste compute and leave DDP with gradient-less weights)."""
+        encoder = self.backbone.load_model()
+        if self.hparams.pooling != "pooler" and getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None
+        return encoder
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, encoder=None) -> torch.Tensor:
         """Sentence vectors in float32, whatever `model.dtype` is: the head and the probe are float32."""
@@ -391,7 +338,10 @@ class SequenceClassificationModule(EncoderWithHead, TaskModule):
         self.encoder.save_pretrained(folder)
         self.backbone.load_tokenizer().save_pretrained(folder)
         pooling, max_length = self.hparams.pooling, datamodule.max_length
-        sentence = export.write_sentence_transformers(folder, self.encoder.config.hidden_size, pooling, max_length)
+        normalize = isinstance(self.head[0], L2Normalize)  # use=base with a probe on L2-normalized vectors
+        sentence = export.write_sentence_transformers(
+            folder, self.encoder.config.hidden_size, pooling, max_length, normalize
+        )
         export.write_head(folder, self.head[-1], self.labels, pooling, max_length, **self.head_settings())
         if onnx:
             export.write_onnx(folder / "model.onnx", self, self.encoder.config.vocab_size, self.activation)
@@ -459,6 +409,7 @@ register_kind(
         metrics={"loss": "min", "acc": "max", "macro_f1": "max"},
         opponent=BASE_KIND,
         serves=frozenset({"predict"}),
+        base=True,
         export="text-classification",
     )
 )

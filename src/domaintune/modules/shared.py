@@ -15,26 +15,6 @@ log = logging.getLogger(__name__)
 _PROBES: dict[tuple, tuple] = {}
 
 
-def softmax_regression(scaled: torch.Tensor, targets: torch.Tensor, num_labels: int, C: float):
-    """Multinomial logistic regression (scikit-learn) as a weight and bias over all `num_labels`
-    classes: a class absent from `targets` gets zeros, and a two-class problem, which
-    scikit-learn fits as one column, becomes the second class's logit."""
-    from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_limits
-
-    seen = torch.as_tensor(sorted(set(targets.tolist())))
-    # measured on BANKING77 features on 2 busy cores: 2.5 s with one thread, 28 s with two
-    with threadpool_limits(1):
-        fitted = LogisticRegression(C=C, max_iter=1000).fit(scaled.numpy(), targets.numpy())
-    weight, bias = torch.zeros(num_labels, scaled.shape[1]), torch.zeros(num_labels)
-    coef, intercept = torch.as_tensor(fitted.coef_, dtype=torch.float), torch.as_tensor(fitted.intercept_).float()
-    if len(seen) == 2:
-        weight[seen[1]], bias[seen[1]] = coef[0], intercept[0]
-    else:
-        weight[seen], bias[seen] = coef, intercept
-    return weight, bias
-
-
 def gather_rows(module, values: list[torch.Tensor]) -> np.ndarray:
     """Per-row values a process collected over its shard of an evaluation split, from every
     process (DDP), as one array: the test verdict needs all the rows. Shards differ in length by
@@ -57,7 +37,7 @@ class EncoderWithHead:
     `head_init=probe`), weights saved and loaded, adapter merging and the learning rates of the
     two parts. The module sets `backbone`, `encoder`, `head`, `has_adapter`, `loaded_from` (the
     run its weights came from), `probe`, `head_start` and `_base_copy` (None), and implements
-    `fit_probe(datamodule)` and `probe_settings(datamodule)`."""
+    `base_encoder()`, `fit_probe(datamodule)` and `probe_settings(datamodule)`."""
 
     def _fit_probe(self) -> None:
         """The base model's opponent, fitted on frozen base features of train and chosen on
@@ -135,7 +115,7 @@ class EncoderWithHead:
             yield self.encoder
         else:
             if self._base_copy is None:
-                self._base_copy = self.backbone.load_model().to(self.device).eval()
+                self._base_copy = self.base_encoder().to(self.device).eval()
             yield self._base_copy
 
     def param_groups(self) -> list[dict]:
@@ -152,6 +132,22 @@ class EncoderWithHead:
 
         self.encoder.save_pretrained(folder / ("adapter" if self.has_adapter else "encoder"))
         save_file({k: v.detach().contiguous() for k, v in self.head.state_dict().items()}, folder / "head.safetensors")
+        if self.probe is not None:  # the cheaper model the verdict may recommend: `use=base`
+            self.probe.save(folder)
+
+    def use_base(self, folder: Path) -> None:
+        """From now on predict and export with the base model's opponent, not the fine-tuned
+        weights: the untouched base encoder and the run's probe (`probe.safetensors`) as the head."""
+        from domaintune.modules.probe import Probe
+
+        self.probe = Probe.load(folder)
+        self.encoder, self.has_adapter = self.base_encoder().to(self.device).eval(), False
+        self.head = self.probe.as_head().to(self.device)
+        self.adopt_probe(self.probe)
+
+    def adopt_probe(self, probe) -> None:
+        """What else a kind takes from its probe when it becomes the model (a multi-label probe's
+        thresholds)."""
 
     def merge(self) -> None:
         """Fold the adapter into the encoder's weights: the same outputs, a faster forward; for a

@@ -18,8 +18,8 @@ from domaintune.data.token_classification import IGNORED, TokenClassificationDat
 from domaintune.data.tokens import OUTSIDE, entities
 from domaintune.kinds import Kind, register_kind
 from domaintune.models import Backbone
-from domaintune.modules.sequence_classification import PROBE_C, Probe, best_probes, probe_scaling
-from domaintune.modules.shared import EncoderWithHead, gather_rows, softmax_regression
+from domaintune.modules.probe import PROBE_C, Probe, best_probes, probe_scaling, softmax_regression
+from domaintune.modules.shared import EncoderWithHead, gather_rows
 
 log = logging.getLogger(__name__)
 BASE_KIND = (
@@ -89,10 +89,7 @@ class TokenClassificationModule(EncoderWithHead, TaskModule):
         super().__init__(peft_config)
         self.save_hyperparameters(ignore=["backbone", "peft_config"], logger=False)
         self.backbone = backbone
-        encoder = backbone.load_model()
-        if getattr(encoder, "pooler", None) is not None:
-            encoder.pooler = None  # unused: a token head reads every position
-        self.encoder = self.adapt(encoder, peft_config)
+        self.encoder = encoder = self.adapt(self.base_encoder(), peft_config)
         self.tags = list(tags)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder.config.hidden_size, len(self.tags)))
         self.probe: Probe | None = None
@@ -101,6 +98,13 @@ class TokenClassificationModule(EncoderWithHead, TaskModule):
         self.loaded_from: Path | None = None
         self.kept: dict[str, list[torch.Tensor]] = {}
         self.test_report: dict = {}
+
+    def base_encoder(self):
+        """A fresh copy of the base encoder without its pooler: a token head reads every position."""
+        encoder = self.backbone.load_model()
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None
+        return encoder
 
     def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, encoder=None) -> torch.Tensor:
         """Token vectors in float32, whatever `model.dtype` is: the head and the probe are float32."""
@@ -373,6 +377,7 @@ register_kind(
         metrics={"loss": "min", "f1": "max", "precision": "max", "recall": "max", "token_acc": "max"},
         opponent=BASE_KIND,
         serves=frozenset({"predict"}),
+        base=True,
         export="token-classification",
     )
 )
