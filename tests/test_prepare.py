@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from domaintune.modules.sequence_classification import _class_weights
@@ -112,6 +113,13 @@ def test_init_from_continues_a_run_and_checks_forgetting_on_its_test_set(tiny_ru
     assert regression["before"] == json.loads((first / "metrics.json").read_text())["test"][regression["metric"]]
     assert regression["regressed"] == (regression["drop"] > 0.0)
     assert f"earlier run's test set: {regression['metric']}" in result.stdout
+    new_rows, earlier_rows = regression["verdicts"]["new_test_rows"], regression["verdicts"]["earlier_test_rows"]
+    assert earlier_rows["metrics"]["macro_f1"]["fine_tuned"] == pytest.approx(regression["after"], abs=1e-6)
+    assert earlier_rows["metrics"]["macro_f1"]["base"] == pytest.approx(regression["before"], abs=1e-6)
+    assert new_rows["metrics"]["macro_f1"]["fine_tuned"] == pytest.approx(
+        json.loads((second / "metrics.json").read_text())["test"]["test/macro_f1"], abs=1e-6
+    )
+    assert f"update: {new_rows['line']}" in result.stdout and "on the earlier run's test rows" in earlier_rows["line"]
     assert 0 < regression["test_rows_in_new_train"] <= regression["test_rows"]  # seed 7 splits the same rows otherwise
     assert (
         f"{regression['test_rows_in_new_train']} of its {regression['test_rows']} test rows are in the new train data"

@@ -59,17 +59,48 @@ def check_earlier_run(cfg, folder: Path, datamodule) -> EarlierRun:
     return EarlierRun(folder, metrics, earlier_data)
 
 
-def regression_check(cfg, module, earlier_run: EarlierRun, train_set) -> dict:
-    """Test the updated model on the earlier run's test set and compare with that run's own score.
-    Earlier test rows that the new `train_set` holds (the same token ids) are counted: the model
-    has seen them, so the check is optimistic by that much."""
+def update_verdicts(cfg, earlier_run: EarlierRun, on_new_rows: dict, on_earlier_rows: dict, new_data) -> dict:
+    """Did the update pay, and did it forget? The earlier run's own model tested on the rows the
+    updated one was: the new data's test rows (as the run's test stage had them) and the earlier
+    run's test rows; on each, paired bootstrap intervals and a sentence, first metric first."""
+    from domaintune import verdict
+    from domaintune.runs import load_run, test_trainer
+
+    if not on_new_rows or not on_earlier_rows:  # a kind without per-row scores
+        return {}
+    previous = load_run(earlier_run.folder, key="init_from").module
+    out = {}
+    for name, where, data, updated, limit in (
+        ("new_test_rows", "the new test rows", new_data, on_new_rows, cfg.trainer.get("limit_test_batches")),
+        ("earlier_test_rows", "the earlier run's test rows", earlier_run.datamodule, on_earlier_rows, None),
+    ):
+        trainer = test_trainer(cfg, enable_progress_bar=False, limit_test_batches=limit)
+        trainer.test(previous, datamodule=data, verbose=False)
+        first = cfg.optimized_metric.removeprefix("val/")
+        order = sorted(updated, key=lambda metric: metric != first)
+        compared = [verdict.compare_scored(metric, updated[metric], previous.scored[metric]) for metric in order]
+        out[name] = {
+            "line": verdict.update_line(compared[0], where),
+            "method": verdict.METHOD,
+            "metrics": {result["metric"]: result for result in compared},
+        }
+    return out
+
+
+def regression_check(cfg, module, earlier_run: EarlierRun, train_set, new_data) -> dict:
+    """Test the updated model on the earlier run's test set and compare with that run's own score,
+    and both models on both test sets (`verdicts`). Earlier test rows that the new `train_set`
+    holds (the same token ids) are counted: the model has seen them, so the check is optimistic
+    by that much."""
     from domaintune.runs import test_trainer
 
     earlier, datamodule = earlier_run.metrics, earlier_run.datamodule
     key = "test/" + cfg.optimized_metric.removeprefix("val/")
     if key not in earlier.get("test", {}):
         return {"skipped": f"the earlier run has no {key}"}
+    on_new_rows = dict(module.scored)  # the run's own test stage: the new data's test rows
     now = test_trainer(cfg, enable_progress_bar=False).test(module, datamodule=datamodule, verbose=False)[0][key]
+    on_earlier_rows = dict(module.scored)
     before = earlier["test"][key]
     drop = round(float((before - now) if cfg.mode == "max" else (now - before)), 6)  # float noise is not forgetting
     seen = {np.asarray(row).tobytes() for row in train_set.ids}
@@ -82,6 +113,7 @@ def regression_check(cfg, module, earlier_run: EarlierRun, train_set) -> dict:
             len(datamodule.datasets["test"]),
         )
     return {
+        "verdicts": update_verdicts(cfg, earlier_run, on_new_rows, on_earlier_rows, new_data),
         "metric": key,
         "data": str(datamodule.path),
         "before": before,

@@ -105,6 +105,7 @@ def tracker_summary(metrics: dict) -> dict:
         "best/epoch": metrics["best"]["epoch"],
         **{f"baseline/{k}": v for k, v in metrics.get("baseline", {}).items() if isinstance(v, (int, float))},
         **verdict_summary(metrics.get("verdict")),
+        **update_summary(metrics.get("regression", {}).get("verdicts", {})),
         **{f"data/removed/{k}": v for k, v in metrics["data"]["removed"].items()},
         **metrics.get("cost", {}),
     }
@@ -154,6 +155,24 @@ def verdict_summary(verdict: dict | None) -> dict:
                 f"verdict/{metric}/ci95_high": result["ci95"][1],
             }
         )
+    return flat
+
+
+def update_summary(verdicts: dict) -> dict:
+    """An `init_from` run's two update verdicts as flat W&B summary keys: the sentence, and per
+    metric the updated and earlier models' scores and the 95% interval on their difference."""
+    flat = {}
+    for rows, update in verdicts.items():
+        flat[f"update/{rows}/line"] = update["line"]
+        for metric, result in update["metrics"].items():
+            flat.update(
+                {
+                    f"update/{rows}/{metric}/updated": result["fine_tuned"],
+                    f"update/{rows}/{metric}/earlier": result["base"],
+                    f"update/{rows}/{metric}/ci95_low": result["ci95"][0],
+                    f"update/{rows}/{metric}/ci95_high": result["ci95"][1],
+                }
+            )
     return flat
 
 
@@ -207,6 +226,8 @@ def summary_text(metrics: dict) -> str:
             f"  earlier run's test set: {regression['metric']} {regression['before']:.4f} -> "
             f"{regression['after']:.4f}; {state}"
         )
+        for update in regression.get("verdicts", {}).values():
+            lines.append(f"  update: {update['line']}")
         if regression.get("test_rows_in_new_train"):
             lines.append(
                 f"  note: {regression['test_rows_in_new_train']} of its {regression['test_rows']} test rows are in "

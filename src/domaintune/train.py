@@ -110,7 +110,9 @@ def train(cfg: DictConfig) -> float | None:
         metrics = outputs.run_metrics(cfg, trainer, history, datamodule, module, test_results, time.time() - started)
         outputs.save_artifacts(run_dir, cfg, datamodule, module, [checkpoint, str(last) if last else ""])
         if earlier is not None:  # forgetting: the earlier run's test set, before and after
-            metrics["regression"] = continual.regression_check(cfg, module, earlier, datamodule.datasets["train"])
+            metrics["regression"] = continual.regression_check(
+                cfg, module, earlier, datamodule.datasets["train"], datamodule
+            )
         if resume_from is not None:
             metrics["resumed_from"] = str(resume_from)
         outputs.plot_learning_curve(metrics["history"], cfg.optimized_metric, run_dir / "learning_curve.png")

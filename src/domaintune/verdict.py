@@ -238,6 +238,18 @@ def search_line(result: dict) -> str:
     return f"the search was no better than the task's defaults: {metric} {gain:+.3f} ({interval})"
 
 
+def update_line(result: dict, where: str) -> str:
+    """Did an update (`init_from` on new data) pay on `where`? The updated model against the
+    earlier one on the same rows (`result` from compare_scored, the updated model first)."""
+    metric, gain = result["metric"], result["gain"]
+    reading, interval = _reading(result, 3)
+    if reading == "better":
+        return f"the update improved {metric} by {gain:.3f} on {where} ({interval})"
+    if reading == "worse":
+        return f"the update made {metric} worse by {-gain:.3f} on {where} ({interval})"
+    return f"no significant change in {metric} on {where} ({gain:+.3f}; {interval})"
+
+
 def verdict(results: list[dict], base_kind: str, base_is: str) -> dict:
     """metrics.json's `verdict`: the first result (the optimized metric) decides the sentence."""
     return {
