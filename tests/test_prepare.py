@@ -33,6 +33,16 @@ def test_prepare_cleans_splits_and_reports(tmp_path):
         and (out / "token_lengths.png").is_file()
     )
     assert "module.class_weights=balanced" in (out / "report.md").read_text()
+    # before any fine-tuning: the base model's probe on validation, fitted on nested quarter, half and all
+    baseline = summary["baseline"]
+    curve = baseline["curve"]
+    assert [p["fraction"] for p in curve] == [0.25, 0.5, 1.0] and curve[0]["train_rows"] < curve[1]["train_rows"]
+    assert (
+        curve[-1]["val/macro_f1"] == baseline["val/macro_f1"] and curve[-1]["train_rows"] == summary["rows"]["train"]
+    )
+    low, high = curve[0]["val/macro_f1_ci95"]
+    assert low <= curve[0]["val/macro_f1"] <= high and "base model on validation" in result.stdout
+    assert "## The base model" in (out / "report.md").read_text()
     again = cli("prepare", "task=legal", "model=tiny", f"data.path={source}", f"out={out}")
     assert again.returncode == 2 and "already exists" in again.stderr
     trained = cli(

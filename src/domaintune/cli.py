@@ -151,6 +151,12 @@ def prepare(args: argparse.Namespace) -> None:
             "judge by macro-F1 and train with module.class_weights=balanced"
         )
     print(f"  {summary['truncated_share']:.1%} of train rows exceed max_length={summary['max_length']}")
+    baseline = summary.get("baseline")
+    if baseline and baseline.get("curve"):
+        from domaintune.modules.shared import curve_line
+
+        curve = curve_line(baseline["curve"], baseline["metric"])
+        print(f"  base model on validation (the probe fine-tuning must beat), as its train rows grow: {curve}")
     # prepared splits are written as `text` and `label`/`labels` (or prompt/response): the settings
     # that said how the source file was written do not apply to them
     source = ("data.path", "data.column_names", "data.label_separator", "data.label_names")

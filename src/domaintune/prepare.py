@@ -26,7 +26,7 @@ def prepare(cfg, out: Path) -> dict:
     from domaintune.runs import build_data
 
     data = cfg.data
-    _, datamodule = build_data(cfg)  # the datamodule says what its rows hold, and reads them
+    backbone, datamodule = build_data(cfg)  # the datamodule says what its rows hold, and reads them
     path = datamodule.path
     report = CleaningReport()
     raw = datamodule.read_raw(report)
@@ -47,6 +47,7 @@ def prepare(cfg, out: Path) -> dict:
                 "data.test_fraction"
             )
 
+    baseline = _baseline(cfg, backbone, datamodule)
     texts = splits["train"][list(datamodule.text_columns)].astype(str).agg("\n".join, axis=1)
     # before anything is written: a tokenizer that fails leaves nothing
     lengths = [len(ids) for ids in datamodule.tokenizer(texts.tolist(), add_special_tokens=True)["input_ids"]]
@@ -54,7 +55,7 @@ def prepare(cfg, out: Path) -> dict:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        summary = _write(splits, brought, path, data, report, lengths, datamodule, partial, out)
+        summary = _write(splits, brought, path, data, report, lengths, datamodule, partial, out, baseline)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -62,7 +63,22 @@ def prepare(cfg, out: Path) -> dict:
     return summary
 
 
-def _write(splits, brought, path, data, report, lengths, datamodule, folder: Path, out: Path) -> dict:
+def _baseline(cfg, backbone, datamodule) -> dict:
+    """Before any fine-tuning: what the base model with a linear head (the run's probe, chosen on
+    validation) scores on validation, and, where its kind measures it, how that moves as the
+    probe's train rows grow from a quarter to all. Kinds without such an opponent: nothing."""
+    from domaintune import kinds, registry
+    from domaintune.runs import build_module, use_variant
+
+    if not kinds.of_module(registry.check_target("module", cfg.module._target_, "module")).base:
+        return {}
+    datamodule.setup("fit")
+    use_variant(cfg, datamodule.module_variant())  # e.g. rows with label sets: the multi-label probe
+    probe, _ = build_module(cfg, backbone, datamodule.module_inputs()).fit_probe(datamodule)
+    return {"metric": cfg.optimized_metric, **{k: v for k, v in probe.report().items() if k != "grid"}}
+
+
+def _write(splits, brought, path, data, report, lengths, datamodule, folder: Path, out: Path, baseline) -> dict:
     labelled = datamodule.labelled
     digest = hashlib.sha256()
     for name, frame in splits.items():
@@ -87,6 +103,8 @@ def _write(splits, brought, path, data, report, lengths, datamodule, folder: Pat
             summary["imbalance"] = {"majority_share": round(majority, 4), "warn": majority > IMBALANCE_SHARE}
     kind_summary, kind_lines = datamodule.prepare_report(splits)
     summary.update(kind_summary)
+    if baseline:
+        summary["baseline"] = baseline
     _plots(splits if labelled else {}, lengths, int(data.max_length), folder)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (folder / "report.md").write_text(report_markdown(summary, out, kind_lines))
@@ -191,6 +209,26 @@ def report_markdown(summary: dict, out: Path, kind_lines: list[str] = ()) -> str
         lines += ["", "![labels](labels.png)"]
     if kind_lines:
         lines += ["", *kind_lines]
+    baseline = summary.get("baseline")
+    if baseline:
+        scores = ", ".join(f"{k.removeprefix('val/')} {v:.3f}" for k, v in baseline.items() if k.startswith("val/"))
+        lines += [
+            "",
+            "## The base model",
+            "",
+            f"Before any fine-tuning, {baseline['kind']} scores on the validation split: {scores} "
+            f"({baseline['features']} features, C={baseline['C']:g}). Fine-tuning has to beat this.",
+        ]
+        if baseline.get("curve"):
+            from domaintune.modules.shared import curve_line
+
+            lines += [
+                "",
+                f"As its train rows grow: {curve_line(baseline['curve'], baseline['metric'])} (95% "
+                "intervals over validation rows). "
+                "A curve still rising says more data is likely to help the base model; a flat one, that it has "
+                "what it can get from this encoder.",
+            ]
     lines += [
         "",
         "## Length",

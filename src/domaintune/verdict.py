@@ -163,6 +163,28 @@ def load_scored(folder: Path) -> dict[str, Scored]:
     }
 
 
+def interval(statistic: str, columns: tuple[np.ndarray, ...], seed: int = 0) -> list[float]:
+    """One model's 95% percentile bootstrap interval of `statistic` (a name in STATISTICS) over
+    its rows, resampled with `columns` (e.g. truth and predictions) kept together."""
+    from scipy.stats import bootstrap
+
+    if len(columns[0]) < 2:
+        value = float(STATISTICS[statistic](*columns))
+        return [round(value, 6), round(value, 6)]
+    result = bootstrap(
+        columns,
+        lambda *c, axis=-1: STATISTICS[statistic](*c),
+        paired=True,
+        vectorized=True,
+        n_resamples=RESAMPLES,
+        batch=max(1, 4_000_000 // (len(columns[0]) * len(columns))),
+        method="percentile",
+        confidence_level=0.95,
+        rng=np.random.default_rng(seed),
+    )
+    return [round(float(v), 6) for v in result.confidence_interval]
+
+
 def compare(name: str, statistic, tuned: tuple, base: tuple, mode: str = "max", seed: int = 0) -> dict:
     """`statistic(*columns)` of the fine-tuned and the base model on the same rows (`tuned` and
     `base` are tuples of per-row columns, e.g. (truth, predictions)), their difference and its

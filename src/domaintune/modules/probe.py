@@ -15,6 +15,7 @@ from torch import nn
 # raw mean-pooled features underfits and flatters fine-tuning).
 PROBE_C = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 PROBE_FEATURES = ("standardized", "l2")
+FRACTIONS = (0.25, 0.5, 1.0)  # of the train rows: the probe's data curve, reported before any fine-tuning
 
 
 class Probe:
@@ -36,6 +37,7 @@ class Probe:
     ):
         self.features, self.center, self.scale, self.weight, self.bias = features, center, scale, weight, bias
         self.C, self.scores, self.grid, self.kind = C, scores, grid, kind
+        self.curve: list[dict] = []  # validation scores as the train rows grow (FRACTIONS), where measured
         self.cut = None  # multi-label: each label's decision threshold (an array)
         self.thresholds: dict | None = None  # the same as the report shows it: {"way": ..., label: threshold}
 
@@ -87,6 +89,7 @@ class Probe:
         )
         if "thresholds" in tensors:
             probe.cut, probe.thresholds = tensors["thresholds"].numpy(), saved.get("thresholds")
+        probe.curve = saved.get("curve", [])
         return probe
 
     def as_head(self) -> nn.Sequential:
@@ -105,8 +108,24 @@ class Probe:
             "features": self.features,
             **{f"val/{k}": v for k, v in self.scores.items()},
             **({"thresholds": self.thresholds} if self.thresholds else {}),
+            **({"curve": self.curve} if self.curve else {}),
             "grid": self.grid,
         }
+
+
+def nested_rows(labels: torch.Tensor, fractions: tuple[float, ...], seed: int = 0) -> list[torch.Tensor]:
+    """Row indices of nested, stratified samples of the rows: each class's rows in one seeded
+    order, of which each sample takes the first `fraction` (at least one row of each class)."""
+    generator = torch.Generator().manual_seed(seed)
+    order = {
+        int(c): rows[torch.randperm(len(rows), generator=generator)]
+        for c in labels.unique()
+        for rows in [torch.nonzero(labels == c).flatten()]
+    }
+    return [
+        torch.cat([rows[: max(1, round(len(rows) * fraction))] for rows in order.values()]).sort().values
+        for fraction in fractions
+    ]
 
 
 def probe_scaling(x_train: torch.Tensor, features: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

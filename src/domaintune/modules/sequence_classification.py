@@ -25,11 +25,13 @@ from domaintune.data.text_classification import TextClassificationDataModule
 from domaintune.kinds import Kind, register_kind
 from domaintune.models import Backbone
 from domaintune.modules.probe import (
+    FRACTIONS,
     PROBE_C,
     PROBE_FEATURES,
     L2Normalize,
     Probe,
     best_probes,
+    nested_rows,
     probe_scaling,
     softmax_regression,
 )
@@ -86,7 +88,30 @@ def fit_probe(
             probe.scores = classification_scores(probe.logits(x_val), y_val)
             grid.append({"features": features, "C": C, f"val/{key}": probe.scores[key]})
             candidates.append(probe)
-    return best_probes(candidates, key, sign)
+    best, start = best_probes(candidates, key, sign)
+    best.curve = data_curve(best, x_train, y_train, x_val, y_val, num_labels)
+    return best, start
+
+
+def data_curve(probe: Probe, x_train, y_train, x_val, y_val, num_labels: int) -> list[dict]:
+    """Is the base model already good, and does more data still help it? The chosen probe (its
+    scaling and C) fitted again on nested, stratified quarters and halves of the train rows,
+    each scored on validation with 95% intervals on accuracy and macro-F1."""
+    curve = []
+    for fraction, rows in zip(FRACTIONS, nested_rows(y_train, FRACTIONS)):
+        if fraction == 1.0:
+            fitted = probe
+        else:
+            center, scale, scaled = probe_scaling(x_train[rows], probe.features)
+            weight, bias = softmax_regression(scaled, y_train[rows], num_labels, probe.C)
+            fitted = Probe(probe.features, center, scale, weight, bias, probe.C, {}, [], probe.kind)
+        truth, predicted = y_val.numpy(), fitted.logits(x_val).argmax(-1).numpy()
+        point = {"fraction": fraction, "train_rows": len(rows)}
+        for name, statistic in (("acc", "accuracy"), ("macro_f1", "macro_f1")):
+            point[f"val/{name}"] = round(float(verdict.STATISTICS[statistic](truth, predicted)), 6)
+            point[f"val/{name}_ci95"] = verdict.interval(statistic, (truth, predicted))
+        curve.append(point)
+    return curve
 
 
 def classification_scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

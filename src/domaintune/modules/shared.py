@@ -21,13 +21,25 @@ def gather_rows(module, values: list[torch.Tensor]) -> np.ndarray:
     at most a row, so each is padded to the longest for `all_gather`, and the padding dropped.
     A row may be a vector (a multi-label row's probabilities)."""
     local = torch.cat(values).detach().float().cpu() if values else torch.zeros(0)
-    if module.trainer.world_size == 1:
+    if module._trainer is None or module.trainer.world_size == 1:  # outside a fit (prepare) or one process
         return local.numpy()
     sizes = module.all_gather(torch.tensor(len(local), device=module.device)).view(-1).tolist()
     padded = torch.full((max(sizes), *local.shape[1:]), float("nan"), device=module.device)
     padded[: len(local)] = local.to(module.device)
     gathered = module.all_gather(padded).cpu()
     return torch.cat([gathered[rank, :size] for rank, size in enumerate(sizes)]).numpy()
+
+
+def curve_line(curve: list[dict], metric: str) -> str:
+    """A probe's data curve in words: '25% (402 rows) acc 0.81 [0.78, 0.84]; 50% ...', on `metric`
+    where the curve has it, else on its first."""
+    if metric not in curve[0]:
+        metric = next(k for k in curve[0] if k.startswith("val/") and not k.endswith("_ci95"))
+    return "; ".join(
+        f"{p['fraction']:.0%} ({p['train_rows']} rows) {metric.removeprefix('val/')} {p[metric]:.3f} "
+        f"[{p[metric + '_ci95'][0]:.3f}, {p[metric + '_ci95'][1]:.3f}]"
+        for p in curve
+    )
 
 
 class EncoderWithHead:
@@ -56,6 +68,11 @@ class EncoderWithHead:
             self.probe.C,
             self.probe.scores,
         )
+        if self.probe.curve:
+            log.info(
+                "base model on validation as its train rows grow: %s",
+                curve_line(self.probe.curve, self.hparams.probe_metric),
+            )
         if self.hparams.head_init == "probe" and self.loaded_from is None:  # loaded weights keep their own head
             self.head_start = start
             if not self.trainer.ckpt_path:  # a resumed run's head came back with its checkpoint
