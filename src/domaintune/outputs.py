@@ -104,6 +104,12 @@ def tracker_summary(metrics: dict) -> dict:
         "best/value": metrics["best"]["value"],
         "best/epoch": metrics["best"]["epoch"],
         **{f"baseline/{k}": v for k, v in metrics.get("baseline", {}).items() if isinstance(v, (int, float))},
+        **{  # the probe's data curve: baseline/curve/25pct/val/acc, ...
+            f"baseline/curve/{point['fraction']:.0%}/{k}".replace("%", "pct"): v
+            for point in metrics.get("baseline", {}).get("curve", [])
+            for k, v in point.items()
+            if k.startswith("val/") and not k.endswith("_ci95")
+        },
         **verdict_summary(metrics.get("verdict")),
         **update_summary(metrics.get("regression", {}).get("verdicts", {})),
         **{f"data/removed/{k}": v for k, v in metrics["data"]["removed"].items()},
