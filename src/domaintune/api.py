@@ -220,6 +220,7 @@ class TaskModule(pl.LightningModule, abc.ABC):
         # `evaluate` keeps so that two runs can be compared on the same rows (a sweep's best trial
         # against its defaults trial). A kind with a verdict fills it.
         self.scored: dict = {}
+        self.base_scored: dict = {}  # the same for the base model's opponent, where the kind has one
         # Checkpoints keep only what trains (adapter/head or the whole model): frozen base weights
         # are loaded from the model anyway, so leave them out and load the rest non-strictly.
         self.strict_loading = not self.has_adapter

@@ -113,6 +113,45 @@ def generate(args: argparse.Namespace) -> None:
         print(json.dumps({"prompt": prompt, "response": reply}, ensure_ascii=False) if len(prompts) > 1 else reply)
 
 
+def learning_curve(args: argparse.Namespace) -> None:
+    """Compose the task as `train` would; one run per fraction of the train rows, in one folder."""
+    from datetime import datetime
+    from pathlib import Path
+
+    from domaintune import config, registry
+    from domaintune.learning_curve import FRACTIONS
+    from domaintune.learning_curve import learning_curve as draw
+
+    settings = {
+        o.partition("=")[0]: o.partition("=")[2] for o in args.overrides if o.split("=")[0] in ("out", "fractions")
+    }
+    overrides = [o for o in args.overrides if o.split("=")[0] not in ("out", "fractions")]
+    try:
+        fractions = tuple(float(f) for f in settings["fractions"].split(",")) if "fractions" in settings else FRACTIONS
+    except ValueError:
+        raise UserError(f"fractions={settings['fractions']}: give shares such as fractions=0.25,0.5,1") from None
+    config.check_group_choices(overrides)
+    registry.add_plugin_folders()
+    cfg = config.compose_job(overrides, Path("."), Path(os.environ.get("DOMAINTUNE_OUTPUT_DIR", "outputs")))
+    out = (
+        Path(settings["out"])
+        if "out" in settings
+        else (
+            Path(cfg.paths.output_dir)
+            / "curves"
+            / f"{datetime.now():%Y-%m-%d}"
+            / f"{datetime.now():%H-%M-%S}_{cfg.task_name}"
+        )
+    )
+    curve = draw(overrides, out, fractions)
+    for point in curve["points"]:
+        print(
+            f"  {point['train_rows']} train rows: fine-tuned {point['fine_tuned']:.4f} {point['fine_tuned_ci95']}, "
+            f"probe {point['probe']:.4f} {point['probe_ci95']} ({curve['metric']} on validation)"
+        )
+    print(f"{curve['line']}\n  curve: {out / 'data_curve.png'} (and .html, .json)")
+
+
 def prepare(args: argparse.Namespace) -> None:
     """Compose the task's config as `train` would, then clean, split and report into a new folder."""
     from datetime import datetime
@@ -276,6 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides as for train, plus out=<folder>"
     )
     preparing.set_defaults(handler=prepare)
+    curve = sub.add_parser(
+        "learning-curve",
+        help="is my data enough? the task's defaults and the base model's probe on growing shares of the train rows",
+    )
+    curve.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="Hydra overrides as for train, plus fractions=0.1,0.25,0.5,1 and out=<folder>",
+    )
+    curve.set_defaults(handler=learning_curve)
     _run_command(
         sub,
         "generate",

@@ -87,6 +87,18 @@ def _multilabel_split(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[
     return frame.iloc[sorted(rest)].reset_index(drop=True), frame.iloc[sorted(held)].reset_index(drop=True)
 
 
+def nested_rows(labels: list, fractions: tuple[float, ...], seed: int = 0) -> list[np.ndarray]:
+    """Row numbers of nested, stratified samples of the rows: each label's rows (a label set
+    counts as one label) in one seeded order, of which each sample takes the first `fraction`
+    (at least one row of each label), so a smaller sample is always inside a larger one."""
+    rng = np.random.default_rng(seed)
+    groups: dict = {}
+    for row, label in enumerate(labels):
+        groups.setdefault(label, []).append(row)
+    order = [rng.permutation(rows) for _, rows in sorted(groups.items(), key=lambda item: str(item[0]))]
+    return [np.sort(np.concatenate([rows[: max(1, round(len(rows) * f))] for rows in order])) for f in fractions]
+
+
 def random_split(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Seeded random split of unlabeled rows (instruction data): (rest, held out), order kept."""
     count = max(1, round(len(frame) * fraction)) if fraction > 0 and len(frame) > 1 else 0

@@ -14,7 +14,7 @@ from domaintune.api import TaskDataModule
 from domaintune.data.batching import LengthGroupedBatchSampler, TokenizedDataset, pad_collate
 from domaintune.data.labels import LABELS, LabelReader, label_sets, labels_in, one_hot
 from domaintune.data.readers import read_chunks, read_table
-from domaintune.data.splits import load_splits, read_labelled, split_files
+from domaintune.data.splits import load_splits, nested_rows, read_labelled, split_files
 from domaintune.data.tokenized import texts_fingerprint, tokenize
 from domaintune.errors import DataError, UserError
 
@@ -45,6 +45,7 @@ class TextClassificationDataModule(TaskDataModule):
         num_workers: int,
         cache_dir: str | None,
         dedupe: bool,
+        train_fraction: float,
     ):
         super().__init__(
             tokenizer, path, batch_size, eval_batch_size, val_fraction, test_fraction, seed, num_workers, dedupe
@@ -57,18 +58,24 @@ class TextClassificationDataModule(TaskDataModule):
             "column_names": column_names,
         }
         self.reader = LabelReader.from_data(settings, self.path)
+        if not 0 < train_fraction <= 1:
+            raise UserError(f"data.train_fraction={train_fraction}: use a share of the train rows in (0, 1]")
+        self.train_fraction = train_fraction
         self.max_length, self.length_window = max_length, length_window
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.labels: list[str] = []
         self.multi_label = False
 
     def cache_key(self) -> tuple:
-        return self.reader, self.max_length
+        return self.reader, self.max_length, self.train_fraction
 
     def load(self) -> dict:
         splits, report = load_splits(
             self.path, self.reader, self.val_fraction, self.test_fraction, self.seed, self.dedupe
         )
+        if self.train_fraction < 1:  # start small: a nested, stratified share of the clean train rows
+            (kept,) = nested_rows(label_sets(splits["train"]).tolist(), (self.train_fraction,), self.seed)
+            splits["train"] = splits["train"].iloc[kept].reset_index(drop=True)
         multi_label = LABELS in splits["train"]
         labels = sorted(labels_in(label_sets(splits["train"])))
         digest, datasets = hashlib.sha256(), {}

@@ -236,7 +236,8 @@ class MultiLabelClassificationModule(SequenceClassificationModule):
             found = {name: verdict.Scored(STATISTIC[name], both, DIRECTIONS[name]) for name in STATISTIC}
             return {**found, "loss": verdict.Scored("mean", (losses,), mode="min")}
 
-        self.scored, base_scored = scored(tuned, rows["tuned_loss"]), scored(base, rows["base_loss"])
+        self.scored, self.base_scored = scored(tuned, rows["tuned_loss"]), scored(base, rows["base_loss"])
+        base_scored = self.base_scored
         first = self.hparams.probe_metric.removeprefix("val/")
         order = list(
             dict.fromkeys([first, "micro_f1", "macro_f1"] if first in self.scored else ["micro_f1", "macro_f1"])

@@ -113,21 +113,6 @@ class Probe:
         }
 
 
-def nested_rows(labels: torch.Tensor, fractions: tuple[float, ...], seed: int = 0) -> list[torch.Tensor]:
-    """Row indices of nested, stratified samples of the rows: each class's rows in one seeded
-    order, of which each sample takes the first `fraction` (at least one row of each class)."""
-    generator = torch.Generator().manual_seed(seed)
-    order = {
-        int(c): rows[torch.randperm(len(rows), generator=generator)]
-        for c in labels.unique()
-        for rows in [torch.nonzero(labels == c).flatten()]
-    }
-    return [
-        torch.cat([rows[: max(1, round(len(rows) * fraction))] for rows in order.values()]).sort().values
-        for fraction in fractions
-    ]
-
-
 def probe_scaling(x_train: torch.Tensor, features: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A probe's feature scaling fitted on train (`standardized` or `l2`): its center and scale,
     and the train features so scaled."""

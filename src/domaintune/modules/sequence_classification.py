@@ -21,6 +21,7 @@ from torchmetrics.classification import (
 
 from domaintune import verdict
 from domaintune.api import TaskModule
+from domaintune.data.splits import nested_rows
 from domaintune.data.text_classification import TextClassificationDataModule
 from domaintune.kinds import Kind, register_kind
 from domaintune.models import Backbone
@@ -31,7 +32,6 @@ from domaintune.modules.probe import (
     L2Normalize,
     Probe,
     best_probes,
-    nested_rows,
     probe_scaling,
     softmax_regression,
 )
@@ -98,7 +98,7 @@ def data_curve(probe: Probe, x_train, y_train, x_val, y_val, num_labels: int) ->
     scaling and C) fitted again on nested, stratified quarters and halves of the train rows,
     each scored on validation with 95% intervals on accuracy and macro-F1."""
     curve = []
-    for fraction, rows in zip(FRACTIONS, nested_rows(y_train, FRACTIONS)):
+    for fraction, rows in zip(FRACTIONS, map(torch.as_tensor, nested_rows(y_train.tolist(), FRACTIONS))):
         if fraction == 1.0:
             fitted = probe
         else:
@@ -287,7 +287,8 @@ class SequenceClassificationModule(EncoderWithHead, TaskModule):
                 "loss": verdict.Scored("mean", (losses,), mode="min"),
             }
 
-        self.scored, base_scored = scored(tuned, rows["tuned_loss"]), scored(base, rows["base_loss"])
+        self.scored, self.base_scored = scored(tuned, rows["tuned_loss"]), scored(base, rows["base_loss"])
+        base_scored = self.base_scored
         compared = {name: verdict.compare_scored(name, self.scored[name], base_scored[name]) for name in self.scored}
         first = self.hparams.probe_metric.removeprefix("val/")
         order = [first] + [k for k in compared if k != first] if first in compared else list(compared)

@@ -182,7 +182,8 @@ class TokenClassificationModule(EncoderWithHead, TaskModule):
         _, base = self._sentences("base", gold)
         values = entity_scores(truth, tuned)
         self.log_dict({f"test/{k}": values[k] for k in SCORES})
-        self.scored, base_scored = scored(truth, tuned), scored(truth, base)
+        self.scored, self.base_scored = scored(truth, tuned), scored(truth, base)
+        base_scored = self.base_scored
         compared = [verdict.compare_scored(name, self.scored[name], base_scored[name]) for name in self.scored]
         per_type = classification_report(truth, tuned, output_dict=True, zero_division=0)
         self.test_report = {
