@@ -23,8 +23,13 @@ RARE_ROWS = 20  # a label with fewer train rows is listed as rare: its F1 on a t
 def prepare(cfg, out: Path) -> dict:
     """Normalize -> remove duplicates and leakage -> split what is missing -> check labels -> report.
     Returns the summary. The run's datamodule reads the data, as training would."""
+    from omegaconf import open_dict
+
     from domaintune.runs import build_data
 
+    with open_dict(cfg):  # prepare writes nothing outside its own folder: no token cache either
+        if "cache_dir" in cfg.data:
+            cfg.data.cache_dir = None
     data = cfg.data
     backbone, datamodule = build_data(cfg)  # the datamodule says what its rows hold, and reads them
     path = datamodule.path
