@@ -23,19 +23,38 @@ def learning_curve(overrides: list[str], out: Path, fractions: tuple[float, ...]
 
     if sorted(set(fractions)) != list(fractions) or not all(0 < f <= 1 for f in fractions) or len(fractions) < 2:
         raise UserError(f"fractions={list(fractions)}: give two or more increasing shares in (0, 1], e.g. 0.25,0.5,1")
+    from domaintune import tracking
+
+    group = [f"logger.wandb.group={out.name}"] if _logs_to_wandb(overrides) else []  # one W&B group
     points = []
     for fraction in fractions:
         run = out / f"fraction-{fraction:g}"
         if not RunFolder(run).finished:
             run.mkdir(parents=True, exist_ok=True)
-            group = [f"logger.wandb.group={out.name}"] if _logs_to_wandb(overrides) else []  # one W&B group
             cfg = config.compose_job([*overrides, f"data.train_fraction={fraction}", "test=false", *group], run, out)
             train(cfg)
         points.append(_scored_on_validation(run, fraction))
     curve = _curve(points)
-    write_json(out / "data_curve.json", {k: v for k, v in curve.items() if k != "scored"})
+    write_json(out / "data_curve.json", curve)
     _plot(curve, out)
+    tracking.record_outcome(
+        config.compose_job([*overrides, *group], out, out), out.name, "learning_curve", out, _flat(curve)
+    )
     return curve
+
+
+def _flat(curve: dict) -> dict:
+    """The curve as flat W&B summary keys: curve/<train rows>/fine_tuned, .../probe, their intervals."""
+    flat = {"curve/line": curve["line"], "curve/last_step/gain": curve["last_step"]["gain"]}
+    for point in curve["points"]:
+        for model in ("fine_tuned", "probe"):
+            low, high = point[f"{model}_ci95"]
+            flat |= {f"curve/{point['train_rows']}/{model}": point[model]}
+            flat |= {
+                f"curve/{point['train_rows']}/{model}_ci95_low": low,
+                f"curve/{point['train_rows']}/{model}_ci95_high": high,
+            }
+    return flat
 
 
 def _logs_to_wandb(overrides: list[str]) -> bool:

@@ -39,17 +39,17 @@ def continue_run(cfg, run_dir) -> None:
         node.resume = "allow"
 
 
-def record_sweep(cfg, study_name: str, folder, summary: dict) -> None:
-    """A sweep's outcome as a W&B run of its own when its trials log to W&B: job_type `sweep`,
-    in the study's group beside its trials, files in the sweep folder; its summary holds the best
-    trial, its test, and whether the search beat the base model and the task's defaults."""
+def record_outcome(cfg, group: str, job_type: str, folder, summary: dict) -> None:
+    """What many runs add up to, as a W&B run of its own when the runs log to W&B, in their
+    group, files in `folder`: a sweep's best trial, its test and whether the search paid
+    (job_type `sweep`); a learning curve's points and its sentence (`learning_curve`)."""
     node = (cfg.get("logger") or {}).get("wandb")
     if node is None or not summary:
         return
     import wandb
 
     run = wandb.init(
-        project=node.project, group=study_name, job_type="sweep", name="sweep", dir=str(folder), mode=node.mode
+        project=node.project, group=group, job_type=job_type, name=job_type, dir=str(folder), mode=node.mode
     )
     run.summary.update(summary)
     run.finish()

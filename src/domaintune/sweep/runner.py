@@ -422,6 +422,6 @@ def run_sweep(cfg: DictConfig, launcher, settings: DomaintuneSweeperConf, argume
         report.write(study, folder, cfg, fixed, objectives)
         return
     tested = None if objectives else report.test_best(study, folder, cfg.optimized_metric)
-    tracking.record_sweep(cfg, study.study_name, folder, report.tracker_summary(tested))
+    tracking.record_outcome(cfg, study.study_name, "sweep", folder, report.tracker_summary(tested))
     report.write(study, folder, cfg, fixed, objectives, plots=True, tested=tested)
     print(report.summary(study, folder, fixed, cfg.optimized_metric, tested, objectives, space), flush=True)
