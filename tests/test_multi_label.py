@@ -134,6 +134,9 @@ def test_a_multi_label_run_ends_with_a_verdict_on_micro_and_macro_f1(multi_label
     saved = json.loads((run / "thresholds.json").read_text())
     assert saved["way"] in ("global", "per_label") and set(saved["thresholds"]) == set(found["per_label"])
     assert found["baseline"]["thresholds"]["way"] in ("global", "per_label")
+    curve = found["baseline"]["curve"]  # the probe on nested quarters, halves and all of the train rows
+    assert [p["fraction"] for p in curve] == [0.25, 0.5, 1.0] and curve[0]["train_rows"] < curve[-1]["train_rows"]
+    assert curve[-1]["val/micro_f1"] == found["baseline"]["val/micro_f1"] and len(curve[0]["val/micro_f1_ci95"]) == 2
     assert "MultiLabelClassificationModule" in (run / "config.yaml").read_text()
     assert "verdict on the test split:" in result.stdout
 

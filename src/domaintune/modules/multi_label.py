@@ -13,10 +13,11 @@ from torch import nn
 
 from domaintune import verdict
 from domaintune.data.labels import labels_in, one_hot
+from domaintune.data.splits import nested_rows
 from domaintune.data.text_classification import TextClassificationDataModule
 from domaintune.errors import UserError
 from domaintune.kinds import Kind, register_kind
-from domaintune.modules.probe import PROBE_C, PROBE_FEATURES, Probe, best_probes, probe_scaling
+from domaintune.modules.probe import FRACTIONS, PROBE_C, PROBE_FEATURES, Probe, best_probes, probe_scaling
 from domaintune.modules.sequence_classification import SequenceClassificationModule
 from domaintune.modules.shared import gather_rows
 
@@ -120,7 +121,6 @@ def fit_probe(
     thresholds chosen on validation and scored there by `metric`: the best probe, and the best
     standardized one (the one that can start a head)."""
     from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_limits
 
     key = metric.removeprefix("val/")
     key = key if key in DIRECTIONS else "micro_f1"
@@ -132,14 +132,7 @@ def fit_probe(
         scaled = scaled.numpy()
         fitted = [LogisticRegression(max_iter=1000, warm_start=True) for _ in range(labels)]
         for C in PROBE_C:  # ascending: each label's fit starts from the previous C's solution
-            weight, bias = torch.zeros(labels, x_train.shape[1]), torch.zeros(labels)
-            for j, model in enumerate(fitted):
-                if targets[:, j].min() == targets[:, j].max():  # every train row has it, or none: a constant
-                    bias[j] = 10.0 if targets[0, j] else -10.0
-                    continue
-                with threadpool_limits(1):
-                    model.set_params(C=C).fit(scaled, targets[:, j])
-                weight[j], bias[j] = torch.as_tensor(model.coef_[0], dtype=torch.float), float(model.intercept_[0])
+            weight, bias = one_vs_rest(scaled, targets, C, fitted)
             probe = Probe(features, center, scale, weight, bias, C, {}, grid, BASE_KIND)
             logits = probe.logits(x_val)
             chosen, way = choose_thresholds(_sigmoid(logits), y_val.numpy(), how, key)
@@ -150,7 +143,50 @@ def fit_probe(
             }
             grid.append({"features": features, "C": C, f"val/{key}": probe.scores[key], "thresholds": way})
             candidates.append(probe)
-    return best_probes(candidates, key, sign)
+    best, start = best_probes(candidates, key, sign)
+    best.curve = data_curve(best, x_train, targets, x_val, y_val.numpy())
+    return best, start
+
+
+def one_vs_rest(scaled: np.ndarray, targets: np.ndarray, C: float, models: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """One logistic regression per label (`models`, one per label, refitted at `C`) as a weight and
+    bias; a label every train row has, or none has, is a constant."""
+    from threadpoolctl import threadpool_limits
+
+    weight, bias = torch.zeros(targets.shape[1], scaled.shape[1]), torch.zeros(targets.shape[1])
+    for j, model in enumerate(models):
+        if targets[:, j].min() == targets[:, j].max():
+            bias[j] = 10.0 if targets[0, j] else -10.0
+            continue
+        with threadpool_limits(1):
+            model.set_params(C=C).fit(scaled, targets[:, j])
+        weight[j], bias[j] = torch.as_tensor(model.coef_[0], dtype=torch.float), float(model.intercept_[0])
+    return weight, bias
+
+
+def data_curve(probe: Probe, x_train, targets: np.ndarray, x_val, truth: np.ndarray) -> list[dict]:
+    """The chosen probe (scaling, C, thresholds) fitted again on nested quarters and halves of the
+    train rows, stratified by each row's rarest label, scored on validation with 95% intervals
+    on micro- and macro-F1."""
+    from sklearn.linear_model import LogisticRegression
+
+    counts = targets.sum(0)
+    rarest = [int(min(np.flatnonzero(row), key=counts.__getitem__)) if row.any() else -1 for row in targets]
+    curve = []
+    for fraction, rows in zip(FRACTIONS, nested_rows(rarest, FRACTIONS)):
+        fitted = probe
+        if fraction < 1:
+            center, scale, scaled = probe_scaling(x_train[rows], probe.features)
+            models = [LogisticRegression(max_iter=1000) for _ in range(targets.shape[1])]
+            weight, bias = one_vs_rest(scaled.numpy(), targets[rows], probe.C, models)
+            fitted = Probe(probe.features, center, scale, weight, bias, probe.C, {}, [], probe.kind)
+        both = columns(truth, _sigmoid(fitted.logits(x_val)) >= probe.cut)
+        point = {"fraction": fraction, "train_rows": len(rows)}
+        for name in ("micro_f1", "macro_f1"):
+            point[f"val/{name}"] = round(float(verdict.STATISTICS[STATISTIC[name]](*both)), 6)
+            point[f"val/{name}_ci95"] = verdict.interval(STATISTIC[name], both)
+        curve.append(point)
+    return curve
 
 
 class MultiLabelClassificationModule(SequenceClassificationModule):
