@@ -273,12 +273,11 @@ class MultiLabelClassificationModule(SequenceClassificationModule):
             return {**found, "loss": verdict.Scored("mean", (losses,), mode="min")}
 
         self.scored, self.base_scored = scored(tuned, rows["tuned_loss"]), scored(base, rows["base_loss"])
-        base_scored = self.base_scored
         first = self.hparams.probe_metric.removeprefix("val/")
         order = list(
             dict.fromkeys([first, "micro_f1", "macro_f1"] if first in self.scored else ["micro_f1", "macro_f1"])
         )
-        compared = [verdict.compare_scored(name, self.scored[name], base_scored[name]) for name in order]
+        compared = [verdict.compare_scored(name, self.scored[name], self.base_scored[name]) for name in order]
         per_label = scores_per_label(truth, tuned)
         self.test_report = {
             "verdict": verdict.verdict(compared, BASE_KIND, BASE_IS),

@@ -156,9 +156,8 @@ class SequenceClassificationModule(EncoderWithHead, TaskModule):
         class_counts: list[int] | None = None,
         probe_metric: str,
     ):
-        super().__init__(peft_config)
+        super().__init__(backbone, peft_config)
         self.save_hyperparameters(ignore=["backbone", "peft_config", "class_counts"], logger=False)
-        self.backbone = backbone
         self.encoder = encoder = self.adapt(self.base_encoder(), peft_config)
         self.labels = labels or [str(i) for i in range(num_labels)]
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder.config.hidden_size, num_labels))
@@ -182,11 +181,7 @@ class SequenceClassificationModule(EncoderWithHead, TaskModule):
             }
         )
         self.test_report: dict = {}
-        self.probe: Probe | None = None
-        self.head_start: Probe | None = None  # head_init=probe: the standardized probe the head started from
         self.test_rows: dict[str, list[torch.Tensor]] = {}
-        self._base_copy = None  # full fine-tuning: the untouched base encoder, loaded when needed
-        self.loaded_from: Path | None = None
 
     def base_encoder(self):
         """A fresh copy of the base encoder, its pooler dropped unless `pooling=pooler` reads it (it
@@ -288,8 +283,9 @@ class SequenceClassificationModule(EncoderWithHead, TaskModule):
             }
 
         self.scored, self.base_scored = scored(tuned, rows["tuned_loss"]), scored(base, rows["base_loss"])
-        base_scored = self.base_scored
-        compared = {name: verdict.compare_scored(name, self.scored[name], base_scored[name]) for name in self.scored}
+        compared = {
+            name: verdict.compare_scored(name, self.scored[name], self.base_scored[name]) for name in self.scored
+        }
         first = self.hparams.probe_metric.removeprefix("val/")
         order = [first] + [k for k in compared if k != first] if first in compared else list(compared)
         self.test_report = {

@@ -47,9 +47,17 @@ class EncoderWithHead:
     head of its own shares, whatever the head reads (a sentence vector, each token): the base
     encoder to compare with, the base model's probe (fitted once, starting the head under
     `head_init=probe`), weights saved and loaded, adapter merging and the learning rates of the
-    two parts. The module sets `backbone`, `encoder`, `head`, `has_adapter`, `loaded_from` (the
-    run its weights came from), `probe`, `head_start` and `_base_copy` (None), and implements
-    `base_encoder()`, `fit_probe(datamodule)` and `probe_settings(datamodule)`."""
+    two parts. The module calls `__init__(backbone, peft_config)` first, sets `encoder` and
+    `head`, and implements `base_encoder()`, `fit_probe(datamodule)` and
+    `probe_settings(datamodule)`."""
+
+    def __init__(self, backbone, peft_config):
+        super().__init__(peft_config)
+        self.backbone = backbone
+        self.probe = None  # the base model's opponent, once fitted (or loaded for use=base)
+        self.head_start = None  # head_init=probe: the standardized probe the head started from
+        self._base_copy = None  # full fine-tuning: the untouched base encoder, loaded when needed
+        self.loaded_from: Path | None = None  # the finished run whose weights were loaded
 
     def _fit_probe(self) -> None:
         """The base model's opponent, fitted on frozen base features of train and chosen on

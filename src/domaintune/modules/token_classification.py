@@ -86,16 +86,11 @@ class TokenClassificationModule(EncoderWithHead, TaskModule):
         probe_metric: str,
         probe_tokens: int,
     ):
-        super().__init__(peft_config)
+        super().__init__(backbone, peft_config)
         self.save_hyperparameters(ignore=["backbone", "peft_config"], logger=False)
-        self.backbone = backbone
         self.encoder = encoder = self.adapt(self.base_encoder(), peft_config)
         self.tags = list(tags)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder.config.hidden_size, len(self.tags)))
-        self.probe: Probe | None = None
-        self.head_start: Probe | None = None
-        self._base_copy = None
-        self.loaded_from: Path | None = None
         self.kept: dict[str, list[torch.Tensor]] = {}
         self.test_report: dict = {}
 
@@ -183,8 +178,7 @@ class TokenClassificationModule(EncoderWithHead, TaskModule):
         values = entity_scores(truth, tuned)
         self.log_dict({f"test/{k}": values[k] for k in SCORES})
         self.scored, self.base_scored = scored(truth, tuned), scored(truth, base)
-        base_scored = self.base_scored
-        compared = [verdict.compare_scored(name, self.scored[name], base_scored[name]) for name in self.scored]
+        compared = [verdict.compare_scored(name, self.scored[name], self.base_scored[name]) for name in self.scored]
         per_type = classification_report(truth, tuned, output_dict=True, zero_division=0)
         self.test_report = {
             "verdict": verdict.verdict(compared, BASE_KIND, BASE_IS),
