@@ -61,12 +61,14 @@ def overrides(args) -> list[str]:
 
 
 def compose(args, extra: list[str] = ()):
-    from domaintune import registry
+    from domaintune import precision, registry
     from domaintune.config import compose_job
 
     registry.add_plugin_folders()
     run_dir = Path(tempfile.mkdtemp(prefix="causal-bench-"))
-    return compose_job(overrides(args) + list(extra), run_dir, run_dir / "outputs")
+    cfg = compose_job(overrides(args) + list(extra), run_dir, run_dir / "outputs")
+    precision.settle(cfg)  # as train() settles it
+    return cfg
 
 
 def peak_mb() -> float:

@@ -36,12 +36,15 @@ class EpochTimer(pl.Callback):
 
 
 def compose(overrides: list[str]):
-    from domaintune import registry
+    """The run's config with its precision settled, as train() settles it (both sides read it)."""
+    from domaintune import precision, registry
     from domaintune.config import compose_job
 
     registry.add_plugin_folders()
     run_dir = Path(tempfile.mkdtemp(prefix="overhead-"))
-    return compose_job(overrides, run_dir, run_dir / "outputs")
+    cfg = compose_job(overrides, run_dir, run_dir / "outputs")
+    precision.settle(cfg)
+    return cfg
 
 
 def data_overrides(data_path: Path, peft: str) -> list[str]:

@@ -86,7 +86,7 @@ def test_packed_examples_do_not_attend_to_each_other(datamodule):
     """The loss of two examples packed in one row equals their loss as separate padded rows."""
     dm = datamodule()
     rows = [dm.datasets["train"][i] for i in (0, 1)]
-    model = instantiate(dm.model_spec).load_model().eval()
+    model = instantiate(dm.model_spec, dtype="float32").load_model().eval()
     padded, packed = padded_collate(0)(rows), packed_collate(0)([rows])
     assert "attention_mask" not in packed and packed["position_ids"][0, len(rows[0][0])] == 0
     with torch.no_grad():  # no cache: as in training, where the packed mask applies

@@ -224,6 +224,9 @@ class TaskModule(pl.LightningModule, abc.ABC):
         # Checkpoints keep only what trains (adapter/head or the whole model): frozen base weights
         # are loaded from the model anyway, so leave them out and load the rest non-strictly.
         self.strict_loading = not self.has_adapter
+        # The precision forward passes outside the Trainer's steps run in (probe features, predict):
+        # the run's settled `trainer.precision` (domaintune.precision), given by runs.build_module.
+        self.compute_precision = "32-true"
 
     @staticmethod
     def adapt(model, peft_config):

@@ -22,7 +22,7 @@ class Backbone:
     pooling: str = "mean"
     trust_remote_code: bool = False
     revision: str | None = None
-    dtype: str = "float32"
+    dtype: str = "auto"  # conf/model: settled by domaintune.precision before weights load
 
     def __post_init__(self):
         if self.name_or_path is None and not self.config:
@@ -31,8 +31,8 @@ class Backbone:
             )
         if self.pooling not in ("mean", "cls", "pooler"):
             raise UserError(f"model.pooling '{self.pooling}' is unknown; use mean, cls or pooler")
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise UserError(f"model.dtype '{self.dtype}' is unknown; use float32, bfloat16 or float16")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise UserError(f"model.dtype '{self.dtype}' is unknown; use auto, float32, bfloat16 or float16")
 
     @property
     def key(self) -> tuple:
@@ -91,6 +91,8 @@ class Backbone:
         import torch
         import transformers
 
+        if self.dtype == "auto":
+            raise ValueError("model.dtype=auto: settle it first (domaintune.precision.settle), as train() does")
         auto = getattr(transformers, self.auto_class)
         dtype = getattr(torch, self.dtype)
         if self.config:  # the same random weights in every process: a saved adapter fits them again

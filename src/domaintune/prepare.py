@@ -25,11 +25,13 @@ def prepare(cfg, out: Path) -> dict:
     Returns the summary. The run's datamodule reads the data, as training would."""
     from omegaconf import open_dict
 
+    from domaintune import precision
     from domaintune.runs import build_data
 
     with open_dict(cfg):  # prepare writes nothing outside its own folder: no token cache either
         if "cache_dir" in cfg.data:
             cfg.data.cache_dir = None
+    precision.settle(cfg)  # the probe's features in the precision training would use
     data = cfg.data
     backbone, datamodule = build_data(cfg)  # the datamodule says what its rows hold, and reads them
     path = datamodule.path

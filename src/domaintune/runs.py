@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from domaintune import kinds, registry
+from domaintune import kinds, precision, registry
 from domaintune.api import TaskDataModule, TaskModule
 from domaintune.runfolder import RunFolder
 
@@ -27,7 +27,9 @@ def build_module(cfg, backbone, inputs: dict) -> TaskModule:
 
     peft_config = instantiate(cfg.peft) if cfg.get("peft") else None
     node = _without_variants(cfg.module, resolve=True)
-    return instantiate(node, _partial_=True)(backbone=backbone, peft_config=peft_config, **inputs)
+    module = instantiate(node, _partial_=True)(backbone=backbone, peft_config=peft_config, **inputs)
+    module.compute_precision = cfg.trainer.precision  # settled: domaintune.precision
+    return module
 
 
 def _without_variants(module, resolve: bool) -> dict:
@@ -115,6 +117,7 @@ def load_run(folder: Path, key: str = "run") -> FinishedRun:
             f"{key}={folder}: {error} (run from the project folder the run was trained in, or put its plugins "
             "folder on DOMAINTUNE_PLUGINS)"
         ) from None
+    precision.settle_for_inference(cfg)
     backbone, datamodule = build_data(cfg)
     module = build_module(cfg, backbone, datamodule.inputs_from_run(folder))
     module.load_weights(folder)

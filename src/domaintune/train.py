@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from domaintune import console, continual, direction, outputs, registry, runs, schema, tracking
+from domaintune import console, continual, direction, outputs, precision, registry, runs, schema, tracking
 from domaintune.callbacks import EpochHistory, FiniteLoss, LastCheckpoint, MetricGuard
 from domaintune.errors import UserError
 from domaintune.runfolder import RunFolder
@@ -49,6 +49,7 @@ def train(cfg: DictConfig) -> float | None:
     console.quiet()
     direction.resolve_mode(cfg)  # mode follows optimized_metric unless set (and then must agree)
     schema.check(cfg)  # types and ranges of the core keys, before any work
+    precision.settle(cfg)  # `auto`: bf16 where this machine computes in it natively
     run_dir = Path(cfg.paths.run_dir)
     if RunFolder(run_dir).finished:
         raise UserError(f"{run_dir} already holds a finished run; run folders are never overwritten")

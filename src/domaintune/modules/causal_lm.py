@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torchmetrics import MeanMetric
 
-from domaintune import tracking, verdict
+from domaintune import precision, tracking, verdict
 from domaintune.api import TaskModule
 from domaintune.data.instruction import InstructionDataModule
 from domaintune.kinds import Kind, register_kind
@@ -362,9 +362,10 @@ class CausalLMModule(TaskModule):
 
     def predict(self, texts: list[str], datamodule, max_new_tokens: int | None = None) -> list[str]:
         """Greedy answers to raw prompts, rendered as the run's data was (system prompt, template, chat template)."""
-        return generate(
-            self.model, self.tokenizer, datamodule.prompt_ids(texts), max_new_tokens or self.hparams.max_new_tokens
-        )
+        with precision.autocast(self.compute_precision, self.device):
+            return generate(
+                self.model, self.tokenizer, datamodule.prompt_ids(texts), max_new_tokens or self.hparams.max_new_tokens
+            )
 
     def export(self, folder: Path, datamodule, **options) -> dict:
         """The adapter merged into the weights: a folder AutoModelForCausalLM loads. The merge works on a

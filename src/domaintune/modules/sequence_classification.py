@@ -19,7 +19,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from domaintune import verdict
+from domaintune import precision, verdict
 from domaintune.api import TaskModule
 from domaintune.data.splits import nested_rows
 from domaintune.data.text_classification import TextClassificationDataModule
@@ -316,7 +316,10 @@ class SequenceClassificationModule(EncoderWithHead, TaskModule):
         was_training = self.training
         self.eval()
         feats, labels = [], []
-        with self._base_encoder() if base else nullcontext(self.encoder) as encoder:
+        with (
+            self._base_encoder() if base else nullcontext(self.encoder) as encoder,
+            precision.autocast(self.compute_precision, self.device),
+        ):
             for batch in loader:
                 batch = self.transfer_batch_to_device(batch, self.device, 0)
                 feats.append(self.embed(batch["input_ids"], batch["attention_mask"], encoder).cpu())
@@ -389,7 +392,9 @@ class SequenceClassificationModule(EncoderWithHead, TaskModule):
         )
         for rows, batch in batches:
             batch = self.transfer_batch_to_device(batch, self.device, 0)
-            probabilities = self.probabilities(self(batch["input_ids"], batch["attention_mask"])).cpu()
+            with precision.autocast(self.compute_precision, self.device):
+                logits = self(batch["input_ids"], batch["attention_mask"])
+            probabilities = self.probabilities(logits).cpu()
             for r, row in enumerate(rows):
                 found[row] = self.answer(probabilities[r])
         return found

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from domaintune import kinds, verdict
+from domaintune import kinds, precision, verdict
 from domaintune.api import TaskModule
 from domaintune.data.token_classification import IGNORED, TokenClassificationDataModule
 from domaintune.data.tokens import OUTSIDE, entities
@@ -209,7 +209,7 @@ class TokenClassificationModule(EncoderWithHead, TaskModule):
         was_training = self.training
         self.eval()
         feats, tags, where = [], [], []
-        with self._base_encoder() as encoder:
+        with self._base_encoder() as encoder, precision.autocast(self.compute_precision, self.device):
             for batch in loader:
                 batch = self.transfer_batch_to_device(batch, self.device, 0)
                 tagged = batch["labels"] != IGNORED
@@ -267,7 +267,9 @@ class TokenClassificationModule(EncoderWithHead, TaskModule):
         for rows, sentences, batch in datamodule.predict_batches(texts):
             batch = self.transfer_batch_to_device(batch, self.device, 0)
             owned = batch["owned"] >= 0
-            probabilities = self(batch["input_ids"], batch["attention_mask"]).softmax(-1)[owned].cpu()
+            with precision.autocast(self.compute_precision, self.device):
+                logits = self(batch["input_ids"], batch["attention_mask"])
+            probabilities = logits.float().softmax(-1)[owned].cpu()
             sentence, word = batch["sentence"].unsqueeze(1).expand_as(owned)[owned].cpu(), batch["owned"][owned].cpu()
             per_word: dict[int, dict[int, torch.Tensor]] = {}
             for s, w, p in zip(sentence.tolist(), word.tolist(), probabilities):
