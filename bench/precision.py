@@ -171,9 +171,10 @@ def main() -> None:
             acc = " / ".join(f"{a:.4f}" for a in accs) or "not measured"
             print(f"| {recipe} | {side} | {min(r['epoch'] for r in mine):.1f} | {acc} | {note} |")
     settled = precision.BF16 if native else precision.FP32
-    print(f"\ntrainer.precision=auto picks {settled} on this machine; the measurements say: " + "; ".join(
-        f"{recipe}: {text}" for recipe, text in chosen.items()
-    ))
+    print(
+        f"\ntrainer.precision=auto picks {settled} on this machine; the measurements say: "
+        + "; ".join(f"{recipe}: {text}" for recipe, text in chosen.items())
+    )
 
 
 def verdict(recipe: str, rows: list[dict]) -> str:

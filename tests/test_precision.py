@@ -36,7 +36,9 @@ def test_a_setting_is_kept(make_cfg, monkeypatch):
 
 
 def test_a_bf16_run_is_used_in_float32_where_bf16_is_emulated(monkeypatch):
-    cfg = OmegaConf.create({"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}, "model": {"dtype": "bfloat16"}})
+    cfg = OmegaConf.create(
+        {"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}, "model": {"dtype": "bfloat16"}}
+    )
     monkeypatch.setattr(precision, "native_bf16", lambda accelerator: True)
     precision.settle_for_inference(cfg)
     assert (cfg.trainer.precision, cfg.model.dtype) == ("bf16-mixed", "bfloat16")
