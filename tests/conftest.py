@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
 from domaintune.config import compose_job, register_resolvers
-from helpers import TINY, TINY_CAUSAL, cli, sweep, the_run
+from helpers import TINY, TINY_CAUSAL, cli, postgres, sweep, the_run
+from helpers.postgres import Postgres
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -118,74 +116,31 @@ def small_sweep(tmp_path_factory):
     return outputs / "sweeps" / "support", result
 
 
-def _postgres_bin() -> Path | None:
-    """initdb/pg_ctl of a PostgreSQL server installed on this machine (`.ci/run` installs Debian's)."""
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).resolve().parent
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    return candidates[-1].parent if candidates else None
-
-
-POSTGRES_PASSWORD = "pg-s3cret-9173"  # what no file or console line of a sweep may show
-
-
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A throwaway PostgreSQL server on loopback for the session that asks TCP clients for a
-    password (scram-sha-256); its SQLAlchemy URL, password included."""
-    bin_dir = _postgres_bin()
+    """A throwaway PostgreSQL server on loopback for the session (helpers.postgres); its URL."""
+    server = postgres_server()
+    try:
+        yield server.url
+    finally:
+        server.remove()
+
+
+def postgres_server() -> Postgres:
+    """A new server of its own; the test is skipped where PostgreSQL is not installed (failed in CI)."""
+    bin_dir = postgres.installed()
     if bin_dir is None:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL is not installed; .ci/run installs Debian's postgresql")
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
-    folder = Path(tempfile.mkdtemp(prefix="domaintune-pg-"))  # not under pytest's root-only folder
-    as_user = []
-    if os.geteuid() == 0:  # the server refuses to run as root
-        shutil.chown(folder, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    data, secret = folder / "data", folder / "password"
-    secret.write_text(POSTGRES_PASSWORD + "\n")
-    if as_user:
-        shutil.chown(secret, "postgres")
-    subprocess.run(
-        [
-            *as_user,
-            str(bin_dir / "initdb"),
-            "-D",
-            str(data),
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-            f"--pwfile={secret}",
-            "-U",
-            "postgres",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            *as_user,
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(folder / "server.log"),
-            "-w",
-            "start",
-            "-o",
-            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    return Postgres(bin_dir)
+
+
+@pytest.fixture
+def own_postgres():
+    """A server for one test alone, which it may stop and start again."""
+    server = postgres_server()
     try:
-        yield f"postgresql+psycopg://postgres:{POSTGRES_PASSWORD}@127.0.0.1:{port}/postgres"
+        yield server
     finally:
-        subprocess.run(
-            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
-        )
-        shutil.rmtree(folder, ignore_errors=True)
+        server.remove()

@@ -15,6 +15,9 @@ LIBRARY_NOISE = (  # warnings.filterwarnings patterns (matched at the start of t
     r"Argument ``heartbeat_interval`` is an experimental feature",
     r"optuna\.storages\._heartbeat\.fail_stale_trials is experimental",
     r"Heartbeat of storage is supposed to be used with Study\.optimize",
+    # Lightning's hint on any machine with SLURM installed; domaintune sends trials to SLURM through
+    # submitit (hydra/launcher=submitit_slurm), which starts each job as SLURM expects
+    r"The `srun` command is available on your system but is not used",
 )
 ADVERTISEMENTS = ("litlogger",)  # Lightning's "Tip: ... try installing litlogger"
 

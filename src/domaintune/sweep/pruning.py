@@ -33,8 +33,9 @@ class OptunaPruning(pl.Callback):
         monitor: str,
         run_dir: str | None = None,
         heartbeat_interval: int | None = None,
+        storage_patience: float | None = None,
     ):
-        self.trial, self.monitor = trial_in_job(study, storage, trial_id), monitor
+        self.trial, self.monitor = trial_in_job(study, storage, trial_id, storage_patience), monitor
         stored = self.trial.storage.get_trial(trial_id)
         if stored.state != TrialState.RUNNING:  # failed as stale while the job waited in a queue
             raise RuntimeError(f"trial {stored.number} is {stored.state.name} already; its retry runs instead")

@@ -31,6 +31,7 @@ from domaintune.errors import UserError
 from domaintune.outputs import COSTS
 from domaintune.runfolder import RunFolder
 from domaintune.sweep import report
+from domaintune.sweep.outage import StorageUnreachable
 from domaintune.sweep.overrides import override_value
 from domaintune.sweep.search_space import parse
 from domaintune.sweep.secrets import hand_over
@@ -80,6 +81,7 @@ def _trial_overrides(
             f"+{PRUNING}.monitor=${{optimized_metric}}",
             f"+{PRUNING}.run_dir=${{paths.run_dir}}",
             f"+{PRUNING}.heartbeat_interval={settings.heartbeat_interval if has_heartbeat(study) else 'null'}",
+            f"+{PRUNING}.storage_patience={settings.storage_patience}",
         ]
     )
 
@@ -206,7 +208,11 @@ def _watching(study: optuna.Study, retry: RetryDeadTrial, interval: float):
 
     def watch():
         while not stop.wait(interval):
-            for number in requeue_dead_trials(study, retry):
+            try:
+                dead = requeue_dead_trials(study, retry)
+            except StorageUnreachable:  # the sweep's own next call says so, in one line
+                return
+            for number in dead:
                 log.warning("trial %d's process died: marked FAIL, its parameters queued again", number)
 
     thread = threading.Thread(target=watch, daemon=True, name="stale-trials")
@@ -368,7 +374,12 @@ def run_sweep(cfg: DictConfig, launcher, settings: DomaintuneSweeperConf, argume
             ", ".join(objectives),
         )
     retry = RetryDeadTrial(settings.max_retry)
-    beat = {"heartbeat_interval": settings.heartbeat_interval, "grace_period": settings.grace_period, "retry": retry}
+    beat = {
+        "heartbeat_interval": settings.heartbeat_interval,
+        "grace_period": settings.grace_period,
+        "retry": retry,
+        "patience": settings.storage_patience,
+    }
     study = open_study(name, url, wanted, settings.sampler, settings.pruner, space, beat)
     if not study.trials and any(RunFolder(p).finished for p in folder.glob(f"{_subdir('*')}")):
         raise UserError(f"{folder} holds trials of another study; set hydra.sweeper.study_name to a new name")

@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import TrialState
 
 from domaintune.errors import UserError
+from domaintune.sweep.outage import BACKOFF, PatientRDBStorage, StorageUnreachable
 from domaintune.sweep.secrets import masked, with_password
 
 JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
@@ -38,11 +39,19 @@ def storage_url(storage: str | None, folder: Path) -> str:
 
 
 def open_storage(
-    url: str, heartbeat_interval: int | None = None, grace_period: int | None = None, retry=None
+    url: str,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    retry=None,
+    patience: float | None = None,
+    wait_to_open: bool = False,
 ) -> optuna.storages.BaseStorage:
     """The study's storage. On a database, a trial's own process records a heartbeat while it runs
     (see Heartbeat), so a trial whose process or machine died is failed after `grace_period`
-    (default two beats) and handed to `retry`. Journal files have no heartbeats."""
+    (default two beats) and handed to `retry`. On a database server, `patience` seconds: how long
+    each storage call waits out an outage (domaintune.sweep.outage); `wait_to_open`: opening waits
+    too (a trial's job), where the sweeper's first open fails at once on a wrong URL. Journal files
+    have no heartbeats."""
     beat = (
         {
             "heartbeat_interval": heartbeat_interval,
@@ -61,7 +70,8 @@ def open_storage(
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # several workers on one SQLite file wait for the lock instead of failing at once
         return _rdb_storage(url, engine_kwargs={"connect_args": {"timeout": 60}}, **beat)
-    return _rdb_storage(url, **beat)
+    # a server restarted under a sweep leaves dead pooled connections: test each before use
+    return _rdb_storage(url, patience, wait_to_open and patience, engine_kwargs={"pool_pre_ping": True}, **beat)
 
 
 def answer_repeat(study: optuna.Study, trial: optuna.Trial) -> bool:
@@ -169,12 +179,15 @@ class Heartbeat:
 
         def beat():
             first = True
-            while not self._stop.is_set() and not done():
-                storage.record_heartbeat(trial_id)
-                if first:
-                    after_first()  # e.g. the job records that it beats: only once it has
-                    first = False
-                self._stop.wait(interval)
+            try:
+                while not self._stop.is_set() and not done():
+                    storage.record_heartbeat(trial_id)
+                    if first:
+                        after_first()  # e.g. the job records that it beats: only once it has
+                        first = False
+                    self._stop.wait(interval)
+            except StorageUnreachable:  # the storage stayed down: the process's own next call says so
+                return
 
         threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial_id}").start()
 
@@ -229,20 +242,31 @@ def fail_and_retry(study: optuna.Study, trial_id: int, reason: str, retry: Retry
     return True
 
 
-def _rdb_storage(url: str, **kwargs) -> optuna.storages.RDBStorage:
+def _rdb_storage(
+    url: str, patience: float | None = None, wait: float | None = None, **kwargs
+) -> optuna.storages.RDBStorage:
     """Workers started at the same moment on an empty database race to create Optuna's tables;
-    the losers see a duplicate-table error and simply connect again to the tables the winner made."""
+    the losers see a duplicate-table error and simply connect again to the tables the winner made.
+    With `patience`, a storage that waits out outages; with `wait` seconds, opening waits too."""
     import sqlalchemy.exc
 
-    for attempt in range(5):
+    started, delay, races = time.monotonic(), BACKOFF[0], 0
+    while True:
         try:
+            if patience:
+                return PatientRDBStorage(with_password(url), patience, **kwargs)
             return optuna.storages.RDBStorage(with_password(url), **kwargs)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            if attempt == 4:
+            races += 1
+            if races == 5:
                 raise
-            time.sleep(0.5 * (attempt + 1))
+            time.sleep(0.5 * races)
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ArgumentError, ImportError) as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            if wait and isinstance(exc, sqlalchemy.exc.OperationalError) and time.monotonic() - started < wait:
+                time.sleep(delay)
+                delay = min(2 * delay, BACKOFF[1])
+                continue
             raise UserError(
                 f"hydra.sweeper.storage '{masked(url)}': cannot open it ({reason}); check the URL, "
                 "that the database server runs, and that its driver is installed (e.g. psycopg)"
@@ -413,7 +437,7 @@ def open_study(
     heartbeat: dict | None = None,
 ) -> optuna.Study:
     """Create the study or continue it: the same command run again resumes the same study.
-    `heartbeat`: interval, grace period and retries of database storages (see open_storage)."""
+    `heartbeat`: interval, grace period, retries and patience of database storages (see open_storage)."""
     storage = open_storage(url, **(heartbeat or {}))
     try:
         study = optuna.create_study(
@@ -475,9 +499,10 @@ def attach_trial(study: optuna.Study, trial_id: int) -> optuna.Trial:
     return optuna.trial.Trial(study, trial_id)
 
 
-def trial_in_job(study_name: str, url: str, trial_id: int) -> optuna.Trial:
-    """Inside a trial's job (any launcher, any process): the trial, with the study's pruner."""
-    storage = open_storage(url)
+def trial_in_job(study_name: str, url: str, trial_id: int, patience: float | None = None) -> optuna.Trial:
+    """Inside a trial's job (any launcher, any process): the trial, with the study's pruner; on a
+    database server its calls wait out an outage for `patience` seconds, opening included."""
+    storage = open_storage(url, patience=patience, wait_to_open=True)
     attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(study_name))
     pruner = build_pruner(attrs.get("pruner") or {"_target_": "optuna.pruners.NopPruner"})
     return attach_trial(optuna.load_study(study_name=study_name, storage=storage, pruner=pruner), trial_id)

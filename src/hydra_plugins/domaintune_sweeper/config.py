@@ -19,6 +19,7 @@ class DomaintuneSweeperConf:
     grace_period: int | None
     max_retry: int
     wait_timeout: int
+    storage_patience: int
     direction: Any
     objectives: list[str] | None
     sampler: dict[str, Any]

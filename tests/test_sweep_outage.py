@@ -1,0 +1,79 @@
+"""A sweep on PostgreSQL through a storage outage: the server stopped for 30 s under a trial loses
+no trial; a server that stays down ends the sweep with one line and exit 2, and the same command
+resumes it once the server is back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from helpers import BIN, IN_PROCESS, ROOT, TINY_SWEEP, Result, error_line
+
+pytestmark = pytest.mark.slow
+
+OUTAGE_S = 30
+
+
+def _sweep(outputs, url: str, n_trials: int, patience: int) -> subprocess.Popen:
+    """The sweep as a user's shell runs it: 20 batches a trial, heartbeats every 2 s (their grace
+    period, 4 s, is far shorter than the outage)."""
+    command = [
+        str(BIN / "domaintune"), "train", "-m", "sweep=optuna", *IN_PROCESS, *TINY_SWEEP,
+        "trainer.limit_train_batches=20", "hydra.sweeper.study_name=outage", f"hydra.sweeper.storage={url}",
+        f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.storage_patience={patience}",
+        "hydra.sweeper.heartbeat_interval=2",
+    ]  # fmt: skip
+    env = {**os.environ, "DOMAINTUNE_OUTPUT_DIR": str(outputs)}
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _when_trial_starts(outputs, number: int, process: subprocess.Popen) -> None:
+    folder = outputs / "sweeps" / "outage" / f"trial-{number}"
+    while not folder.exists():
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        time.sleep(0.1)
+
+
+def _states(url: str) -> list[str]:
+    import optuna
+
+    return [t.state.name for t in optuna.load_study(study_name="outage", storage=url).trials]
+
+
+def test_a_sweep_waits_out_a_storage_outage_and_resumes_after_one_it_could_not(tmp_path, own_postgres):
+    outputs = tmp_path / "outputs"
+
+    # The server goes down for 30 s while trial 1 trains: its calls (and the sweeper's) wait and retry.
+    sweep = _sweep(outputs, own_postgres.url, n_trials=3, patience=120)
+    _when_trial_starts(outputs, 1, sweep)
+    own_postgres.stop()
+    time.sleep(OUTAGE_S)
+    own_postgres.start()
+    out, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, err[-3000:]
+    assert "unreachable (" in out + err and "reachable again after" in out + err
+    assert "Traceback" not in out + err
+    states = _states(own_postgres.url)
+    assert len(states) == 3 and set(states) <= {"COMPLETE", "PRUNED"}  # none failed, none lost
+
+    # Down for good while trial 3 trains: the sweep ends with one line, exit 2 ...
+    sweep = _sweep(outputs, own_postgres.url, n_trials=4, patience=3)
+    _when_trial_starts(outputs, 3, sweep)
+    own_postgres.stop()
+    out, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 2, err[-3000:]
+    line = error_line(Result(sweep.returncode, out, err))
+    assert "unreachable for 3 s" in line and "run the same command again to resume it" in line
+    assert "Traceback" not in out + err
+
+    # ... and the same command resumes it once the server is back: 4 finished, the dead trial retried.
+    own_postgres.start()
+    sweep = _sweep(outputs, own_postgres.url, n_trials=4, patience=3)
+    out, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, err[-3000:]
+    states = _states(own_postgres.url)
+    assert sum(s in ("COMPLETE", "PRUNED") for s in states) == 4 and "RUNNING" not in states
+    assert states[3] == "FAIL" and len(states) == 5  # trial 3 died with its sweep; its retry finished
