@@ -1,9 +1,11 @@
 """Test callbacks. KillAtEpoch signals its own process once at the start of an epoch: SIGKILL
-as a crash or `kill -9` would, SIGINT as Ctrl-C would. The previous epochs' last checkpoint is
+as a crash or `kill -9` would, SIGINT as Ctrl-C would, or `scancel` of its own SLURM job as a
+user or an administrator would. The previous epochs' last checkpoint is
 on disk, nothing of this epoch is. SpoilWeights makes the later epochs of a run its worst."""
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -39,6 +41,10 @@ class KillAtEpoch(pl.Callback):
             if self.wait_for is None or self.wait_for.exists():
                 break
             time.sleep(0.5)
+        if self.signal == "scancel":  # the job of this array task, as squeue names it
+            job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+            subprocess.run(["scancel", job], check=True)
+            time.sleep(600)  # SLURM ends the job
         os.kill(os.getpid(), getattr(signal, self.signal))
 
 
