@@ -102,7 +102,11 @@ class LastCheckpoint(Checkpoint):
     training state in `<dirpath>/last.ckpt`: trainable weights, optimizer, scheduler, loops,
     callbacks and the random number generators. Written to a temporary file and renamed, so a
     kill at any moment leaves the previous epoch's checkpoint whole. `domaintune train
-    resume=<run>` continues from it; the run removes it when it finishes."""
+    resume=<run>` continues from it; the run removes it when it finishes. The last epoch (the
+    epoch limit reached, or early stopping or pruning ending the fit) writes none: the run is
+    about to finish and remove it (the whole training state of full fine-tuning is 3x the
+    weights, seconds a sweep trial paid for nothing); a run killed between its last epoch and
+    its end resumes from the epoch before."""
 
     FILENAME = "last.ckpt"
 
@@ -111,6 +115,8 @@ class LastCheckpoint(Checkpoint):
         self._pending_rng: dict | None = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.should_stop or trainer.current_epoch + 1 >= (trainer.max_epochs or 0) > 0:
+            return
         partial = self.path.with_name(f".{self.FILENAME}.partial")
         trainer.save_checkpoint(partial, weights_only=False)  # collective under DDP; rank 0 writes
         if trainer.is_global_zero:

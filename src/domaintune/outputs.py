@@ -139,7 +139,7 @@ def plot_learning_curve(history: list[dict], metric: str, path: Path) -> Path | 
     metric_axis.set(xlabel="epoch", ylabel=metric, title=metric)
     for axis in (loss_axis, metric_axis):
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.9, wspace=0.25)  # tight_layout: 3x the cost
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
