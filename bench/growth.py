@@ -1,7 +1,7 @@
 """How cost grows with the work: a table per question, not a timed test.
 
 1. `trials`: the sweep machinery with a near-free objective (the tiny random BERT, one train and
-   one validation batch of the legal examples) for `--trials` trials on SQLite, a journal file and
+   one validation batch of the legal examples, no checkpoints) for `--trials` trials on SQLite, a journal file and
    PostgreSQL (a throwaway server on loopback, the tests' helpers.postgres), one trial at a time in
    the sweep's own process. Per trial, the seconds of the sweep's loop that are not the trial's
    train/validation batches, split into the sampler's `ask`, the trial's job besides its batches
@@ -82,7 +82,8 @@ def sweep_trials(storage: str, url: str | None, trials: int) -> list[dict]:
         "train", "-m", "sweep=optuna", "hydra/launcher=basic", "hydra.sweeper.n_jobs=1", "task=legal",
         "model=tiny", "logger=none", "test=false", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
         "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false",
-        "callbacks.early_stopping=null", f"hydra.sweeper.n_trials={trials}", "hydra.sweeper.study_name=growth",
+        "callbacks.early_stopping=null", "callbacks.model_checkpoint=null", "callbacks.last_checkpoint=null",
+        f"hydra.sweeper.n_trials={trials}", "hydra.sweeper.study_name=growth",
         "hydra.sweeper.params.trainer.max_epochs=choice(1)", f"paths.output_dir={out}", *where,
     ]  # fmt: skip
     os.environ["WANDB_MODE"] = "disabled"
