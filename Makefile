@@ -14,7 +14,7 @@ export UV_FIND_LINKS := $(FIND_LINKS)
 endif
 UV := $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python
 
-.PHONY: setup run test test-fast lint format bench bench-sweep bench-causal bench-parallel clean
+.PHONY: setup run test test-fast lint format bench bench-sweep bench-causal bench-parallel bench-precision bench-growth bench-gpu clean
 
 setup: $(STAMP)
 
@@ -57,6 +57,15 @@ bench-causal: setup   # bf16 weights + autocast on both sides; --precision 32 fo
 
 bench-parallel: setup   # about 5 minutes: the same 16 MiniLM trials, 2 at a time vs 1 at a time
 	$(BIN)/python bench/parallel_trials.py
+
+bench-precision: setup   # about 20 minutes on 2 CPU cores without native bf16 (the bf16 side is extrapolated there)
+	$(BIN)/python bench/precision.py
+
+bench-growth: setup   # the 1,000-trial sweeps on three storages take most of it
+	$(BIN)/python bench/growth.py
+
+bench-gpu: setup   # a few minutes on a CUDA GPU; one line and exit 0 without one
+	$(BIN)/python bench/gpu.py
 
 clean:
 	rm -rf $(VENV) outputs/runs outputs/multiruns outputs/cache
