@@ -6,6 +6,7 @@ import os
 import socket
 import threading
 import time
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -494,6 +495,14 @@ def requeue_dead_trials(study: optuna.Study, retry: RetryDeadTrial) -> list[int]
     return sorted(retried() - before)
 
 
+@cache
+def _job_storage(url: str, patience: float | None) -> optuna.storages.BaseStorage:
+    """One storage a process for the trials it runs: the trials of an in-process sweep share its
+    connections (a storage a trial, each with its own connection pool, filled PostgreSQL's 100
+    connections after about 50 trials; bench/growth.py)."""
+    return open_storage(url, patience=patience, wait_to_open=True)
+
+
 def attach_trial(study: optuna.Study, trial_id: int) -> optuna.Trial:
     """The one place that uses Optuna's non-public trial construction: a live trial handle from storage."""
     return optuna.trial.Trial(study, trial_id)
@@ -502,7 +511,7 @@ def attach_trial(study: optuna.Study, trial_id: int) -> optuna.Trial:
 def trial_in_job(study_name: str, url: str, trial_id: int, patience: float | None = None) -> optuna.Trial:
     """Inside a trial's job (any launcher, any process): the trial, with the study's pruner; on a
     database server its calls wait out an outage for `patience` seconds, opening included."""
-    storage = open_storage(url, patience=patience, wait_to_open=True)
+    storage = _job_storage(url, patience)
     attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(study_name))
     pruner = build_pruner(attrs.get("pruner") or {"_target_": "optuna.pruners.NopPruner"})
     return attach_trial(optuna.load_study(study_name=study_name, storage=storage, pruner=pruner), trial_id)
