@@ -41,7 +41,7 @@ def test_plugins_lists_name_kind_and_source():
         (["data.label_column=nope"], "no column 'nope' (data.label_column)"),
         (["-m", "task=legal,nope"], "unknown task 'nope'"),
         (["model.pooling=max"], "model.pooling 'max' is unknown; use mean, cls or pooler"),
-        (["model.dtype=float64"], "model.dtype 'float64' is unknown; use float32, bfloat16 or float16"),
+        (["model.dtype=float64"], "model.dtype 'float64' is unknown; use auto, float32, bfloat16 or float16"),
         (["data.val_fraction=0"], "data.val_fraction=0"),
         (["-m", "trainer=ddp", "trainer.accelerator=cpu"], "trainer=ddp cannot run inside a multirun"),
         (["trainer.max_epochs=abc"], "trainer.max_epochs='abc': input should be a valid integer"),

@@ -1,6 +1,6 @@
 """Sweeps beyond one process: distinct workers, parallel batches, trial-side heartbeats and
-limited retries, cluster launchers (submitit_local), strict sampler keywords,
-hydra-optuna-sweeper configs, several objectives."""
+limited retries, strict sampler keywords, hydra-optuna-sweeper configs, several objectives. A
+cluster launcher's dead job: test_sweep_slurm.py, on a real SLURM cluster."""
 
 import csv
 import json
@@ -266,31 +266,6 @@ def test_by_default_two_trials_run_at_once_in_reused_processes_and_prune_there(t
     for trial in study.trials:  # the job's own process beat (it records heartbeat_from after its first beat)
         assert trial.user_attrs["heartbeat_from"] != trial.user_attrs["worker"]
     assert len({t.user_attrs["heartbeat_from"] for t in study.trials}) == 2  # joblib kept its two processes
-
-
-@pytest.mark.slow
-def test_a_submitit_local_trial_whose_process_is_killed_is_retried_and_the_sweep_finishes(tmp_path):
-    result = cli(
-        "train",
-        "-m",
-        "sweep=optuna",
-        *TINY,
-        "hydra/launcher=submitit_local",
-        "hydra.launcher.timeout_min=10",
-        "hydra.sweeper.n_trials=2",
-        "hydra.sweeper.heartbeat_interval=2",
-        "+callbacks.killer._target_=killer.KillAtEpoch",
-        "+callbacks.killer.epoch=0",
-        f"+callbacks.killer.marker={tmp_path / 'killed-once'}",  # one of the two trials of the first batch
-        env={**HELPERS, "DOMAINTUNE_OUTPUT_DIR": str(tmp_path)},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = trials(tmp_path / SUPPORT)
-    assert sum(r["state"] == "complete" for r in rows) == 2  # exactly n_trials finished
-    (dead,) = [r for r in rows if r["state"] == "fail"]
-    (retry,) = [r for r in rows if r["note"].startswith(f"retry of trial {dead['number']}")]
-    assert retry["state"] == "complete" and retry["params.module.lr"] == dead["params.module.lr"]
-    assert "its job died (UncompletedJobError" in dead["note"]  # submitit reported the dead job
 
 
 @pytest.mark.slow

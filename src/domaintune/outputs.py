@@ -85,6 +85,7 @@ def save_artifacts(run_dir: Path, cfg, datamodule, module, checkpoints: list[str
     same weights, and the last, for resuming) go, and their folder when it is left empty."""
     from omegaconf import OmegaConf
 
+    run_dir.mkdir(parents=True, exist_ok=True)  # a run without checkpoints has written nothing there yet
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     datamodule.save_artifacts(run_dir)
     module.save_artifacts(run_dir)

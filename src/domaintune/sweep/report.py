@@ -301,9 +301,9 @@ def _draw(study: optuna.Study, folder: Path, objectives: list[str] | None) -> No
         try:
             axes = getattr(png, f"plot_{name}")(study, **options)
             figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-            figure.tight_layout()
             partial = folder / f"{name}.{os.getpid()}"  # workers may draw at the same time: write, then rename
-            figure.savefig(partial.with_suffix(".png"), dpi=100)
+            # bbox_inches: fits legends that tight_layout could not (it warned with a thousand trials)
+            figure.savefig(partial.with_suffix(".png"), dpi=100, bbox_inches="tight")
             plt.close(figure)
             getattr(html, f"plot_{name}")(study, **options).write_html(
                 partial.with_suffix(".html"), include_plotlyjs="cdn"
