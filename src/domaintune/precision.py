@@ -3,7 +3,7 @@
 `trainer.precision: auto` becomes bf16-mixed (bfloat16 autocast) where the hardware multiplies
 in bfloat16 (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX) and 32-true elsewhere: a CPU
 without those instructions emulates bfloat16 at a small fraction of its float32 speed (2-core
-AVX2 here: a MiniLM LoRA step 22x slower, `bench/precision.py`). `model.dtype: auto` keeps the
+AVX2 here: a MiniLM epoch 13x slower, `bench/precision.py`). `model.dtype: auto` keeps the
 frozen base weights in bfloat16 under an adapter when the run computes in bf16, else float32
 (full fine-tuning updates the weights themselves, which float32 keeps from losing small
 updates). A finished run is used in its own precision, except bf16 on a machine that lacks it.
