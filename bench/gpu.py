@@ -19,7 +19,6 @@ On a machine without a CUDA GPU it says so in one line and exits 0.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import time
 from pathlib import Path
 
 import torch
+
+import child
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -120,17 +121,7 @@ def _peak() -> float:
 
 
 def _side(name: str) -> dict:
-    done = subprocess.run(
-        [sys.executable, __file__, "--side", name],
-        capture_output=True,
-        text=True,
-        cwd=BENCH,
-        env={**os.environ, "WANDB_MODE": "disabled"},
-    )
-    line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
-    if done.returncode or line is None:
-        sys.exit(f"{name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(line.removeprefix("RESULT "))
+    return child.run(__file__, ["--side", name], name, cwd=BENCH)
 
 
 def classification() -> None:
@@ -183,7 +174,7 @@ def main() -> None:
         return
     if args.side:
         result = side_ours() if args.side == "ours" else side_hf()
-        print("RESULT " + json.dumps(result), flush=True)
+        child.report(result)
         return
     print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}", flush=True)
     print("classification, MiniLM + LoRA, one epoch of BANKING77 train, bf16-mixed:", flush=True)

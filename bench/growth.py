@@ -26,11 +26,12 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import child
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -241,17 +242,7 @@ def predict_child(run: str, file: str) -> dict:
 
 
 def _child(arguments: list[str]) -> dict:
-    done = subprocess.run(
-        [sys.executable, __file__, *arguments],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "WANDB_MODE": "disabled"},
-    )
-    line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
-    if done.returncode or line is None:
-        sys.exit(f"{arguments[0]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(line.removeprefix("RESULT "))
+    return child.run(__file__, arguments, arguments[0], cwd=ROOT)
 
 
 def main() -> None:
@@ -265,10 +256,10 @@ def main() -> None:
     parser.add_argument("--predict-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.epoch_child:
-        print("RESULT " + json.dumps(epoch_child(args.epoch_child[0], float(args.epoch_child[1]))), flush=True)
+        child.report(epoch_child(args.epoch_child[0], float(args.epoch_child[1])))
         return
     if args.predict_child:
-        print("RESULT " + json.dumps(predict_child(*args.predict_child)), flush=True)
+        child.report(predict_child(*args.predict_child))
         return
     if args.part in ("trials", "all"):
         trials_table(args)

@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+
+import child
 
 ROOT = Path(__file__).resolve().parents[1]
 BANKING77 = ROOT.parent / "shared" / "datasets" / "support" / "banking77"
@@ -115,12 +114,7 @@ def cell(recipe: str, side: str, seed: int, limit: int | None) -> dict:
 
 
 def run_cell(recipe: str, side: str, seed: int, limit: int | None) -> dict:
-    command = [sys.executable, __file__, "--cell", f"{recipe},{side},{seed},{limit or 0}"]
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
-    line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
-    if done.returncode or line is None:
-        sys.exit(f"{recipe} {side} seed {seed} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(line.removeprefix("RESULT "))
+    return child.run(__file__, ["--cell", f"{recipe},{side},{seed},{limit or 0}"], f"{recipe} {side} seed {seed}")
 
 
 def main() -> None:
@@ -132,7 +126,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.cell:
         recipe, side, seed, limit = args.cell.split(",")
-        print("RESULT " + json.dumps(cell(recipe, side, int(seed), int(limit) or None)), flush=True)
+        child.report(cell(recipe, side, int(seed), int(limit) or None))
         return
 
     from domaintune import precision
