@@ -47,7 +47,7 @@ def overrides(args) -> list[str]:
         "trainer.max_epochs=1",
         "trainer.limit_val_batches=0",
         "trainer.num_sanity_val_steps=0",
-        "callbacks.model_checkpoint=null",
+        "callbacks.best_weights=null",
         "callbacks.early_stopping=null",
         "module.generate_rows=0",
         "trainer.enable_progress_bar=false",

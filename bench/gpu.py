@@ -55,7 +55,7 @@ def compose(extra: list[str]):
         "module.head_init=random",  # the probe's feature pass is not part of an epoch
         "test=false",
         "logger=none",
-        "callbacks.model_checkpoint=null",
+        "callbacks.best_weights=null",
         "callbacks.early_stopping=null",
         *extra,
     ]

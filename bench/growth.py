@@ -83,7 +83,7 @@ def sweep_trials(storage: str, url: str | None, trials: int) -> list[dict]:
         "train", "-m", "sweep=optuna", "hydra/launcher=basic", "hydra.sweeper.n_jobs=1", "task=legal",
         "model=tiny", "logger=none", "test=false", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
         "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false",
-        "callbacks.early_stopping=null", "callbacks.model_checkpoint=null", "callbacks.last_checkpoint=null",
+        "callbacks.early_stopping=null", "callbacks.best_weights=null", "callbacks.last_checkpoint=null",
         f"hydra.sweeper.n_trials={trials}", "hydra.sweeper.study_name=growth",
         "hydra.sweeper.params.trainer.max_epochs=choice(1)", f"paths.output_dir={out}", *where,
     ]  # fmt: skip
@@ -192,7 +192,7 @@ def epoch_child(model: str, fraction: float) -> dict:
             "module.head_init=random",
             "test=false",
             "logger=none",
-            "callbacks.model_checkpoint=null",
+            "callbacks.best_weights=null",
             "callbacks.early_stopping=null",
             "+callbacks.cost._target_=precision.EpochCost",
         ],

@@ -57,7 +57,7 @@ def data_overrides(data_path: Path, peft: str) -> list[str]:
         "trainer.max_epochs=1",
         "trainer.limit_val_batches=0",
         "trainer.num_sanity_val_steps=0",
-        "callbacks.model_checkpoint=null",
+        "callbacks.best_weights=null",
         "callbacks.early_stopping=null",
         "trainer.enable_progress_bar=false",
         "+callbacks.timer._target_=__main__.EpochTimer",

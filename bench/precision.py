@@ -90,7 +90,7 @@ def cell(recipe: str, side: str, seed: int, limit: int | None) -> dict:
         "test=false",
         "logger=none",
         "trainer.enable_progress_bar=false",
-        "callbacks.model_checkpoint=null",
+        "callbacks.best_weights=null",
         "callbacks.early_stopping=null",
         "+callbacks.cost._target_=__main__.EpochCost",
     ]

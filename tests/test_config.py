@@ -46,7 +46,7 @@ def test_every_task_model_peft_combination_composes(make_cfg, task, model, peft)
     ):  # a sentence classifier pools as its model was pre-trained; a token head reads every token
         assert cfg.module.pooling == cfg.model.pooling
     assert (cfg.peft is None) == (peft == "none")
-    for key in ("model_checkpoint", "early_stopping"):
+    for key in ("best_weights", "early_stopping"):
         assert cfg.callbacks[key].monitor == cfg.optimized_metric
         assert cfg.callbacks[key].mode == cfg.mode
 

@@ -14,7 +14,13 @@ from domaintune.runs import load_run
 from domaintune.runs import test_trainer as evaluation_trainer  # a name pytest does not collect
 from helpers import HELPERS, cli, domaintune, read_wandb
 
-RUN = ["task=legal", "model=tiny", "trainer.max_epochs=4", "callbacks.early_stopping.patience=10"]
+RUN = [
+    "task=legal",
+    "model=tiny",
+    "trainer.max_epochs=4",
+    "callbacks.early_stopping.patience=10",
+    "callbacks.last_checkpoint.every_s=0",  # tiny epochs: a resume checkpoint after each
+]
 
 
 def killer(marker: Path, epoch: int = 2, signal: str = "SIGKILL") -> list[str]:
@@ -81,7 +87,7 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path):
     (run,) = runs(tmp_path / "outputs")
     cases = [
         ([f"resume={run}", "trainer.max_epochs=9"], "resume= continues a run with its own config"),
-        ([f"resume={run}"], "no checkpoints/last.ckpt there (the run ended before its first epoch did"),
+        ([f"resume={run}"], "no checkpoints/last.ckpt there (the run ended before it wrote one"),
         ([f"resume={tmp_path}"], "not a run folder (no .hydra/overrides.yaml)"),
     ]
     for args, message in cases:

@@ -487,15 +487,6 @@ def test_the_best_and_the_defaults_trial_are_compared_only_on_the_same_test_rows
     assert other == {"line": "not compared: the two trials were tested on different rows"}
 
 
-def test_the_best_checkpoint_resumes_from_checkpoints_of_lightnings_own_class(tmp_path):
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from domaintune.callbacks import BestCheckpoint
-
-    settings = {"dirpath": str(tmp_path), "monitor": "val/acc", "mode": "max", "filename": "best"}
-    assert BestCheckpoint(**settings).state_key == ModelCheckpoint(**settings).state_key
-
-
 def test_a_lost_batch_mate_that_failed_on_bad_input_stops_the_sweep_in_one_line(tmp_path):
     from domaintune.errors import DataError, UserError
     from domaintune.runfolder import RunFolder

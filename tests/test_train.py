@@ -54,7 +54,7 @@ def test_saved_weights_are_the_best_checkpoint_not_the_last_epoch(make_cfg, test
     run = Path(cfg.paths.run_dir)
     metrics = json.loads((run / "metrics.json").read_text())
     losses = [row["val/loss"] for row in metrics["history"]]
-    assert metrics["mode"] == "min" and cfg.callbacks.model_checkpoint.mode == "min"
+    assert metrics["mode"] == "min" and cfg.callbacks.best_weights.mode == "min"
     assert metrics["best"]["value"] == min(losses) and losses.index(min(losses)) < len(losses) - 1
     # Rebuild the module from the saved encoder + head and re-validate: it must score the best epoch.
     backbone = instantiate(cfg.model)

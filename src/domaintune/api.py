@@ -247,7 +247,7 @@ class TaskModule(pl.LightningModule, abc.ABC):
         from safetensors.torch import save_file
 
         save_file(
-            {k: v.detach().contiguous() for k, v in self._trainable_state().items()}, folder / "weights.safetensors"
+            {k: v.detach().contiguous() for k, v in self.trainable_state().items()}, folder / "weights.safetensors"
         )
 
     def load_weights(self, folder: Path) -> None:
@@ -310,7 +310,9 @@ class TaskModule(pl.LightningModule, abc.ABC):
         frozen = {name for name, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad}  # tied too
         return {k: v for k, v in state.items() if k not in frozen}
 
-    def _trainable_state(self) -> dict[str, torch.Tensor]:
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """What training changes: the trainable parameters and the buffers (a multi-label module's
+        thresholds), not the frozen base weights. Saved, checkpointed and kept as the best epoch's."""
         return self._trainable(self.state_dict())
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -81,8 +81,8 @@ def cost(history: list[dict], module) -> dict:
 
 
 def save_artifacts(run_dir: Path, cfg, datamodule, module, checkpoints: list[str]) -> None:
-    """The resolved config and the best weights; the Lightning checkpoints (the best, holding the
-    same weights, and the last, for resuming) go, and their folder when it is left empty."""
+    """The resolved config and the best weights; the resume checkpoint goes, and its folder when it
+    is left empty."""
     from omegaconf import OmegaConf
 
     run_dir.mkdir(parents=True, exist_ok=True)  # a run without checkpoints has written nothing there yet

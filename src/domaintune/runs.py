@@ -88,8 +88,9 @@ def checkpoint_to_resume(cfg) -> Path | None:
     checkpoint = Path(cfg.resume) / "checkpoints" / LastCheckpoint.FILENAME
     if not checkpoint.is_file():
         raise UserError(
-            f"resume={cfg.resume}: no checkpoints/{LastCheckpoint.FILENAME} there (the run ended before its first "
-            "epoch did, or runs without callbacks=default); start it again"
+            f"resume={cfg.resume}: no checkpoints/{LastCheckpoint.FILENAME} there (the run ended before it wrote "
+            "one, after the first epoch ending callbacks.last_checkpoint.every_s seconds into training, "
+            "or runs without callbacks=default); start it again"
         )
     return checkpoint
 

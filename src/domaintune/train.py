@@ -1,5 +1,5 @@
 """One fine-tuning run, top to bottom: data -> model -> fit with early stopping on
-`optimized_metric` -> test the best checkpoint -> write the run folder -> return the best value."""
+`optimized_metric` -> test the best epoch's weights -> write the run folder -> return the best value."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
-import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from domaintune import console, continual, direction, outputs, precision, registry, runs, schema, tracking
-from domaintune.callbacks import EpochHistory, FiniteLoss, LastCheckpoint, MetricGuard
+from domaintune.callbacks import BestWeights, EpochHistory, FiniteLoss, LastCheckpoint, MetricGuard
 from domaintune.errors import UserError
 from domaintune.runfolder import RunFolder
 
@@ -88,28 +86,23 @@ def train(cfg: DictConfig) -> float | None:
         lg.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "data_fingerprint": datamodule.fingerprint})
 
     with tracking.tracked(loggers) as tracker_summary:
-        # Fit (from the last checkpoint when resuming), then test the best checkpoint (not the last
-        # epoch) against the base model.
+        # Fit (from the last checkpoint when resuming), then test the best epoch's weights (not the
+        # last epoch's) against the base model.
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         except BaseException as error:
             if getattr(error, "outcome", None) == "pruned":  # a pruned trial is never resumed
                 outputs.remove_checkpoints([str(last)] if last else [])
             raise
-        best = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
-        checkpoint = best.best_model_path if best else ""
-        if cfg.test:
-            test_results = trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint or None)[0]
-        else:
-            test_results = {}
-            if checkpoint:
-                module.load_state_dict(torch.load(checkpoint, weights_only=True)["state_dict"], strict=False)
+        for best in (c for c in trainer.callbacks if isinstance(c, BestWeights)):
+            best.restore(module)
+        test_results = trainer.test(module, datamodule=datamodule)[0] if cfg.test else {}
         if not trainer.is_global_zero:
             return None
 
         # The run folder: config, weights, metrics.json (with the verdict), learning curve.
         metrics = outputs.run_metrics(cfg, trainer, history, datamodule, module, test_results, time.time() - started)
-        outputs.save_artifacts(run_dir, cfg, datamodule, module, [checkpoint, str(last) if last else ""])
+        outputs.save_artifacts(run_dir, cfg, datamodule, module, [str(last)] if last else [])
         if earlier is not None:  # forgetting: the earlier run's test set, before and after
             metrics["regression"] = continual.regression_check(
                 cfg, module, earlier, datamodule.datasets["train"], datamodule
