@@ -45,7 +45,6 @@ def main() -> None:
     import hydra._internal.config_loader_impl as hydra_config
     import lightning.pytorch as pl
     import optuna
-    import torch
 
     from domaintune import callbacks, outputs, runs
     from domaintune.cli import main as domaintune
