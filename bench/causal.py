@@ -15,14 +15,12 @@ by default the bench runs both pairs, checkpointing on first (domaintune's defau
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import child
 from overhead import EpochTimer  # noqa: F401 - `+callbacks.timer._target_=__main__.EpochTimer`
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +159,7 @@ def main() -> None:
     args.precision_lightning = "bf16-mixed" if args.precision == "bf16" else "32-true"
     if args.side:
         result = (side_ours if args.side == "ours" else side_hf)(args)
-        print("RESULT " + json.dumps(result), flush=True)
+        child.report(result)
         return
 
     passed = True
@@ -187,12 +185,7 @@ def compare(args, checkpointing: str) -> bool:
     ]
     print(f"activation checkpointing {checkpointing} on both sides:", flush=True)
     for side in ("hf", "ours"):  # one process each: separate peak memory, no shared caches
-        command = [sys.executable, __file__, "--side", side, *arguments]
-        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
-        line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
-        if done.returncode or line is None:
-            sys.exit(f"{side} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-        results[side] = json.loads(line.removeprefix("RESULT "))
+        results[side] = child.run(__file__, ["--side", side, *arguments], side)
         r = results[side]
         print(
             f"  {side:5s}: {r['tokens']} tokens in {r['seconds']:.1f} s = {r['tokens'] / r['seconds']:.0f} tokens/s, "

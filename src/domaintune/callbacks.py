@@ -77,8 +77,8 @@ class BestWeights(pl.Callback):
     trial about 0.4 s an epoch. They travel in last.ckpt with their score and epoch, so a resumed
     run, a retried sweep trial in a folder of its own included, keeps the best of the epochs
     before the interruption. The first epoch is the best so far whatever its score; a later one
-    replaces it only when strictly better (NaN never is, and anything
-    replaces a NaN), as Lightning's ModelCheckpoint does."""
+    replaces it only when strictly better (NaN never is; anything replaces a NaN), as
+    Lightning's ModelCheckpoint does."""
 
     def __init__(self, monitor: str, mode: str):
         self.monitor, self.mode = monitor, mode
