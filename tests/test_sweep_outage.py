@@ -77,3 +77,24 @@ def test_a_sweep_waits_out_a_storage_outage_and_resumes_after_one_it_could_not(t
     states = _states(own_postgres.url)
     assert sum(s in ("COMPLETE", "PRUNED") for s in states) == 4 and "RUNNING" not in states
     assert states[3] == "FAIL" and len(states) == 5  # trial 3 died with its sweep; its retry finished
+
+
+def test_a_stale_check_that_waited_out_the_outage_reports_no_trial(tmp_path, monkeypatch):
+    """The check's answer, read the moment the database came back, would count every beat the
+    outage swallowed: the trial in flight would be failed (this happened under a 30 s outage)."""
+    import sqlalchemy.exc as sa
+    from optuna.storages import RDBStorage
+
+    from domaintune.sweep.outage import PatientRDBStorage
+
+    storage = PatientRDBStorage(f"sqlite:///{tmp_path / 'study.db'}", patience=10, heartbeat_interval=1)
+    tries = []
+
+    def stale_after_one_refusal(self, study_id):
+        tries.append(study_id)
+        if len(tries) == 1:
+            raise sa.OperationalError("SELECT", {}, Exception("connection refused"))
+        return [7]  # trial 7's beats stopped during the outage
+
+    monkeypatch.setattr(RDBStorage, "_get_stale_trial_ids", stale_after_one_refusal)
+    assert storage._get_stale_trial_ids(0) == [] and len(tries) == 2

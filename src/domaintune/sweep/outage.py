@@ -85,9 +85,13 @@ class PatientRDBStorage(RDBStorage):
         return self.grace_period or 2 * interval
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """None while beats missed in an outage may still be missing, also when this very call
+        waited the outage out: its answer, read the moment the database came back, would count
+        every beat the outage swallowed."""
         if self._outage.calming():
             return []
-        return self._wait_out(RDBStorage._get_stale_trial_ids, study_id)
+        stale = self._wait_out(RDBStorage._get_stale_trial_ids, study_id)
+        return [] if self._outage.calming() else stale
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
