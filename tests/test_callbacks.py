@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import torch
 
-from domaintune import callbacks
+from domaintune import callbacks, outputs
 from domaintune.callbacks import BestWeights, LastCheckpoint
 
 
@@ -33,9 +33,12 @@ def test_the_best_weights_are_the_strictly_best_epoch_and_survive_a_resume(tmp_p
     sanity = SimpleNamespace(sanity_checking=True, current_epoch=0, callback_metrics={"val/acc": 0.9})
     best.on_validation_end(sanity, module)  # the sanity check chooses nothing
     assert best.weights is None
-    for epoch, score in enumerate([0.5, 0.7, math.nan, 0.6, 0.7]):  # NaN and a tie do not replace epoch 1
+    scores = [0.5, 0.7, math.nan, 0.6, 0.7]  # NaN and a tie do not replace epoch 1
+    for epoch, score in enumerate(scores):
         validate(best, module, epoch, score)
     assert (best.epoch, best.score) == (1, 0.7) and set(best.weights) == {"trained.weight", "trained.bias"}
+    history = [{"epoch": epoch, "val/acc": score} for epoch, score in enumerate(scores)]
+    assert outputs.best_epoch(history, "val/acc", "max")["epoch"] == best.epoch  # metrics.json's best: the same
 
     torch.save({"best": best.state_dict()}, tmp_path / "last.ckpt")  # as last.ckpt carries it
     resumed = BestWeights(monitor="val/acc", mode="max")
@@ -47,11 +50,14 @@ def test_the_best_weights_are_the_strictly_best_epoch_and_survive_a_resume(tmp_p
 
 def test_a_loss_is_best_when_lowest_and_the_first_epoch_counts_whatever_its_score():
     module, best = Weights(), BestWeights(monitor="val/acc", mode="min")
-    for epoch, score in enumerate([math.nan, 0.4, 0.3, 0.35]):
+    scores = [math.nan, 0.4, 0.3, 0.35]
+    for epoch, score in enumerate(scores):
         validate(best, module, epoch, score)
         if epoch == 0:
             assert best.epoch == 0  # NaN, but nothing better yet
     assert best.epoch == 2
+    history = [{"epoch": epoch, "val/acc": score} for epoch, score in enumerate(scores)]
+    assert outputs.best_epoch(history, "val/acc", "min")["epoch"] == 2
 
 
 def test_the_resume_checkpoint_waits_every_s_seconds_of_training_and_skips_the_last_epoch(tmp_path, monkeypatch):

@@ -4,7 +4,6 @@ interrupted run resumes from."""
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
+from domaintune import direction
 from domaintune.errors import UserError
 
 
@@ -76,9 +76,8 @@ class BestWeights(pl.Callback):
     file at each improving epoch and reading them back at the end cost a full fine-tuning sweep
     trial about 0.4 s an epoch. They travel in last.ckpt with their score and epoch, so a resumed
     run, a retried sweep trial in a folder of its own included, keeps the best of the epochs
-    before the interruption. The first epoch is the best so far whatever its score; a later one
-    replaces it only when strictly better (NaN never is; anything replaces a NaN), as
-    Lightning's ModelCheckpoint does."""
+    before the interruption. Which epoch is best: `direction.improves`, the rule metrics.json's
+    best epoch follows too."""
 
     def __init__(self, monitor: str, mode: str):
         self.monitor, self.mode = monitor, mode
@@ -90,8 +89,7 @@ class BestWeights(pl.Callback):
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
         score = float(trainer.callback_metrics[self.monitor])
-        first = self.score is None or math.isnan(self.score)  # a NaN best is the worst: anything replaces it
-        if not first and not (score > self.score if self.mode == "max" else score < self.score):
+        if not direction.improves(score, self.score, self.mode):
             return
         self.score, self.epoch = score, trainer.current_epoch
         self.weights = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.trainable_state().items()}

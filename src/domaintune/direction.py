@@ -5,10 +5,22 @@ sweep's direction all read the `mode` this settles."""
 
 from __future__ import annotations
 
+import math
+
 from omegaconf import open_dict
 
 from domaintune import kinds, registry
 from domaintune.errors import UserError
+
+
+def improves(value: float, best: float | None, mode: str) -> bool:
+    """Whether `value` becomes the best so far: strictly better than `best` (the earlier of two
+    equal epochs stays best), anything against none yet, and a NaN is the worst (never better,
+    replaced by anything), as Lightning's ModelCheckpoint ranks. The epoch whose weights a run
+    keeps and the epoch metrics.json and a sweep call best are both chosen by this."""
+    if best is None or math.isnan(best):
+        return True
+    return value > best if mode == "max" else value < best
 
 
 def declared(module_class: type, metric: str) -> str | None:

@@ -8,12 +8,16 @@ import json
 import os
 from pathlib import Path
 
+from domaintune import direction
+
 
 def best_epoch(history: list[dict], metric: str, mode: str) -> dict | None:
-    rows = [row for row in history if metric in row]
-    if not rows:
-        return None
-    return (max if mode == "max" else min)(rows, key=lambda row: row[metric])
+    """The epoch whose weights the run kept (`callbacks.BestWeights` chooses by the same rule)."""
+    best = None
+    for row in (row for row in history if metric in row):
+        if direction.improves(row[metric], best[metric] if best else None, mode):
+            best = row
+    return best
 
 
 def write_json(path: Path, data: dict) -> Path:
