@@ -32,8 +32,13 @@ $(STAMP): pyproject.toml Makefile
 run: setup
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/domaintune train
 
+# pytest-xdist: TEST_WORKERS test processes (2: a 2-core machine's cores), each taking the next test
+# when it is free, on one thread each (tests/conftest.py). TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
+TEST := WANDB_MODE=offline $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
+
 test: setup   # the whole suite; the 25 slowest tests are listed at the end
-	WANDB_MODE=offline $(BIN)/python -m pytest --durations=25
+	$(TEST) --durations=25
 
 lint: setup   # ruff: formatting and lint rules in pyproject.toml ([tool.ruff]); CI runs it before the tests
 	$(BIN)/ruff format --check .
@@ -44,7 +49,7 @@ format: setup   # rewrite the files `make lint` would reject for formatting and 
 	$(BIN)/ruff check --fix .
 
 test-fast: setup   # the inner loop, under 3 minutes: no real weights, no sweep over two trials, no extra processes
-	WANDB_MODE=offline $(BIN)/python -m pytest -m "not slow" --durations=10
+	$(TEST) -m "not slow" --durations=10
 
 bench: setup
 	$(BIN)/python bench/overhead.py

@@ -13,11 +13,13 @@ Where this machine does not multiply in bfloat16 natively (domaintune.precision.
 AVX512-BF16/AMX, no CUDA GPU), a bf16 epoch takes hours: the bf16 side then trains the first
 `--emulated-batches` batches of the same epoch (head_init=random: the probe's feature pass
 would take as long again) and its epoch time is extrapolated from them, labelled, with no
-validation accuracy. The table ends with the default `trainer.precision=auto` picks here.
+validation accuracy; `--emulated-batches 0` trains the whole emulated epoch instead (the probe's
+feature pass included, in bf16), which measures its validation accuracy at the cost of that time.
+The table ends with the default `trainer.precision=auto` picks here.
 Model FLOPs: 2 x (non-embedding weights) x padded tokens forward, twice that backward for the
 activations, once more for weight gradients under full fine-tuning (4x LoRA, 6x full).
 
-    python bench/precision.py [--seeds 2] [--recipes lora,full] [--emulated-batches 8]
+    python bench/precision.py [--seeds 2] [--recipes lora,full] [--emulated-batches 8 (0: whole)]
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--recipes", default="lora,full")
-    parser.add_argument("--emulated-batches", type=int, default=8)
+    parser.add_argument("--emulated-batches", type=int, default=8, help="0: the whole epoch where bf16 is emulated")
     parser.add_argument("--cell", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cell:
@@ -141,8 +143,9 @@ def main() -> None:
     rows, chosen = [], {}
     for recipe in args.recipes.split(","):
         for side in ("fp32", "bf16"):
-            limit = None if side == "fp32" or native else args.emulated_batches
-            for seed in range(args.seeds if limit is None else 1):
+            emulated = side == "bf16" and not native
+            limit = args.emulated_batches if emulated and args.emulated_batches else None
+            for seed in range(1 if emulated else args.seeds):  # an emulated epoch once: it is slow
                 r = run_cell(recipe, side, seed, limit)
                 epoch = r["seconds"] * r["epoch_batches"] / r["batches"]
                 flops = (4 if recipe == "lora" else 6) * r["weights"] * r["padded"] / r["seconds"] / 1e9

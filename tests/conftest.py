@@ -1,6 +1,7 @@
 """Fixtures. Configs are composed the way `domaintune train` composes them; the finished runs that
 many tests read (a tiny classification run, a tiny causal run, a small sweep) are trained once per
-session, and a test that writes into one works on its own copy (`copy_run`)."""
+session (once per pytest-xdist worker), and a test that writes into one works on its own copy
+(`copy_run`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,15 @@ from helpers.postgres import Postgres
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 register_resolvers()
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs a worker per core: each multiplies on one thread, and so do the processes its
+    # tests start. Tiny models gain nothing from a second thread, and two workers that each used two
+    # threads would fight over the cores.
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -55,8 +55,6 @@ def test_wheel_in_a_fresh_venv_inits_trains_predicts_and_sweeps(installed, tmp_p
     run([domaintune, "init", "demo"], tmp_path, env)
     project = tmp_path / "demo"
     assert {p.name for p in project.iterdir()} == {"conf", "plugins", "README.md", ".gitignore"}
-    listing = run([domaintune, "plugins"], project, env)
-    assert "demo " in listing and "domaintune_plugins.support" in listing
 
     run([domaintune, "train", "task=demo", "trainer.max_epochs=2"], project, env)
     (run_dir,) = (project / "outputs" / "runs").glob("*/*_demo")

@@ -10,22 +10,27 @@ import time
 
 import pytest
 
-from helpers import BIN, IN_PROCESS, ROOT, TINY_SWEEP, Result, error_line
+from helpers import BIN, IN_PROCESS, ROOT, TINY_SWEEP, Result, cli, error_line
 
 pytestmark = pytest.mark.slow
 
 OUTAGE_S = 30
 
 
-def _sweep(outputs, url: str, n_trials: int, patience: int) -> subprocess.Popen:
-    """The sweep as a user's shell runs it, heartbeats every 2 s (their grace period, 4 s, is far
-    shorter than the outage)."""
-    command = [
-        str(BIN / "domaintune"), "train", "-m", "sweep=optuna", *IN_PROCESS, *TINY_SWEEP,
+def _arguments(url: str, n_trials: int, patience: int) -> list[str]:
+    """The sweep's command line, heartbeats every 2 s (their grace period, 4 s, is far shorter than
+    the outage)."""
+    return [
+        "train", "-m", "sweep=optuna", *IN_PROCESS, *TINY_SWEEP,
         "hydra.sweeper.study_name=outage", f"hydra.sweeper.storage={url}",
         f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.storage_patience={patience}",
         "hydra.sweeper.heartbeat_interval=2",
     ]  # fmt: skip
+
+
+def _sweep(outputs, url: str, n_trials: int, patience: int) -> subprocess.Popen:
+    """The sweep as a user's shell runs it, in a process of its own: the test stops the server under it."""
+    command = [str(BIN / "domaintune"), *_arguments(url, n_trials, patience)]
     env = {**os.environ, "DOMAINTUNE_OUTPUT_DIR": str(outputs)}
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -71,9 +76,8 @@ def test_a_sweep_waits_out_a_storage_outage_and_resumes_after_one_it_could_not(t
 
     # ... and the same command resumes it once the server is back: 4 finished, the dead trial retried.
     own_postgres.start()
-    sweep = _sweep(outputs, own_postgres.url, n_trials=4, patience=3)
-    out, err = sweep.communicate(timeout=300)
-    assert sweep.returncode == 0, err[-3000:]
+    resumed = cli(*_arguments(own_postgres.url, n_trials=4, patience=3), env={"DOMAINTUNE_OUTPUT_DIR": str(outputs)})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     states = _states(own_postgres.url)
     assert sum(s in ("COMPLETE", "PRUNED") for s in states) == 4 and "RUNNING" not in states
     assert states[3] == "FAIL" and len(states) == 5  # trial 3 died with its sweep; its retry finished
