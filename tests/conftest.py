@@ -30,6 +30,25 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist, each worker's share starts with its part of the slow tests. `--dist
+    worksteal` hands worker i the next len(pending) // (workers - i) tests, then moves tests from
+    the back of a busy worker's queue to an idle one: with the long tests first, the last minutes
+    go to short ones instead of one worker finishing a long test while the other idles."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    fast = [item for item in items if not item.get_closest_marker("slow")]
+    ordered = []
+    for i in range(workers):
+        mine = slow[i::workers]
+        taken = max((len(items) - len(ordered)) // (workers - i) - len(mine), 0)
+        ordered += mine + fast[:taken]
+        del fast[:taken]
+    items[:] = ordered + fast
+
+
 @pytest.fixture
 def make_cfg(tmp_path):
     """Compose `conf/` with overrides; run folder and caches go under tmp_path."""

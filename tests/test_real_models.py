@@ -32,7 +32,9 @@ def word_order_rows(path: Path, rows: int = 600, seed: int = 7) -> Path:
 
 
 def test_minilm_fine_tuning_beats_its_frozen_probe_where_word_order_decides(make_cfg, tmp_path):
-    cfg = make_cfg("task=marketing", f"data.path={word_order_rows(tmp_path / 'order.csv')}", "logger=none")
+    # 3 epochs: validation accuracy 0.80, 0.97, 1.00 (2026-12-07; the task's 5 add two more at 1.00)
+    rows = word_order_rows(tmp_path / "order.csv")
+    cfg = make_cfg("task=marketing", f"data.path={rows}", "logger=none", "trainer.max_epochs=3")
     train(cfg)
     metrics = json.loads((Path(cfg.paths.run_dir) / "metrics.json").read_text())
     acc = metrics["verdict"]["metrics"]["acc"]
