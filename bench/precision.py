@@ -10,9 +10,9 @@ the fp32 side with `32-true`. `--seeds N` repeats each cell with seeds 0..N-1: t
 validation accuracy between seeds is the run-to-run spread bf16 must stay within.
 
 Where this machine does not multiply in bfloat16 natively (domaintune.precision.native_bf16: no
-AVX512-BF16/AMX, no CUDA GPU), a bf16 epoch takes hours: the bf16 side then trains the first
+AVX512-BF16/AMX, no CUDA GPU), a bf16 epoch takes over half an hour: the bf16 side then trains the first
 `--emulated-batches` batches of the same epoch (head_init=random: the probe's feature pass
-would take as long again) and its epoch time is extrapolated from them, labelled, with no
+would add minutes more) and its epoch time is extrapolated from them, labelled, with no
 validation accuracy; `--emulated-batches 0` trains the whole emulated epoch instead (the probe's
 feature pass included, in bf16), which measures its validation accuracy at the cost of that time.
 The table ends with the default `trainer.precision=auto` picks here.

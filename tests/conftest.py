@@ -21,7 +21,7 @@ os.environ.setdefault("WANDB_SILENT", "true")
 register_resolvers()
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `make test` runs a worker per core: each multiplies on one thread, and so do the processes its
+    # `make test` runs a worker per core (TEST_WORKERS): each multiplies on one thread, as do the processes its
     # tests start. Tiny models gain nothing from a second thread, and two workers that each used two
     # threads would fight over the cores.
     import torch
