@@ -45,6 +45,9 @@ def test_prepare_cleans_splits_and_reports(tmp_path):
     assert "## The base model" in (out / "report.md").read_text()
     again = cli("prepare", "task=legal", "model=tiny", f"data.path={source}", f"out={out}")
     assert again.returncode == 2 and "already exists" in again.stderr
+    # without out=, a new folder under paths.output_dir (as train's runs), overridden here
+    placed = cli("prepare", "task=legal", "model=tiny", f"data.path={source}", f"paths.output_dir={tmp_path / 'p'}")
+    assert placed.returncode == 0 and len(list((tmp_path / "p" / "prepared").glob("*/*/summary.json"))) == 1
     trained = cli(
         "train",
         "task=legal",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from domaintune.errors import UserError, exit_with
@@ -132,7 +131,7 @@ def learning_curve(args: argparse.Namespace) -> None:
         raise UserError(f"fractions={settings['fractions']}: give shares such as fractions=0.25,0.5,1") from None
     config.check_group_choices(overrides)
     registry.add_plugin_folders()
-    cfg = config.compose_job(overrides, Path("."), Path(os.environ.get("DOMAINTUNE_OUTPUT_DIR", "outputs")))
+    cfg = config.compose_job(overrides, Path("."), None)  # outputs under paths.output_dir
     out = (
         Path(settings["out"])
         if "out" in settings
@@ -164,7 +163,7 @@ def prepare(args: argparse.Namespace) -> None:
     outs = [o.removeprefix("out=") for o in args.overrides if o.startswith("out=")]
     config.check_group_choices(overrides)
     registry.add_plugin_folders()
-    cfg = config.compose_job(overrides, Path("."), Path(os.environ.get("DOMAINTUNE_OUTPUT_DIR", "outputs")))
+    cfg = config.compose_job(overrides, Path("."), None)  # outputs under paths.output_dir
     out = (
         Path(outs[0])
         if outs

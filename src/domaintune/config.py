@@ -28,9 +28,10 @@ def search_dirs(extra: list[str] | None = None) -> list[Path]:
     return dirs
 
 
-def compose_job(overrides: list[str], run_dir: Path, output_dir: Path):
+def compose_job(overrides: list[str], run_dir: Path, output_dir: Path | None):
     """The job config `domaintune train` would get, composed outside a Hydra run (tests, benches):
-    run folder and outputs where given, `${hydra:...}` resolvable, no hydra node."""
+    run folder and outputs where given (`output_dir=None`: `paths.output_dir` as configured and
+    overridden), `${hydra:...}` resolvable, no hydra node."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
@@ -41,7 +42,8 @@ def compose_job(overrides: list[str], run_dir: Path, output_dir: Path):
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
     with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
+        if output_dir is not None:
+            cfg.paths.output_dir = str(output_dir)
         cfg.paths.run_dir = str(run_dir)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
