@@ -64,3 +64,16 @@ def test_the_shared_run_recorded_its_precision_and_predicts_in_it(tiny_run, monk
         half = module(ids, mask)
     assert full.dtype == torch.float32 and not torch.equal(full, half.float())
     assert torch.allclose(full, half.float(), atol=0.1)
+
+
+def test_adamw_is_fused_where_torch_has_the_kernel(tiny_run):
+    """One fused kernel per step (on this CPU 14 ms against 105 ms for MiniLM's weights); a device
+    without the kernel keeps the per-tensor loop."""
+    from types import SimpleNamespace
+
+    module = load_run(tiny_run[0]).module
+    module.trainer = SimpleNamespace(estimated_stepping_batches=10)
+    optimizer = module.configure_optimizers()["optimizer"]
+    assert optimizer.defaults["fused"] and optimizer.param_groups[0]["fused"]
+    module.to("meta")
+    assert not module.configure_optimizers()["optimizer"].defaults["fused"]

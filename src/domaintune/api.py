@@ -296,7 +296,8 @@ class TaskModule(pl.LightningModule, abc.ABC):
     def configure_optimizers(self):
         from transformers import get_scheduler
 
-        optimizer = torch.optim.AdamW(self.param_groups())
+        groups = self.param_groups()
+        optimizer = torch.optim.AdamW(groups, fused=_fused_kernel_for([p for g in groups for p in g["params"]]))
         total = self.trainer.estimated_stepping_batches
         scheduler = get_scheduler(
             self.hparams.get("schedule", "linear"),
@@ -317,3 +318,18 @@ class TaskModule(pl.LightningModule, abc.ABC):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = self._trainable(checkpoint["state_dict"])
+
+
+def _fused_kernel_for(params: list[torch.Tensor]) -> bool:
+    """Whether torch has a fused AdamW kernel for every parameter's device and dtype (CPU, CUDA and
+    more): the same update in one kernel. For MiniLM's 22.7M weights on a 2-core CPU a step took
+    11-15 ms fused against 99-111 ms for torch's per-tensor default, a fifth of a full fine-tuning
+    step (bench/optimizer.py)."""
+    from torch.optim.optimizer import _device_dtype_check_for_fused
+
+    try:
+        for p in params:
+            _device_dtype_check_for_fused(p)
+    except RuntimeError:
+        return False
+    return True
