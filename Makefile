@@ -54,7 +54,7 @@ test-fast: setup   # the inner loop, under 3 minutes: no real weights, no sweep 
 bench: setup
 	$(BIN)/python bench/overhead.py
 
-bench-sweep: setup   # about 65 minutes on 2 CPU cores: the Hugging Face side takes most of it
+bench-sweep: setup   # about 72 minutes on 2 CPU cores: 53 of them the Hugging Face side (7586098)
 	$(BIN)/python bench/sweep.py
 
 bench-causal: setup   # bf16 weights + autocast on both sides; --precision 32 for float32
