@@ -296,9 +296,9 @@ class TaskModule(pl.LightningModule, abc.ABC):
     def configure_optimizers(self):
         from transformers import get_scheduler
 
-        groups = self.param_groups()
-        params = [p for g in groups for p in g["params"]]
-        optimizer = torch.optim.AdamW(groups, fused=_fused_kernel_for(params, self.trainer.precision_plugin))
+        groups = [{**group, "params": list(group["params"])} for group in self.param_groups()]  # generators too
+        fused = _fused_kernel_for([p for g in groups for p in g["params"]], self.trainer.precision_plugin)
+        optimizer = torch.optim.AdamW(groups, fused=fused or None)  # None: torch's default (foreach on CUDA)
         total = self.trainer.estimated_stepping_batches
         scheduler = get_scheduler(
             self.hparams.get("schedule", "linear"),
@@ -323,15 +323,18 @@ class TaskModule(pl.LightningModule, abc.ABC):
 
 def _fused_kernel_for(params: list[torch.Tensor], precision_plugin) -> bool:
     """Whether AdamW can be torch's fused kernel: torch has one for every parameter's device and
-    dtype (CPU, CUDA and more), and the precision is not Lightning's mixed precision (bf16-mixed,
-    16-mixed), which refuses to clip the gradients of an optimizer that unscales them inside its
-    step, as a fused one does. The same update in one kernel: for MiniLM's 22.7M weights on a
-    2-core CPU a step took 11-15 ms fused against 99-111 ms for torch's per-tensor default, a
-    fifth of a full fine-tuning step (bench/optimizer.py)."""
+    dtype (CPU, CUDA and more), and no gradient scaling or mixed precision is in the way. Lightning
+    refuses to clip gradients under `bf16-mixed`/`16-mixed` for an optimizer that unscales them
+    inside its step, as a fused one does, and a plugin's gradient scaler would be skipped. The
+    update is AdamW's, in one kernel instead of a loop over tensors (docs/results.md, "AdamW: one
+    step"); its rounding differs slightly."""
     from lightning.pytorch.plugins.precision import MixedPrecision
-    from torch.optim.optimizer import _device_dtype_check_for_fused
 
-    if isinstance(precision_plugin, MixedPrecision):
+    try:
+        from torch.optim.optimizer import _device_dtype_check_for_fused  # torch's own test; private
+    except ImportError:
+        return False
+    if isinstance(precision_plugin, MixedPrecision) or getattr(precision_plugin, "scaler", None) is not None:
         return False
     try:
         for p in params:
