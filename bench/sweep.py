@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -54,8 +53,14 @@ def make_subset(folder: Path) -> Path:
     val.to_csv(folder / "val.csv", index=False)
     (folder / "test.csv").symlink_to(BANKING77 / "test.csv")
     prepared = folder / "prepared"
-    command = [str(Path(sys.executable).with_name("domaintune")), "prepare", "task=support", f"data.path={folder}"]
-    done = subprocess.run([*command, f"out={prepared}"], cwd=ROOT, capture_output=True, text=True)
+    command = [
+        str(Path(sys.executable).with_name("domaintune")),
+        "prepare",
+        "task=support",
+        f"data.path={folder}",
+        f"out={prepared}",
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"domaintune prepare failed ({done.returncode}):\n{done.stderr[-3000:]}")
     print(done.stdout, end="", flush=True)
@@ -165,17 +170,19 @@ def _probe_start(model_dir: str, train_rows: list[dict], val_rows: list[dict], l
 
 
 def _our_median_pruner(steps_per_epoch: int):
-    """Our median pruner's settings for Hugging Face, which reports at its global step (after epoch
-    e: steps_per_epoch x (e + 1)) where we report the epoch (e): the same warm-up in epochs."""
-    import optuna
+    """Our median pruner (conf/hydra/sweeper/pruner/median.yaml) for Hugging Face, which reports
+    at its global step (after epoch e: steps_per_epoch x (e + 1)) where we report the epoch (e):
+    its step-counted settings are converted, so pruning starts at the same epoch's report."""
     from omegaconf import OmegaConf
 
     from domaintune.config import config_dir
+    from domaintune.sweep.study import build_pruner
 
-    ours = OmegaConf.load(config_dir() / "hydra" / "sweeper" / "pruner" / "median.yaml")
-    return optuna.pruners.MedianPruner(
-        n_startup_trials=ours.n_startup_trials, n_warmup_steps=steps_per_epoch * (ours.n_warmup_steps + 1)
-    )
+    spec = OmegaConf.to_container(OmegaConf.load(config_dir() / "hydra" / "sweeper" / "pruner" / "median.yaml"))
+    spec["n_warmup_steps"] = steps_per_epoch * (spec.get("n_warmup_steps", 0) + 1)
+    if "interval_steps" in spec:
+        spec["interval_steps"] *= steps_per_epoch
+    return build_pruner(spec)
 
 
 def run_hugging_face(data: Path, out: Path, trials: int, epochs: tuple[int, int], recipe: bool) -> dict:
@@ -282,7 +289,7 @@ def run_hugging_face(data: Path, out: Path, trials: int, epochs: tuple[int, int]
         direction="maximize",
         backend="optuna",
         sampler=optuna.samplers.TPESampler(seed=0),
-        pruner=_our_median_pruner(steps_per_epoch=math.ceil(len(train_rows) / args.per_device_train_batch_size)),
+        pruner=_our_median_pruner(len(trainer.get_train_dataloader()) // args.gradient_accumulation_steps),
     )
     optuna.create_study = create_study
     study = found["study"]
