@@ -1,7 +1,7 @@
 """One AdamW step over all-MiniLM-L6-v2's weights (full fine-tuning, 22.7M) and over its LoRA
 adapters (conf/peft/lora.yaml), with torch's three implementations side by side: the per-tensor loop (torch's
 default on CPU), foreach and fused (what `TaskModule.configure_optimizers` picks wherever torch
-has the kernel). Random gradients; the same parameters for every implementation.
+has the kernel, outside mixed precision). Random gradients; the same parameters for every implementation.
 
     python bench/optimizer.py [--steps 20]
 """
