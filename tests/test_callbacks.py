@@ -1,13 +1,18 @@
 """The callbacks that decide what a run keeps: the best epoch's weights (in memory, carried
-through a resume) and how often the resume checkpoint is written."""
+through a resume), how often the resume checkpoint is written, and freed memory kept for the
+next step while fitting."""
 
+import ctypes
 import math
+import resource
 from types import SimpleNamespace
 
+import pytest
 import torch
+from hydra.utils import instantiate
 
-from domaintune import callbacks, outputs
-from domaintune.callbacks import BestWeights, LastCheckpoint
+from domaintune import allocator, callbacks, outputs
+from domaintune.callbacks import BestWeights, LastCheckpoint, ReuseFreedMemory
 
 
 class Weights(torch.nn.Module):
@@ -86,3 +91,33 @@ def test_the_resume_checkpoint_waits_every_s_seconds_of_training_and_skips_the_l
         trainer.current_epoch = epoch
         every.on_train_epoch_end(trainer, None)
     assert written == [0, 1, 2, 3, 4]  # every epoch but the last
+
+
+def faults_of_large_blocks() -> int:
+    """Page faults of 5 blocks of 64 MiB, each allocated, written and freed, as a training step
+    does with a large gradient."""
+    libc = allocator._glibc()
+    libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+    libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+    faults = []
+    for _ in range(6):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        block = libc.malloc(64 << 20)
+        libc.memset(block, 1, 64 << 20)
+        libc.free(block)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    return sum(faults[1:])  # the first may grow the heap
+
+
+@pytest.mark.skipif(allocator._glibc() is None, reason="the allocator setting is glibc's")
+def test_while_fitting_large_blocks_are_reused_instead_of_faulted_in_again(make_cfg):
+    reuse = instantiate(make_cfg().callbacks.reuse_freed_memory)  # on by default
+    assert isinstance(reuse, ReuseFreedMemory)
+    unmapped = faults_of_large_blocks()  # glibc's default: every 64 MiB block is a fresh mapping
+    assert unmapped > 5 * 8000
+    reuse.on_fit_start(None, None)
+    try:
+        assert faults_of_large_blocks() < unmapped / 20
+    finally:
+        reuse.on_fit_end(None, None)
+    assert faults_of_large_blocks() > unmapped / 2  # after the fit, glibc's defaults again

@@ -1,6 +1,6 @@
 """Callbacks every run uses: fail fast on a metric that is never logged, keep the epoch history,
-keep the best epoch's weights (across a resume too), and keep a last checkpoint that an
-interrupted run resumes from."""
+keep the best epoch's weights (across a resume too), keep a last checkpoint that an
+interrupted run resumes from, and keep freed memory for reuse while fitting."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
-from domaintune import direction
+from domaintune import allocator, direction
 from domaintune.errors import UserError
 
 
@@ -168,6 +168,21 @@ class LastCheckpoint(Checkpoint):
         torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+class ReuseFreedMemory(pl.Callback):
+    """glibc's malloc keeps freed memory for the next step while the model fits, instead of
+    unmapping large blocks and faulting their pages in again every step (`domaintune.allocator`),
+    and gives it back when the fit ends."""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        allocator.keep_freed_memory()
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        allocator.give_back_freed_memory()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        allocator.give_back_freed_memory()  # a pruned or failed trial: the next one starts afresh
 
 
 class FiniteLoss(pl.Callback):
