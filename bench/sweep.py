@@ -12,11 +12,12 @@ both; the median pruner, its warm-up converted to Hugging Face's global steps), 
 the other on this machine: what differs is the sweep and training machinery. Each side is a
 process of its own, timed from its start to its end: imports, reading and tokenizing the data,
 the probe the head starts from, the trials. Our wall time also holds the one test of the best
-trial that every domaintune sweep ends with (Hugging Face's tests nothing). `--hf naive` adds Hugging Face's documented default instead
-(AutoModelForSequenceClassification: an untrained [CLS]-pooler head, one learning rate, no
-smoothing), labelled as such. Prints both wall times, both best validation accuracies, the
-ratio, the linear-probe baseline and our per-trial fixed cost after the first trial (a trial's
-wall time minus its training, validation and sanity-check steps).
+trial that every domaintune sweep ends with (Hugging Face's tests nothing). `--hf naive` adds
+Hugging Face's documented default instead (AutoModelForSequenceClassification: an untrained
+[CLS]-pooler head, one learning rate, no smoothing), labelled as such. Prints both wall times,
+the epochs each side trained, both best validation accuracies, the ratio, the linear-probe
+baseline and our per-trial fixed cost after the first trial (a trial's wall time minus its
+training, validation and sanity-check steps).
 
     python bench/sweep.py [--trials 16] [--max-epochs 5] [--hf recipe|naive|both|none]
 """
@@ -114,6 +115,7 @@ def run_domaintune(data: Path, out: Path, trials: int, epochs: tuple[int, int]) 
         "seconds": seconds,
         "best": study.best_value,
         "pruned": sum(t.state.name == "PRUNED" for t in study.trials),
+        "epochs": epochs_run(study),
         "fixed": fixed,
         "baseline": _probe(out),
     }
@@ -306,7 +308,13 @@ def run_hugging_face(data: Path, out: Path, trials: int, epochs: tuple[int, int]
     )
     optuna.create_study = create_study
     study = found["study"]
-    return {"best": best.objective, "pruned": sum(t.state.name == "PRUNED" for t in study.trials)}
+    pruned = sum(t.state.name == "PRUNED" for t in study.trials)
+    return {"best": best.objective, "pruned": pruned, "epochs": epochs_run(study)}
+
+
+def epochs_run(study) -> int:
+    """Epochs trained by all trials: both sides report to the pruner once after each epoch."""
+    return sum(len(trial.intermediate_values) for trial in study.trials)
 
 
 def hugging_face_in_a_process(data: Path, out: Path, trials: int, max_epochs: int, side: str) -> dict:
@@ -343,7 +351,7 @@ def main() -> None:
     ours = run_domaintune(data, work / "ours", args.trials, (1, args.max_epochs))
     print(
         f"domaintune: {ours['seconds']:.0f} s, best val acc {ours['best']:.4f}, pruned {ours['pruned']} of "
-        f"{args.trials}",
+        f"{args.trials}, {ours['epochs']} epochs",
         flush=True,
     )
     if ours["fixed"]:
@@ -370,7 +378,7 @@ def main() -> None:
         print(
             f"Hugging Face hyperparameter_search ({label}): {theirs['seconds']:.0f} s, best val acc "
             f"{theirs['best']:.4f}, "
-            f"pruned {theirs['pruned']} of {args.trials}\n"
+            f"pruned {theirs['pruned']} of {args.trials}, {theirs['epochs']} epochs\n"
             f"  wall time ratio domaintune / Hugging Face: {ratio:.3f}  (bar <= 0.4); best val acc difference "
             f"{gap:+.4f} "
             f"(bar >= -0.005)",

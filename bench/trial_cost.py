@@ -4,7 +4,7 @@ batches a trial, with timers around each phase of a trial besides its batches. P
 trial's wall time, batches and fixed cost (wall time less its train/validation epochs and sanity
 check, as bench/sweep.py computes it), then per phase the number of calls, total and median.
 
-    python bench/trial_cost.py [--trials 6]
+    python bench/trial_cost.py [--trials 6] [override ...]   # e.g. callbacks.reuse_freed_memory=null
 """
 
 from __future__ import annotations
@@ -40,13 +40,14 @@ def timed(owner, name: str, label: str | None = None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("overrides", nargs="*", help="more overrides of every trial's config")
     args = parser.parse_args()
 
     import hydra._internal.config_loader_impl as hydra_config
     import lightning.pytorch as pl
     import optuna
 
-    from domaintune import callbacks, outputs, runs
+    from domaintune import allocator, callbacks, outputs, runs
     from domaintune.cli import main as domaintune
     from domaintune.sweep import report
 
@@ -59,6 +60,8 @@ def main() -> None:
     timed(outputs, "save_artifacts", "run folder weights written")
     timed(outputs, "plot_learning_curve", "learning-curve plot")
     timed(report, "write", "sweep report rewritten")
+    timed(allocator, "keep_freed_memory", "freed memory kept (fit start)")
+    timed(allocator, "give_back_freed_memory", "freed memory given back (fit end)")
 
     work = Path(tempfile.mkdtemp(prefix="trial-cost-"))
     data = make_subset(work / "data")
@@ -72,6 +75,7 @@ def main() -> None:
                 "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
                 f"hydra.sweeper.params.module.lr=tag(log, interval({LR[0]}, {LR[1]}))",
                 "hydra.sweeper.params.trainer.max_epochs=int(interval(1, 2))",
+                *args.overrides,
             ]
         )  # fmt: skip
     except SystemExit as stop:
