@@ -4,9 +4,8 @@ glibc hands every allocation above its mmap threshold (at most 32 MiB) to the ke
 mapping and unmaps it when freed, so the next one faults in every page again. A training step
 allocates such blocks each time: full fine-tuning of MiniLM makes a 47 MB dense gradient for the
 word embeddings alone. With mmap off and the top of the heap kept, the same blocks are reused from
-the heap: on a 2-core CPU, 540,000 fewer page faults in 2 epochs of MiniLM on 1,944 rows and a
-median epoch 0.965x as long, at the same peak memory (`bench/allocator.py`). Elsewhere (macOS,
-musl, Windows) this does nothing.
+the heap, at the same peak memory (measured by `bench/allocator.py`; the figures are in
+docs/results.md, "Keeping freed memory"). Elsewhere (macOS, musl, Windows) this does nothing.
 """
 
 from __future__ import annotations
