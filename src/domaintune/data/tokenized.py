@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -10,13 +11,18 @@ import numpy as np
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """Hash of everything that decides the ids: the full tokenizer definition when it is a fast one."""
+    """Hash of everything that decides the ids: the full tokenizer definition when it is a fast one,
+    less the truncation and padding that a call leaves set on it (each call sets its own). With them,
+    the same tokenizer had another fingerprint once it had tokenized, and a sweep's second trial read,
+    cleaned and tokenized the data again."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    described = (
-        backend.to_str()
-        if backend is not None
-        else f"{type(tokenizer).__name__}:{tokenizer.name_or_path}:{len(tokenizer)}"
-    )
+    if backend is None:
+        described = f"{type(tokenizer).__name__}:{tokenizer.name_or_path}:{len(tokenizer)}"
+    else:
+        definition = json.loads(backend.to_str())
+        for call_setting in ("truncation", "padding"):
+            definition.pop(call_setting, None)
+        described = json.dumps(definition, sort_keys=True)
     return hashlib.sha256(described.encode()).hexdigest()
 
 
