@@ -63,3 +63,25 @@ def test_wandb_summary_holds_the_verdict_figures():
     assert flat["verdict/acc/fine_tuned"] == 0.9 and flat["verdict/acc/base"] == 0.6
     assert flat["verdict/acc/ci95_low"] > 0 and flat["verdict/line"].startswith("fine-tuning improved acc")
     assert verdict_summary(None) == {}
+
+
+def test_a_failed_weights_write_fails_the_run_folder_after_the_curve_is_drawn(tmp_path):
+    """The weights are written on a thread while the learning curve is drawn: an error there must
+    reach the run, not die with the thread (the folder would then look complete without weights)."""
+    import pytest
+    from omegaconf import OmegaConf
+
+    from domaintune.outputs import save_artifacts
+
+    class NoRoom:
+        def save_artifacts(self, folder):
+            raise OSError(28, "No space left on device")
+
+    class Data:
+        def save_artifacts(self, folder):
+            pass
+
+    run = tmp_path / "run"
+    with pytest.raises(OSError, match="No space left"):
+        save_artifacts(run, OmegaConf.create({"optimized_metric": "val/acc"}), Data(), NoRoom(), HISTORY, [])
+    assert (run / "config.yaml").is_file() and (run / "learning_curve.png").is_file()

@@ -84,15 +84,22 @@ def cost(history: list[dict], module) -> dict:
     }
 
 
-def save_artifacts(run_dir: Path, cfg, datamodule, module, checkpoints: list[str]) -> None:
-    """The resolved config and the best weights; the resume checkpoint goes, and its folder when it
-    is left empty."""
+def save_artifacts(run_dir: Path, cfg, datamodule, module, history: list[dict], checkpoints: list[str]) -> None:
+    """The resolved config, the best weights and the learning curve; the resume checkpoint goes, and
+    its folder when it is left empty. The weights are written on a thread while the curve is drawn:
+    safetensors writes without holding the GIL, so a sweep's next trial waits for the longer of the
+    two instead of both."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from omegaconf import OmegaConf
 
     run_dir.mkdir(parents=True, exist_ok=True)  # a run without checkpoints has written nothing there yet
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     datamodule.save_artifacts(run_dir)
-    module.save_artifacts(run_dir)
+    with ThreadPoolExecutor(1, thread_name_prefix="weights") as disk:
+        weights = disk.submit(module.save_artifacts, run_dir)
+        plot_learning_curve(history, cfg.optimized_metric, run_dir / "learning_curve.png")
+        weights.result()
     remove_checkpoints(checkpoints)
 
 

@@ -100,16 +100,15 @@ def train(cfg: DictConfig) -> float | None:
         if not trainer.is_global_zero:
             return None
 
-        # The run folder: config, weights, metrics.json (with the verdict), learning curve.
+        # The run folder: config, weights, learning curve, metrics.json (with the verdict).
         metrics = outputs.run_metrics(cfg, trainer, history, datamodule, module, test_results, time.time() - started)
-        outputs.save_artifacts(run_dir, cfg, datamodule, module, [str(last)] if last else [])
+        outputs.save_artifacts(run_dir, cfg, datamodule, module, metrics["history"], [str(last)] if last else [])
         if earlier is not None:  # forgetting: the earlier run's test set, before and after
             metrics["regression"] = continual.regression_check(
                 cfg, module, earlier, datamodule.datasets["train"], datamodule
             )
         if resume_from is not None:
             metrics["resumed_from"] = str(resume_from)
-        outputs.plot_learning_curve(metrics["history"], cfg.optimized_metric, run_dir / "learning_curve.png")
         RunFolder(run_dir).write_metrics(metrics)  # last: from here on the run folder is finished
         tracker_summary.update(outputs.tracker_summary(metrics))
     print(outputs.summary_text(metrics), flush=True)
